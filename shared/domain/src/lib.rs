@@ -1,0 +1,9 @@
+//! testrelay's domain: the canonical test-run model, report parsers, configuration, the ports
+//! every adapter implements, and the ingest and delivery services written against those ports.
+//!
+//! This crate has no AWS, Lambda or HTTP-server dependency: the same code runs in the Lambda
+//! functions and in `testrelay serve`.
+
+pub mod ids;
+pub mod model;
+pub mod parse;
