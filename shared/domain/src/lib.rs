@@ -4,6 +4,9 @@
 //! This crate has no AWS, Lambda or HTTP-server dependency: the same code runs in the Lambda
 //! functions and in `testrelay serve`.
 
+pub mod config;
 pub mod ids;
 pub mod model;
 pub mod parse;
+pub mod ports;
+pub mod signing;

@@ -523,3 +523,107 @@ fn first_line(text: &str) -> Option<String> {
     push_capped(&mut out, line, MESSAGE_CAP);
     Some(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse;
+    use crate::model::Status;
+
+    #[test]
+    fn reads_a_single_testsuite_root_with_all_outcomes() {
+        let xml = br#"<?xml version="1.0"?>
+<testsuite name="unit" time="1,5">
+  <testcase name="ok" classname="a.B" time="0.25" file="a/b.py" line="12"/>
+  <testcase name="bad" classname="a.B"><failure message="expected 1" type="AssertionError"><![CDATA[trace <here>]]></failure></testcase>
+  <testcase name="boom"><error>NullPointer&#10;at x</error></testcase>
+  <testcase name="later"><skipped message="not today"/></testcase>
+  <testcase name="odd" time="N/A"><system-out>lots</system-out></testcase>
+</testsuite>"#;
+        let r = parse(xml).unwrap();
+        let cases: Vec<_> = r.cases().collect();
+        assert_eq!(cases.len(), 5);
+        assert_eq!(r.suites[0].duration_ms, Some(1500.0));
+        assert_eq!(cases[0].duration_ms, Some(250.0));
+        assert_eq!(cases[0].file.as_deref(), Some("a/b.py"));
+        assert_eq!(cases[0].line, Some(12));
+        assert_eq!(cases[1].status, Status::Failed);
+        assert_eq!(cases[1].message.as_deref(), Some("expected 1"));
+        assert_eq!(cases[1].trace.as_deref(), Some("trace <here>"));
+        assert_eq!(cases[2].status, Status::Error);
+        assert_eq!(cases[2].message.as_deref(), Some("NullPointer"));
+        assert_eq!(cases[2].trace.as_deref(), Some("NullPointer\nat x"));
+        assert_eq!(cases[3].status, Status::Skipped);
+        assert_eq!(cases[3].message.as_deref(), Some("not today"));
+        assert_eq!(cases[4].duration_ms, None);
+        let s = r.summary();
+        assert_eq!((s.total, s.passed, s.failed, s.errored, s.skipped), (5, 2, 1, 1, 1));
+    }
+
+    #[test]
+    fn flattens_nested_suites_and_reads_properties() {
+        let xml = br#"<testsuites><testsuite name="outer">
+  <testcase name="a"><properties><property name="test_id" value="C12"/><property name="note">multi
+line</property></properties></testcase>
+  <testsuite name="inner"><testcase name="b"/></testsuite>
+</testsuite></testsuites>"#;
+        let r = parse(xml).unwrap();
+        let names: Vec<_> = r.suites.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["outer", "outer / inner"]);
+        let a = &r.suites[0].cases[0];
+        assert_eq!(a.property("test_id"), Some("C12"));
+        assert_eq!(a.property("note"), Some("multi\nline"));
+    }
+
+    #[test]
+    fn surefire_flaky_and_rerun_failures() {
+        let xml = br#"<testsuite name="s">
+  <testcase name="flaky"><flakyFailure message="first try"><stackTrace>at x</stackTrace></flakyFailure></testcase>
+  <testcase name="stubborn"><failure message="no"/><rerunFailure message="no"/><rerunFailure message="no"/></testcase>
+</testsuite>"#;
+        let r = parse(xml).unwrap();
+        let cases: Vec<_> = r.cases().collect();
+        assert_eq!(cases[0].status, Status::Flaky);
+        assert_eq!(cases[0].retries, 1);
+        assert_eq!(cases[0].message.as_deref(), Some("first try"));
+        assert_eq!(cases[1].status, Status::Failed);
+        assert_eq!(cases[1].retries, 2);
+    }
+
+    #[test]
+    fn bom_and_huge_system_out() {
+        let mut xml = b"\xEF\xBB\xBF<testsuite name=\"s\"><system-out>".to_vec();
+        xml.extend(std::iter::repeat_n(b'x', 20 << 20));
+        xml.extend_from_slice(b"</system-out><testcase name=\"t\"/></testsuite>");
+        let r = crate::parse::parse(&xml, None).unwrap();
+        assert_eq!(r.summary().total, 1);
+    }
+
+    #[test]
+    fn refuses_doctype_xxe_and_billion_laughs() {
+        let xxe = br#"<?xml version="1.0"?>
+<!DOCTYPE foo [ <!ENTITY xxe SYSTEM "file:///etc/passwd"> ]>
+<testsuite name="&xxe;"/>"#;
+        let e = parse(xxe).unwrap_err();
+        assert!(e.message.contains("DOCTYPE"), "{e}");
+        assert_eq!(e.line, Some(2));
+        let lol = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><testsuite name="&lol2;"/>"#;
+        assert!(parse(lol).unwrap_err().message.contains("DOCTYPE"));
+        // Without a DOCTYPE, an entity reference is simply undefined.
+        let e = parse(b"<testsuite>\n<testcase name=\"a\"><failure>&xxe;</failure></testcase></testsuite>").unwrap_err();
+        assert!(e.message.contains("undefined entity &xxe;"), "{e}");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn broken_documents_say_what_and_where() {
+        let e = parse(b"<testsuite name=\"s\">\n  <testcase name=\"a\">\n").unwrap_err();
+        assert!(e.message.contains("<testcase> (opened on line 2)"), "{e}");
+        let e = parse(b"<testsuite>\n<testcase name=\"a\"></testsuite>").unwrap_err();
+        assert!(e.message.contains("malformed XML"), "{e}");
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = parse(b"<html><body/></html>").unwrap_err();
+        assert!(e.message.contains("found <html>"), "{e}");
+        let e = parse(b"<testsuite/><testsuite/>").unwrap_err();
+        assert!(e.message.contains("second root"), "{e}");
+    }
+}
