@@ -161,7 +161,9 @@ impl ConnectorConfig {
 }
 
 /// The kinds of connector; each is a deploy unit (its own queue and delivery function).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectorKind {
     Webhook,
@@ -259,7 +261,10 @@ impl Config {
                     key.id
                 ));
             } else if !seen_hashes.insert(h.to_ascii_lowercase()) {
-                errors.push(format!("api_keys[{i}].sha256 (id {}): the same key is listed twice", key.id));
+                errors.push(format!(
+                    "api_keys[{i}].sha256 (id {}): the same key is listed twice",
+                    key.id
+                ));
             }
             for p in key.projects.iter().flatten() {
                 if !self.projects.contains_key(p) {
@@ -362,7 +367,9 @@ secret = { env = "TEAM_SECRET" }
     #[test]
     fn syntax_and_unknown_keys_name_the_line() {
         let bad = GOOD.replace("listen =", "lisen =");
-        let e = Config::from_toml(&bad, "testrelay.toml").unwrap_err().to_string();
+        let e = Config::from_toml(&bad, "testrelay.toml")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("testrelay.toml"), "{e}");
         assert!(e.contains("line 3"), "{e}");
         assert!(e.contains("lisen"), "{e}");
@@ -376,17 +383,29 @@ secret = { env = "TEAM_SECRET" }
             .replace("9f86d08", "zz86d08");
         let e = Config::from_toml(&bad, "t.toml").unwrap_err();
         let all = e.to_string();
-        assert!(all.contains("projects.web.connectors[0]: unknown connector \"teams\""), "{all}");
-        assert!(all.contains("connectors.team.url: plain http is refused"), "{all}");
+        assert!(
+            all.contains("projects.web.connectors[0]: unknown connector \"teams\""),
+            "{all}"
+        );
+        assert!(
+            all.contains("connectors.team.url: plain http is refused"),
+            "{all}"
+        );
         assert!(all.contains("api_keys[0].sha256 (id ci)"), "{all}");
         assert_eq!(e.0.len(), 3);
     }
 
     #[test]
     fn secrets_are_references_only() {
-        let bad = GOOD.replace("secret = { env = \"TEAM_SECRET\" }", "secret = \"whsec_abc\"");
+        let bad = GOOD.replace(
+            "secret = { env = \"TEAM_SECRET\" }",
+            "secret = \"whsec_abc\"",
+        );
         let e = Config::from_toml(&bad, "t.toml").unwrap_err().to_string();
-        assert!(e.contains("line ") && e.contains("must be a reference"), "{e}");
+        assert!(
+            e.contains("line ") && e.contains("must be a reference"),
+            "{e}"
+        );
         assert!(!e.contains("whsec_abc"), "a secret was echoed: {e}");
     }
 

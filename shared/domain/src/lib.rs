@@ -5,8 +5,14 @@
 //! functions and in `testrelay serve`.
 
 pub mod config;
+pub mod delivery;
+pub mod error;
 pub mod ids;
+pub mod ingest;
 pub mod model;
 pub mod parse;
+pub mod payload;
 pub mod ports;
+pub mod retry;
 pub mod signing;
+pub mod worker;

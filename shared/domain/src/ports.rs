@@ -339,13 +339,20 @@ pub trait Connector: Send + Sync {
     fn kind(&self) -> ConnectorKind;
     /// Delivers `run`. Must be safe to call again for the same `ctx.event_id` after any
     /// failure (receivers dedupe on the event id; multi-step connectors checkpoint).
-    async fn deliver(&self, run: &TestRun, ctx: &DeliveryContext) -> Result<Delivered, DeliveryError>;
+    async fn deliver(
+        &self,
+        run: &TestRun,
+        ctx: &DeliveryContext,
+    ) -> Result<Delivered, DeliveryError>;
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn rfc3339_is_utc_millis() {
-        assert_eq!(super::rfc3339(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            super::rfc3339(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

@@ -41,7 +41,10 @@ impl WebhookSecret {
     pub fn generate() -> (Self, String) {
         let bytes: [u8; 32] = rand::random();
         let text = format!("whsec_{}", STANDARD.encode(bytes));
-        (WebhookSecret(SecretBox::new(Box::new(bytes.to_vec()))), text)
+        (
+            WebhookSecret(SecretBox::new(Box::new(bytes.to_vec()))),
+            text,
+        )
     }
 
     fn mac(&self, id: &str, timestamp: u64, body: &[u8]) -> Hmac<Sha256> {
@@ -81,7 +84,10 @@ pub fn verify(
     body: &[u8],
     now_secs: u64,
 ) -> Result<(), VerifyError> {
-    let ts: u64 = timestamp.trim().parse().map_err(|_| VerifyError::Malformed)?;
+    let ts: u64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| VerifyError::Malformed)?;
     if ts.abs_diff(now_secs) > TOLERANCE_SECS {
         return Err(VerifyError::Timestamp);
     }
@@ -115,7 +121,10 @@ mod tests {
         let body = br#"{"test": 2432232314}"#;
         let sig = secret.sign(id, 1614265330, body);
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-        assert_eq!(verify(&[secret], id, "1614265330", &sig, body, 1614265330), Ok(()));
+        assert_eq!(
+            verify(&[secret], id, "1614265330", &sig, body, 1614265330),
+            Ok(())
+        );
     }
 
     #[test]
@@ -123,9 +132,18 @@ mod tests {
         let (secret, _) = WebhookSecret::generate();
         let sig = secret.sign("id", 1000, b"body");
         let s = [secret];
-        assert_eq!(verify(&s, "id", "1000", &sig, b"bodx", 1000), Err(VerifyError::Mismatch));
-        assert_eq!(verify(&s, "id", "1000", &sig, b"body", 1000 + 301), Err(VerifyError::Timestamp));
-        assert_eq!(verify(&s, "id", "1000", "v2,abc", b"body", 1000), Err(VerifyError::Malformed));
+        assert_eq!(
+            verify(&s, "id", "1000", &sig, b"bodx", 1000),
+            Err(VerifyError::Mismatch)
+        );
+        assert_eq!(
+            verify(&s, "id", "1000", &sig, b"body", 1000 + 301),
+            Err(VerifyError::Timestamp)
+        );
+        assert_eq!(
+            verify(&s, "id", "1000", "v2,abc", b"body", 1000),
+            Err(VerifyError::Malformed)
+        );
         let rotated = format!("v1,AAAA {sig}");
         assert_eq!(verify(&s, "id", "1000", &rotated, b"body", 1000), Ok(()));
     }

@@ -556,7 +556,10 @@ mod tests {
         assert_eq!(cases[3].message.as_deref(), Some("not today"));
         assert_eq!(cases[4].duration_ms, None);
         let s = r.summary();
-        assert_eq!((s.total, s.passed, s.failed, s.errored, s.skipped), (5, 2, 1, 1, 1));
+        assert_eq!(
+            (s.total, s.passed, s.failed, s.errored, s.skipped),
+            (5, 2, 1, 1, 1)
+        );
     }
 
     #[test]
@@ -609,7 +612,10 @@ line</property></properties></testcase>
         let lol = br#"<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]><testsuite name="&lol2;"/>"#;
         assert!(parse(lol).unwrap_err().message.contains("DOCTYPE"));
         // Without a DOCTYPE, an entity reference is simply undefined.
-        let e = parse(b"<testsuite>\n<testcase name=\"a\"><failure>&xxe;</failure></testcase></testsuite>").unwrap_err();
+        let e = parse(
+            b"<testsuite>\n<testcase name=\"a\"><failure>&xxe;</failure></testcase></testsuite>",
+        )
+        .unwrap_err();
         assert!(e.message.contains("undefined entity &xxe;"), "{e}");
         assert_eq!(e.line, Some(2));
     }

@@ -1,0 +1,543 @@
+//! The ingest service: authenticate, check, decode, parse, then store and enqueue.
+//!
+//! Policy: every check that can reject a request runs before anything is written, so a
+//! rejected request stores nothing and enqueues nothing. An accepted request is written in
+//! the order blob -> run record -> messages; a crash part-way is repaired by the client's
+//! retry with the same `Idempotency-Key` (the run id is derived from it, and every write
+//! is idempotent).
+
+use crate::config::{ApiKeyConfig, Config, ConnectorKind, hash_api_key};
+use crate::error::ApiError;
+use crate::ids::{ConnectorName, IdempotencyKey, ProjectName, RunId};
+use crate::model::{Format, RunMeta, Summary, TestRun};
+use crate::parse;
+use crate::ports::{
+    BlobStore, Claim, Clock, Created, DeliveryMessage, DeliveryQueue, DeliveryRecord,
+    DeliveryState, IdempotencyStore, RunRecord, RunStore, rfc3339, run_blob_key,
+};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Arc;
+
+/// How long a completed `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_TTL_MS: u64 = 24 * 60 * 60 * 1000;
+/// How long one request may hold a key before another may take over.
+pub const IDEMPOTENCY_LEASE_MS: u64 = 60 * 1000;
+
+/// The adapters the services run on, chosen at start-up (AWS or embedded).
+#[derive(Clone)]
+pub struct Ports {
+    pub blobs: Arc<dyn BlobStore>,
+    pub runs: Arc<dyn RunStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub queue: Arc<dyn DeliveryQueue>,
+    pub clock: Arc<dyn Clock>,
+}
+
+/// A report upload as the HTTP edge received it.
+#[derive(Debug, Clone, Default)]
+pub struct Submission {
+    pub authorization: Option<String>,
+    /// The raw query string, without `?`.
+    pub query: Option<String>,
+    pub content_encoding: Option<String>,
+    pub idempotency_key: Option<String>,
+    pub body: Bytes,
+}
+
+/// The 202 answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub run_id: RunId,
+    pub status_url: String,
+    pub deliveries: Vec<QueuedDelivery>,
+    pub summary: Summary,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedDelivery {
+    pub connector: ConnectorName,
+    pub kind: ConnectorKind,
+    pub state: DeliveryState,
+}
+
+/// The answer to a submission, and whether it replays an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubmitResult {
+    pub accepted: Accepted,
+    pub replayed: bool,
+}
+
+/// `GET /v1/runs/{id}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunStatus {
+    #[serde(flatten)]
+    pub record: RunRecord,
+    pub status_url: String,
+}
+
+pub struct IngestService {
+    config: Arc<Config>,
+    keys: HashMap<String, ApiKeyConfig>,
+    ports: Ports,
+}
+
+/// Run metadata from the query string, checked.
+#[derive(Debug)]
+struct Params {
+    meta: RunMeta,
+    project: ProjectName,
+    format: Option<Format>,
+}
+
+impl IngestService {
+    pub fn new(config: Arc<Config>, ports: Ports) -> Self {
+        let keys = config
+            .api_keys
+            .iter()
+            .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
+            .collect();
+        IngestService {
+            config,
+            keys,
+            ports,
+        }
+    }
+
+    /// Looks the bearer token up by its hash: the key itself is never stored or compared.
+    fn authenticate(&self, authorization: Option<&str>) -> Result<&ApiKeyConfig, ApiError> {
+        let header = authorization.ok_or_else(|| {
+            ApiError::unauthorized("send the API key as 'Authorization: Bearer <key>'")
+        })?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                ApiError::unauthorized("the Authorization header must be 'Bearer <key>'")
+            })?;
+        self.keys
+            .get(&hash_api_key(token))
+            .ok_or_else(|| ApiError::unauthorized("unknown API key"))
+    }
+
+    fn may_access(key: &ApiKeyConfig, project: &ProjectName) -> bool {
+        key.projects.as_ref().is_none_or(|ps| ps.contains(project))
+    }
+
+    pub async fn submit(&self, req: Submission) -> Result<SubmitResult, ApiError> {
+        let key = self.authenticate(req.authorization.as_deref())?;
+        let params = parse_params(req.query.as_deref().unwrap_or(""))?;
+        let project = self.config.projects.get(&params.project).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown project {:?}: it must be configured under [projects.{}]",
+                params.project.as_str(),
+                params.project
+            ))
+        })?;
+        if !Self::may_access(key, &params.project) {
+            return Err(ApiError::forbidden(format!(
+                "API key {:?} may not post to project {:?}",
+                key.id.as_str(),
+                params.project.as_str()
+            )));
+        }
+        let idempotency_key = req
+            .idempotency_key
+            .as_deref()
+            .map(IdempotencyKey::parse)
+            .transpose()
+            .map_err(ApiError::bad_request)?;
+        let max_wire = self.config.server.max_body_bytes;
+        if req.body.len() > max_wire {
+            return Err(ApiError::too_large(format!(
+                "the body is {} bytes; the limit is {max_wire} bytes (gzip it: Content-Encoding: gzip)",
+                req.body.len()
+            )));
+        }
+        let body = decode_body(
+            &req.body,
+            req.content_encoding.as_deref(),
+            self.config.server.max_decompressed_bytes,
+        )?;
+        let report = parse::parse(&body, params.format)
+            .map_err(|e| ApiError::invalid_report(e.to_string()))?;
+        let summary = report.summary();
+
+        let now = self.ports.clock.now_ms();
+        let claim_key = idempotency_key
+            .as_ref()
+            .map(|k| format!("ingest/{}/{}", key.id, k.as_str()));
+        let fingerprint = request_fingerprint(req.query.as_deref().unwrap_or(""), &req.body);
+        if let Some(claim_key) = &claim_key {
+            match self
+                .ports
+                .idempotency
+                .claim(
+                    claim_key,
+                    &fingerprint,
+                    now,
+                    now + IDEMPOTENCY_LEASE_MS,
+                    now + IDEMPOTENCY_TTL_MS,
+                )
+                .await
+                .map_err(|e| store_unavailable(&e))?
+            {
+                Claim::Acquired => {}
+                Claim::Completed {
+                    fingerprint: f,
+                    response,
+                } if f == fingerprint => {
+                    let accepted: Accepted = serde_json::from_str(&response).map_err(|e| {
+                        ApiError::unavailable(format!("stored idempotent response unreadable: {e}"))
+                    })?;
+                    return Ok(SubmitResult {
+                        accepted,
+                        replayed: true,
+                    });
+                }
+                Claim::InProgress { fingerprint: f } if f == fingerprint => {
+                    return Err(ApiError::idempotency_in_progress(
+                        "a request with this Idempotency-Key is still being processed; retry shortly",
+                    ));
+                }
+                Claim::Completed { .. } | Claim::InProgress { .. } => {
+                    return Err(ApiError::idempotency_mismatch(
+                        "this Idempotency-Key was used for a request with a different body or parameters",
+                    ));
+                }
+            }
+        }
+
+        let run_id = match &claim_key {
+            Some(k) => RunId::derived(k.as_bytes()),
+            None => RunId::new(now),
+        };
+        let connectors: Vec<(ConnectorName, ConnectorKind)> = project
+            .connectors
+            .iter()
+            .filter_map(|c| Some((c.clone(), self.config.connector_kind(c)?)))
+            .collect();
+        let received_at = rfc3339(now);
+        let run = TestRun {
+            run_id: run_id.clone(),
+            received_at: received_at.clone(),
+            meta: params.meta.clone(),
+            summary,
+            report,
+        };
+        let accepted = Accepted {
+            run_id: run_id.clone(),
+            status_url: format!("/v1/runs/{run_id}"),
+            deliveries: connectors
+                .iter()
+                .map(|(c, k)| QueuedDelivery {
+                    connector: c.clone(),
+                    kind: *k,
+                    state: DeliveryState::Queued,
+                })
+                .collect(),
+            summary,
+        };
+        let result = self.store_and_enqueue(&run, &connectors).await;
+        if let Err(e) = result {
+            if let Some(k) = &claim_key {
+                // Let the client's retry redo the work; every step above is idempotent.
+                let _ = self.ports.idempotency.release(k).await;
+            }
+            return Err(e);
+        }
+        if let Some(k) = &claim_key {
+            let response = serde_json::to_string(&accepted).expect("serialisable");
+            if let Err(e) = self
+                .ports
+                .idempotency
+                .complete(k, &fingerprint, &response, now + IDEMPOTENCY_TTL_MS)
+                .await
+            {
+                // The run is accepted and queued; a retry will find it (same run id).
+                tracing::warn!(run_id = %run_id, error = %e, "could not record idempotent response");
+            }
+        }
+        tracing::info!(
+            run_id = %run_id,
+            project = %params.project,
+            tests = summary.total,
+            failed = summary.failed + summary.errored,
+            deliveries = connectors.len(),
+            "run accepted"
+        );
+        Ok(SubmitResult {
+            accepted,
+            replayed: false,
+        })
+    }
+
+    async fn store_and_enqueue(
+        &self,
+        run: &TestRun,
+        connectors: &[(ConnectorName, ConnectorKind)],
+    ) -> Result<(), ApiError> {
+        let blob = serde_json::to_vec(run).expect("serialisable");
+        self.ports
+            .blobs
+            .put(&run_blob_key(&run.run_id), Bytes::from(blob))
+            .await
+            .map_err(|e| store_unavailable(&e))?;
+        let record = RunRecord {
+            run_id: run.run_id.clone(),
+            received_at: run.received_at.clone(),
+            meta: run.meta.clone(),
+            format: run.report.format,
+            summary: run.summary,
+            deliveries: connectors
+                .iter()
+                .map(|(c, k)| DeliveryRecord {
+                    connector: c.clone(),
+                    kind: *k,
+                    state: DeliveryState::Queued,
+                    attempts: Vec::new(),
+                    next_attempt_at: None,
+                    last_error: None,
+                    external_ref: None,
+                })
+                .collect(),
+        };
+        let created = self
+            .ports
+            .runs
+            .create_run(&record)
+            .await
+            .map_err(|e| store_unavailable(&e))?;
+        if created == Created::AlreadyExists {
+            tracing::info!(run_id = %run.run_id, "run exists already (retried request); re-enqueueing");
+        }
+        let messages: Vec<DeliveryMessage> = connectors
+            .iter()
+            .map(|(c, k)| DeliveryMessage {
+                run_id: run.run_id.clone(),
+                connector: c.clone(),
+                kind: *k,
+            })
+            .collect();
+        if !messages.is_empty() {
+            self.ports
+                .queue
+                .enqueue(&messages)
+                .await
+                .map_err(|e| store_unavailable(&e))?;
+        }
+        Ok(())
+    }
+
+    pub async fn run_status(
+        &self,
+        authorization: Option<&str>,
+        id: &str,
+    ) -> Result<RunStatus, ApiError> {
+        let key = self.authenticate(authorization)?;
+        let not_found = || ApiError::not_found(format!("no run with id {id:?}"));
+        let run_id = RunId::parse(id).ok_or_else(not_found)?;
+        let record = self
+            .ports
+            .runs
+            .get_run(&run_id)
+            .await
+            .map_err(|e| store_unavailable(&e))?
+            .ok_or_else(not_found)?;
+        let project = ProjectName::parse(&record.meta.project).map_err(|_| not_found())?;
+        if !Self::may_access(key, &project) {
+            return Err(not_found());
+        }
+        Ok(RunStatus {
+            status_url: format!("/v1/runs/{run_id}"),
+            record,
+        })
+    }
+}
+
+fn store_unavailable(e: &crate::ports::StoreError) -> ApiError {
+    tracing::error!(error = %e, "store unavailable");
+    ApiError::unavailable(format!(
+        "{} is unavailable; nothing was accepted, retry later",
+        e.backend
+    ))
+}
+
+fn request_fingerprint(query: &str, body: &[u8]) -> String {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(query.as_bytes());
+    h.update([0]);
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+fn parse_params(query: &str) -> Result<Params, ApiError> {
+    let mut project = None;
+    let mut meta = RunMeta {
+        project: String::new(),
+        branch: None,
+        commit: None,
+        build_url: None,
+        environment: None,
+    };
+    let mut format = None;
+    for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
+        let v = v.trim().to_string();
+        let limited = |max: usize| -> Result<Option<String>, ApiError> {
+            if v.len() > max {
+                Err(ApiError::bad_request(format!(
+                    "query parameter {k:?} is longer than {max} characters"
+                )))
+            } else {
+                Ok(Some(v.clone()).filter(|v| !v.is_empty()))
+            }
+        };
+        match k.as_ref() {
+            "project" => {
+                project = Some(ProjectName::parse(&v).map_err(|e| {
+                    ApiError::bad_request(format!("query parameter \"project\": {e}"))
+                })?)
+            }
+            "branch" => meta.branch = limited(256)?,
+            "commit" => meta.commit = limited(128)?,
+            "environment" => meta.environment = limited(64)?,
+            "build_url" => {
+                meta.build_url = limited(2048)?;
+                if let Some(u) = &meta.build_url {
+                    let ok = url::Url::parse(u)
+                        .map(|u| matches!(u.scheme(), "http" | "https"))
+                        .unwrap_or(false);
+                    if !ok {
+                        return Err(ApiError::bad_request(
+                            "query parameter \"build_url\" must be an http(s) URL",
+                        ));
+                    }
+                }
+            }
+            "format" => {
+                format = Some(Format::from_name(&v).ok_or_else(|| {
+                    ApiError::bad_request(format!(
+                        "query parameter \"format\": unknown format {v:?} (use junit, ctrf or playwright, or leave it out to detect)"
+                    ))
+                })?)
+            }
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unknown query parameter {other:?} (known: project, branch, commit, build_url, environment, format)"
+                )));
+            }
+        }
+    }
+    let project =
+        project.ok_or_else(|| ApiError::bad_request("query parameter \"project\" is required"))?;
+    meta.project = project.to_string();
+    Ok(Params {
+        meta,
+        project,
+        format,
+    })
+}
+
+/// Undoes `Content-Encoding: gzip` (or a gzip body sent without the header), refusing to
+/// inflate past `cap` bytes: a small bomb must not take the process's memory.
+pub fn decode_body(body: &[u8], encoding: Option<&str>, cap: usize) -> Result<Bytes, ApiError> {
+    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
+    let gzipped = match encoding.as_deref() {
+        None | Some("") | Some("identity") => body.starts_with(&[0x1f, 0x8b]),
+        Some("gzip") | Some("x-gzip") => true,
+        Some(other) => {
+            return Err(ApiError::unsupported_encoding(format!(
+                "Content-Encoding {other:?} is not supported; send gzip or no encoding"
+            )));
+        }
+    };
+    if !gzipped {
+        return Ok(Bytes::copy_from_slice(body));
+    }
+    let mut out = Vec::with_capacity((body.len() * 4).min(cap));
+    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(cap as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| ApiError::bad_request(format!("the gzip body is corrupt: {e}")))?;
+    if out.len() > cap {
+        return Err(ApiError::too_large(format!(
+            "the report is larger than {cap} bytes after decompression"
+        )));
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn decodes_gzip_with_and_without_header() {
+        let z = gzip(b"<testsuite/>");
+        assert_eq!(
+            &decode_body(&z, Some("gzip"), 100).unwrap()[..],
+            b"<testsuite/>"
+        );
+        assert_eq!(&decode_body(&z, None, 100).unwrap()[..], b"<testsuite/>");
+        assert_eq!(&decode_body(b"plain", None, 100).unwrap()[..], b"plain");
+    }
+
+    #[test]
+    fn refuses_bombs_corruption_and_unknown_encodings() {
+        let bomb = gzip(&vec![b'a'; 10_000_000]);
+        assert!(bomb.len() < 50_000);
+        assert_eq!(
+            decode_body(&bomb, Some("gzip"), 1_000_000)
+                .unwrap_err()
+                .status,
+            413
+        );
+        assert_eq!(
+            decode_body(b"\x1f\x8bjunk", Some("gzip"), 100)
+                .unwrap_err()
+                .status,
+            400
+        );
+        assert_eq!(decode_body(b"x", Some("br"), 100).unwrap_err().status, 415);
+    }
+
+    #[test]
+    fn query_parameters_are_checked() {
+        let p = parse_params("project=web&branch=main&commit=abc&build_url=https%3A%2F%2Fci%2F1")
+            .unwrap();
+        assert_eq!(p.meta.branch.as_deref(), Some("main"));
+        assert_eq!(p.meta.build_url.as_deref(), Some("https://ci/1"));
+        assert!(
+            parse_params("branch=main")
+                .unwrap_err()
+                .detail
+                .contains("\"project\" is required")
+        );
+        assert!(
+            parse_params("project=web&projet=x")
+                .unwrap_err()
+                .detail
+                .contains("unknown query parameter \"projet\"")
+        );
+        assert!(
+            parse_params("project=web&format=tap")
+                .unwrap_err()
+                .detail
+                .contains("unknown format")
+        );
+        assert!(parse_params("project=web&build_url=javascript:x").is_err());
+        assert!(parse_params("project=../etc").is_err());
+    }
+}

@@ -1,0 +1,121 @@
+//! The `run.completed` event every webhook receives: the run summary plus the failures,
+//! first ones first, bounded so that a run with 10,000 failures still makes a small event.
+
+use crate::model::TestRun;
+use serde_json::{Value, json};
+
+/// At most this many failures are listed; the rest are counted in `failures_omitted`.
+pub const MAX_FAILURES: usize = 50;
+/// Traces are cut to this many bytes in the event; the full report stays in testrelay.
+pub const MAX_TRACE: usize = 4096;
+
+pub fn run_completed(run: &TestRun, status_path: &str, now: &str) -> Value {
+    let failing = run
+        .report
+        .suites
+        .iter()
+        .flat_map(|s| s.cases.iter().map(move |c| (s, c)))
+        .filter(|(_, c)| c.status.is_failure());
+    let mut failures = Vec::new();
+    let mut omitted = 0u64;
+    for (suite, case) in failing {
+        if failures.len() == MAX_FAILURES {
+            omitted += 1;
+            continue;
+        }
+        failures.push(json!({
+            "suite": suite.name,
+            "name": case.name,
+            "classname": case.classname,
+            "status": case.status,
+            "message": case.message,
+            "trace": case.trace.as_deref().map(|t| cut(t, MAX_TRACE)),
+            "file": case.file,
+            "line": case.line,
+            "duration_ms": case.duration_ms,
+        }));
+    }
+    json!({
+        "type": "run.completed",
+        "timestamp": now,
+        "data": {
+            "run_id": run.run_id,
+            "status_url": status_path,
+            "received_at": run.received_at,
+            "project": run.meta.project,
+            "branch": run.meta.branch,
+            "commit": run.meta.commit,
+            "build_url": run.meta.build_url,
+            "environment": run.meta.environment,
+            "format": run.report.format,
+            "tool": run.report.tool,
+            "outcome": run.summary.outcome(),
+            "summary": run.summary,
+            "failures": failures,
+            "failures_omitted": omitted,
+        }
+    })
+}
+
+fn cut(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::RunId;
+    use crate::model::*;
+
+    #[test]
+    fn lists_first_failures_and_counts_the_rest() {
+        let mut cases: Vec<TestCase> = (0..10_000)
+            .map(|i| {
+                let mut c = TestCase::new(format!("t{i}"), Status::Failed);
+                c.trace = Some("x".repeat(10_000));
+                c
+            })
+            .collect();
+        cases.push(TestCase::new("ok", Status::Passed));
+        let report = Report {
+            format: Format::Junit,
+            tool: None,
+            duration_ms: None,
+            suites: vec![Suite {
+                name: "s".into(),
+                file: None,
+                duration_ms: None,
+                properties: vec![],
+                cases,
+            }],
+        };
+        let run = TestRun {
+            run_id: RunId::new(0),
+            received_at: "t".into(),
+            meta: RunMeta {
+                project: "web".into(),
+                branch: Some("main".into()),
+                commit: None,
+                build_url: None,
+                environment: None,
+            },
+            summary: report.summary(),
+            report,
+        };
+        let v = run_completed(&run, "/v1/runs/x", "now");
+        let data = &v["data"];
+        assert_eq!(data["failures"].as_array().unwrap().len(), MAX_FAILURES);
+        assert_eq!(data["failures"][0]["name"], "t0");
+        assert_eq!(data["failures_omitted"], 10_000 - MAX_FAILURES as u64);
+        assert_eq!(data["outcome"], "failed");
+        assert_eq!(data["summary"]["failed"], 10_000);
+        assert!(serde_json::to_vec(&v).unwrap().len() < 300_000);
+    }
+}
