@@ -1,1 +1,132 @@
-//! placeholder
+//! The HTTP API as an axum [`Router`]: the ingest Lambda hands it to `lambda_http::run`, and
+//! `testrelay serve` to `axum::serve`, so both speak exactly the same API.
+//!
+//! - `POST /v1/reports?project=..&branch=..&commit=..&build_url=..&environment=..&format=..`
+//! - `GET /v1/runs/{id}`
+//! - `GET /healthz`
+//!
+//! Every error is RFC 9457 `application/problem+json`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use std::sync::Arc;
+use testrelay_domain::error::ApiError;
+use testrelay_domain::ingest::{IngestService, Submission};
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// Wraps [`ApiError`] so that it renders as problem+json.
+pub struct Problem(pub ApiError);
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let status =
+            StatusCode::from_u16(self.0.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = (status, axum::Json(self.0.to_problem_json())).into_response();
+        res.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if status == StatusCode::UNAUTHORIZED {
+            res.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        res
+    }
+}
+
+pub fn router(ingest: Arc<IngestService>) -> Router {
+    Router::new()
+        .route("/v1/reports", post(submit_report))
+        .route("/v1/runs/{id}", get(run_status))
+        .route("/healthz", get(healthz))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(ingest)
+}
+
+fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<String> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+async fn submit_report(
+    State(ingest): State<Arc<IngestService>>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Result<Response, Problem> {
+    let limit = ingest.max_body_bytes();
+    let headers = request.headers().clone();
+    let declared =
+        header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        Problem(ApiError::too_large(format!(
+            "the body is larger than {limit} bytes (gzip it: Content-Encoding: gzip)"
+        )))
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| too_large())?;
+    let submission = Submission {
+        authorization: header_str(&headers, header::AUTHORIZATION),
+        query,
+        content_encoding: header_str(&headers, header::CONTENT_ENCODING),
+        idempotency_key: header_str(&headers, "idempotency-key"),
+        body,
+    };
+    let result = ingest.submit(submission).await.map_err(Problem)?;
+    let mut res = (StatusCode::ACCEPTED, axum::Json(&result.accepted)).into_response();
+    if let Ok(v) = HeaderValue::from_str(&result.accepted.status_url) {
+        res.headers_mut().insert(header::LOCATION, v);
+    }
+    if result.replayed {
+        res.headers_mut()
+            .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    }
+    Ok(res)
+}
+
+async fn run_status(
+    State(ingest): State<Arc<IngestService>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let status = ingest
+        .run_status(auth.as_deref(), &id)
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(status).into_response())
+}
+
+async fn healthz() -> Response {
+    axum::Json(serde_json::json!({"status": "ok"})).into_response()
+}
+
+async fn not_found(request: Request<Body>) -> Problem {
+    Problem(ApiError::not_found(format!(
+        "no route for {} {}",
+        request.method(),
+        request.uri().path()
+    )))
+}
+
+async fn method_not_allowed(request: Request<Body>) -> Problem {
+    Problem(ApiError::new(
+        405,
+        "method-not-allowed",
+        "Method not allowed",
+        format!(
+            "{} is not allowed on {}",
+            request.method(),
+            request.uri().path()
+        ),
+    ))
+}

@@ -106,6 +106,11 @@ impl IngestService {
         }
     }
 
+    /// The largest body accepted on the wire.
+    pub fn max_body_bytes(&self) -> usize {
+        self.config.server.max_body_bytes
+    }
+
     /// Looks the bearer token up by its hash: the key itself is never stored or compared.
     fn authenticate(&self, authorization: Option<&str>) -> Result<&ApiKeyConfig, ApiError> {
         let header = authorization.ok_or_else(|| {

@@ -356,3 +356,20 @@ mod tests {
         );
     }
 }
+
+/// Reads a configured secret: environment and files directly, names through the store.
+pub async fn resolve_secret(
+    reference: &crate::config::SecretRef,
+    store: &dyn SecretStore,
+) -> Result<SecretString, SecretError> {
+    use crate::config::SecretRef;
+    match reference {
+        SecretRef::Env(var) => std::env::var(var)
+            .map(|v| SecretString::from(v.trim().to_string()))
+            .map_err(|_| SecretError::NotFound(format!("env:{var}"))),
+        SecretRef::File(path) => std::fs::read_to_string(path)
+            .map(|v| SecretString::from(v.trim().to_string()))
+            .map_err(|e| SecretError::NotFound(format!("file:{} ({})", path.display(), e.kind()))),
+        SecretRef::Secret(name) => store.get(name).await,
+    }
+}

@@ -1,0 +1,99 @@
+//! Composition of the local process: embedded adapters, connectors, the ingest service and
+//! one worker per connector kind, wired the same way the Lambda functions wire theirs.
+
+use axum::Router;
+use std::path::PathBuf;
+use std::sync::Arc;
+use testrelay_domain::config::{Config, ConnectorKind};
+use testrelay_domain::delivery::DeliveryService;
+use testrelay_domain::ingest::{IngestService, Ports};
+use testrelay_domain::ports::Clock;
+use testrelay_domain::retry::RetryPolicy;
+use testrelay_domain::worker::Worker;
+use testrelay_embedded::{FileBlobStore, FileSecretStore, SqliteStore};
+use tokio::sync::watch;
+
+pub struct App {
+    pub config: Arc<Config>,
+    pub router: Router,
+    pub store: SqliteStore,
+    pub workers: Vec<Worker>,
+}
+
+/// Paths inside the data directory.
+pub fn db_path(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("testrelay.db")
+}
+pub fn secrets_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("secrets")
+}
+
+impl App {
+    /// Opens the data directory and builds everything; fails with a message that names what
+    /// is wrong (an unreadable data dir, a missing secret).
+    pub async fn build(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        policy: RetryPolicy,
+    ) -> Result<App, String> {
+        let config = Arc::new(config);
+        let dir = &config.server.data_dir;
+        let store = SqliteStore::open(&db_path(dir), clock.clone())
+            .map_err(|e| format!("data directory {}: {e}", dir.display()))?;
+        let blobs = Arc::new(FileBlobStore::new(dir.join("blobs")));
+        let secrets = FileSecretStore::new(secrets_dir(dir));
+        let connectors = testrelay_connectors::build(&config, &secrets).await?;
+        let ports = Ports {
+            blobs: blobs.clone(),
+            runs: Arc::new(store.clone()),
+            idempotency: Arc::new(store.clone()),
+            queue: Arc::new(store.clone()),
+            clock: clock.clone(),
+        };
+        let ingest = Arc::new(IngestService::new(config.clone(), ports));
+        let delivery = Arc::new(DeliveryService::new(
+            Arc::new(store.clone()),
+            blobs,
+            clock,
+            connectors,
+            policy,
+        ));
+        let workers = ConnectorKind::ALL
+            .into_iter()
+            .map(|kind| Worker {
+                kind,
+                consumer: Arc::new(store.clone()),
+                service: delivery.clone(),
+                concurrency: config.server.delivery_concurrency,
+            })
+            .collect();
+        Ok(App {
+            router: testrelay_api::router(ingest),
+            config,
+            store,
+            workers,
+        })
+    }
+
+    /// Starts the workers in the background; they stop when `shutdown` turns true.
+    pub fn spawn_workers(
+        &self,
+        shutdown: watch::Receiver<bool>,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.workers
+            .iter()
+            .cloned()
+            .map(|w| tokio::spawn(w.run(self.store.wake(), shutdown.clone())))
+            .collect()
+    }
+
+    /// Delivers everything that is due now, synchronously; returns how many messages it
+    /// handled. Tests call this instead of waiting.
+    pub async fn dispatch_all_pending(&self) -> usize {
+        let mut total = 0;
+        for w in &self.workers {
+            total += w.drain().await;
+        }
+        total
+    }
+}

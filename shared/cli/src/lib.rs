@@ -1,0 +1,6 @@
+//! The local `testrelay` process: `serve` composes the API, the workers and the embedded
+//! store in one process; `send` is the CI client. No AWS SDK is linked here.
+
+pub mod app;
+pub mod dev;
+pub mod send;

@@ -1,0 +1,206 @@
+//! `testrelay send`: the CI client. Gzips the report, posts it with an Idempotency-Key (one
+//! per invocation, so its own retries can never create a second run), retries 5xx, 429 and
+//! connection errors with exponential backoff, and succeeds only on 202.
+
+use flate2::Compression;
+use flate2::write::GzEncoder;
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct SendArgs {
+    /// The report file (JUnit XML, CTRF JSON or Playwright JSON).
+    pub file: PathBuf,
+    /// testrelay's base URL, e.g. https://testrelay.example.com
+    #[arg(long, env = "TESTRELAY_URL")]
+    pub url: String,
+    #[arg(long, env = "TESTRELAY_PROJECT")]
+    pub project: String,
+    /// Defaults to the CI's branch variable (GITHUB_REF_NAME, CI_COMMIT_REF_NAME, ...).
+    #[arg(long)]
+    pub branch: Option<String>,
+    /// Defaults to the CI's commit variable (GITHUB_SHA, CI_COMMIT_SHA, ...).
+    #[arg(long)]
+    pub commit: Option<String>,
+    /// Defaults to the CI's job URL when it has one.
+    #[arg(long)]
+    pub build_url: Option<String>,
+    #[arg(long)]
+    pub environment: Option<String>,
+    /// junit, ctrf or playwright; detected when absent.
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Retries after the first attempt.
+    #[arg(long, default_value_t = 5)]
+    pub retries: u32,
+    /// Per-request timeout in seconds.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// The API key; read from the environment so that it stays out of process listings.
+    #[arg(long = "api-key-env", default_value = "TESTRELAY_API_KEY")]
+    pub api_key_env: String,
+}
+
+fn first_env(names: &[&str]) -> Option<String> {
+    names
+        .iter()
+        .find_map(|n| std::env::var(n).ok().filter(|v| !v.is_empty()))
+}
+
+fn ci_build_url() -> Option<String> {
+    if let (Some(server), Some(repo), Some(run)) = (
+        first_env(&["GITHUB_SERVER_URL"]),
+        first_env(&["GITHUB_REPOSITORY"]),
+        first_env(&["GITHUB_RUN_ID"]),
+    ) {
+        return Some(format!("{server}/{repo}/actions/runs/{run}"));
+    }
+    first_env(&[
+        "CI_JOB_URL",
+        "BUILDKITE_BUILD_URL",
+        "CIRCLE_BUILD_URL",
+        "BUILD_URL",
+    ])
+}
+
+/// The full report URL with its query.
+pub fn report_url(args: &SendArgs) -> Result<reqwest::Url, String> {
+    let base = args.url.trim_end_matches('/');
+    let full = if base.ends_with("/v1/reports") {
+        base.to_string()
+    } else {
+        format!("{base}/v1/reports")
+    };
+    let mut url = reqwest::Url::parse(&full).map_err(|e| format!("--url: {e}"))?;
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("project", &args.project);
+        let branch = args.branch.clone().or_else(|| {
+            first_env(&[
+                "GITHUB_HEAD_REF",
+                "GITHUB_REF_NAME",
+                "CI_COMMIT_REF_NAME",
+                "BUILDKITE_BRANCH",
+                "CIRCLE_BRANCH",
+                "GIT_BRANCH",
+            ])
+        });
+        let commit = args.commit.clone().or_else(|| {
+            first_env(&[
+                "GITHUB_SHA",
+                "CI_COMMIT_SHA",
+                "BUILDKITE_COMMIT",
+                "CIRCLE_SHA1",
+                "GIT_COMMIT",
+            ])
+        });
+        let pairs = [
+            ("branch", branch),
+            ("commit", commit),
+            ("build_url", args.build_url.clone().or_else(ci_build_url)),
+            ("environment", args.environment.clone()),
+            ("format", args.format.clone()),
+        ];
+        for (k, v) in pairs {
+            if let Some(v) = v {
+                q.append_pair(k, &v);
+            }
+        }
+    }
+    Ok(url)
+}
+
+/// Runs the command; the process exit code is 0 only when testrelay answered 202.
+pub async fn run(args: SendArgs) -> i32 {
+    match send(&args).await {
+        Ok(body) => {
+            let run_id = body["run_id"].as_str().unwrap_or("?");
+            let status = body["status_url"].as_str().unwrap_or("");
+            println!(
+                "accepted: run {run_id} ({} tests)",
+                body["summary"]["total"]
+            );
+            println!(
+                "status: {}{status}",
+                args.url
+                    .trim_end_matches('/')
+                    .trim_end_matches("/v1/reports")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("testrelay send: {e}");
+            1
+        }
+    }
+}
+
+async fn send(args: &SendArgs) -> Result<serde_json::Value, String> {
+    let key = std::env::var(&args.api_key_env).map_err(|_| {
+        format!(
+            "set the API key in the environment variable {}",
+            args.api_key_env
+        )
+    })?;
+    let raw = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
+    let mut gz = GzEncoder::new(Vec::with_capacity(raw.len() / 4), Compression::default());
+    gz.write_all(&raw).map_err(|e| e.to_string())?;
+    let body = gz.finish().map_err(|e| e.to_string())?;
+    let url = report_url(args)?;
+    let idempotency_key = format!("send-{}", hex::encode(rand::random::<[u8; 16]>()));
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(args.timeout))
+        .user_agent(concat!("testrelay-send/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let result = client
+            .post(url.clone())
+            .bearer_auth(&key)
+            .header("content-encoding", "gzip")
+            .header("idempotency-key", &idempotency_key)
+            .body(body.clone())
+            .send()
+            .await;
+        let (msg, retry_after): (String, Option<u64>) = match result {
+            Ok(res) => {
+                let status = res.status();
+                let retry_after = res
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                let text = res.text().await.unwrap_or_default();
+                if status.as_u16() == 202 {
+                    return serde_json::from_str(&text)
+                        .map_err(|e| format!("unreadable 202 answer: {e}"));
+                }
+                let detail = serde_json::from_str::<serde_json::Value>(&text)
+                    .ok()
+                    .and_then(|v| v["detail"].as_str().map(str::to_string))
+                    .unwrap_or(text);
+                let msg = format!("HTTP {status}: {detail}");
+                if status.is_server_error() || status.as_u16() == 429 || status.as_u16() == 409 {
+                    (msg, retry_after)
+                } else {
+                    return Err(msg);
+                }
+            }
+            Err(e) => (format!("request failed: {}", e.without_url()), None),
+        };
+        if attempt > args.retries {
+            return Err(format!("{msg} (gave up after {attempt} attempts)"));
+        }
+        let backoff = Duration::from_millis(500 * 2u64.pow(attempt.min(6)));
+        let jitter = Duration::from_millis(rand::random::<u64>() % 500);
+        let wait = retry_after
+            .map(Duration::from_secs)
+            .unwrap_or(backoff + jitter)
+            .min(Duration::from_secs(60));
+        eprintln!("testrelay send: {msg}; retrying in {} ms", wait.as_millis());
+        tokio::time::sleep(wait).await;
+    }
+}

@@ -1,0 +1,128 @@
+//! Blobs and secrets as files under the data directory.
+
+use async_trait::async_trait;
+use secrecy::SecretString;
+use std::path::{Path, PathBuf};
+use testrelay_domain::ports::{BlobStore, SecretError, SecretStore, StoreError};
+use tokio::io::AsyncWriteExt;
+
+/// Keys are relative paths of plain segments; anything that could climb out of the root is
+/// refused.
+fn safe_join(root: &Path, key: &str) -> Option<PathBuf> {
+    let ok = !key.is_empty()
+        && !key.starts_with('/')
+        && key.split('/').all(|seg| {
+            !seg.is_empty()
+                && seg != "."
+                && seg != ".."
+                && seg
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        });
+    ok.then(|| root.join(key))
+}
+
+/// Report blobs as files: `<data_dir>/blobs/<key>`, written to a temporary file, synced,
+/// then renamed, so a reader never sees half a blob.
+pub struct FileBlobStore {
+    root: PathBuf,
+}
+
+impl FileBlobStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FileBlobStore { root: root.into() }
+    }
+}
+
+#[async_trait]
+impl BlobStore for FileBlobStore {
+    async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), StoreError> {
+        let path = safe_join(&self.root, key)
+            .ok_or_else(|| StoreError::new("blob store", format!("invalid key {key:?}")))?;
+        let err = |e: std::io::Error| StoreError::new("blob store", e);
+        if let Some(parent) = path.parent() {
+            tokio::fs::create_dir_all(parent).await.map_err(err)?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
+        let mut f = tokio::fs::File::create(&tmp).await.map_err(err)?;
+        f.write_all(&bytes).await.map_err(err)?;
+        f.sync_data().await.map_err(err)?;
+        drop(f);
+        tokio::fs::rename(&tmp, &path).await.map_err(err)
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, StoreError> {
+        let path = safe_join(&self.root, key)
+            .ok_or_else(|| StoreError::new("blob store", format!("invalid key {key:?}")))?;
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(b.into())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::new("blob store", e)),
+        }
+    }
+}
+
+/// Secrets as files: `<data_dir>/secrets/<name>`, content trimmed. Keep the directory
+/// readable by the testrelay user only.
+pub struct FileSecretStore {
+    root: PathBuf,
+}
+
+impl FileSecretStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        FileSecretStore { root: root.into() }
+    }
+
+    /// Writes a secret with owner-only permissions (used for the dev defaults and tests).
+    pub fn put(&self, name: &str, value: &str) -> std::io::Result<()> {
+        let path = safe_join(&self.root, name).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid secret name")
+        })?;
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        std::io::Write::write_all(&mut opts.open(path)?, value.as_bytes())
+    }
+}
+
+#[async_trait]
+impl SecretStore for FileSecretStore {
+    async fn get(&self, name: &str) -> Result<SecretString, SecretError> {
+        let path =
+            safe_join(&self.root, name).ok_or_else(|| SecretError::NotFound(name.to_string()))?;
+        match tokio::fs::read_to_string(&path).await {
+            Ok(v) => Ok(SecretString::from(v.trim().to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(SecretError::NotFound(name.to_string()))
+            }
+            Err(e) => Err(SecretError::Unavailable(e.kind().to_string())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::safe_join;
+    use std::path::Path;
+
+    #[test]
+    fn keys_cannot_escape_the_root() {
+        let root = Path::new("/data");
+        assert!(safe_join(root, "runs/01J.json").is_some());
+        for bad in [
+            "../x",
+            "/etc/passwd",
+            "runs/../../x",
+            "a//b",
+            "",
+            "a/./b",
+            "a b",
+        ] {
+            assert!(safe_join(root, bad).is_none(), "{bad}");
+        }
+    }
+}

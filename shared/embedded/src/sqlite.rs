@@ -1,0 +1,447 @@
+//! SQLite adapter for runs, idempotency records and the durable delivery queue.
+//!
+//! One connection behind a mutex, used from blocking threads: every operation is a short
+//! transaction, so serialising them costs less than a pool would. WAL mode with
+//! `synchronous=NORMAL` survives process crashes (not power loss of the last commits).
+//! Conditional writes are transactions with `BEGIN IMMEDIATE`, which gives the same
+//! all-or-nothing guarantee as DynamoDB's condition expressions.
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::ids::{ConnectorName, RunId};
+use testrelay_domain::ports::{
+    Claim, Clock, Created, DeliveryMessage, DeliveryQueue, DeliveryRecord, DeliveryUpdate,
+    IdempotencyStore, QueueConsumer, Received, RunRecord, RunStore, StoreError,
+};
+use tokio::sync::Notify;
+
+const BACKEND: &str = "embedded store";
+
+const SCHEMA: &str = r#"
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS deliveries (
+    run_id TEXT NOT NULL REFERENCES runs(run_id),
+    connector TEXT NOT NULL,
+    position INTEGER NOT NULL,
+    record TEXT NOT NULL,
+    PRIMARY KEY (run_id, connector)
+);
+CREATE TABLE IF NOT EXISTS idempotency (
+    key TEXT PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    status TEXT NOT NULL CHECK (status IN ('in_progress', 'completed')),
+    lease_until INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    response TEXT
+);
+CREATE TABLE IF NOT EXISTS queue (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    body TEXT NOT NULL,
+    visible_at INTEGER NOT NULL,
+    receive_count INTEGER NOT NULL DEFAULT 0,
+    receipt TEXT
+);
+CREATE INDEX IF NOT EXISTS queue_ready ON queue (kind, visible_at);
+"#;
+
+/// The SQLite database in the data directory.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+    clock: Arc<dyn Clock>,
+    wake: Arc<Notify>,
+}
+
+fn db_err(e: impl std::fmt::Display) -> StoreError {
+    StoreError::new(BACKEND, e)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its schema.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(db_err)?;
+        }
+        let conn = Connection::open(path).map_err(db_err)?;
+        conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
+        conn.execute_batch(SCHEMA).map_err(db_err)?;
+        Ok(SqliteStore {
+            conn: Arc::new(Mutex::new(conn)),
+            clock,
+            wake: Arc::new(Notify::new()),
+        })
+    }
+
+    /// Notified on every enqueue, so that workers pick new messages up at once.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut guard = conn.lock().map_err(|_| db_err("connection poisoned"))?;
+            f(&mut guard)
+        })
+        .await
+        .map_err(db_err)?
+    }
+
+    /// Messages in the queue (visible or not); for status pages and tests.
+    pub async fn queue_len(&self) -> Result<u64, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
+                .map(|n| n as u64)
+                .map_err(db_err)
+        })
+        .await
+    }
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(db_err)
+}
+
+fn from_json<T: serde::de::DeserializeOwned>(s: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(db_err)
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn create_run(&self, run: &RunRecord) -> Result<Created, StoreError> {
+        let mut head = run.clone();
+        let deliveries = std::mem::take(&mut head.deliveries);
+        let id = run.run_id.to_string();
+        let head = to_json(&head)?;
+        let rows: Vec<(String, String)> = deliveries
+            .iter()
+            .map(|d| Ok((d.connector.to_string(), to_json(d)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let inserted = tx
+                .execute(
+                    "INSERT OR IGNORE INTO runs (run_id, record) VALUES (?1, ?2)",
+                    params![id, head],
+                )
+                .map_err(db_err)?;
+            if inserted == 0 {
+                return Ok(Created::AlreadyExists);
+            }
+            for (pos, (connector, record)) in rows.iter().enumerate() {
+                tx.execute(
+                    "INSERT INTO deliveries (run_id, connector, position, record) VALUES (?1, ?2, ?3, ?4)",
+                    params![id, connector, pos as i64, record],
+                )
+                .map_err(db_err)?;
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(Created::Created)
+        })
+        .await
+    }
+
+    async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>, StoreError> {
+        let id = id.to_string();
+        self.with(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            let head: Option<String> = tx
+                .query_row("SELECT record FROM runs WHERE run_id = ?1", [&id], |r| {
+                    r.get(0)
+                })
+                .optional()
+                .map_err(db_err)?;
+            let Some(head) = head else { return Ok(None) };
+            let mut record: RunRecord = from_json(&head)?;
+            let mut stmt = tx
+                .prepare_cached("SELECT record FROM deliveries WHERE run_id = ?1 ORDER BY position")
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map([&id], |r| r.get::<_, String>(0))
+                .map_err(db_err)?;
+            for row in rows {
+                record.deliveries.push(from_json(&row.map_err(db_err)?)?);
+            }
+            Ok(Some(record))
+        })
+        .await
+    }
+
+    async fn update_delivery(
+        &self,
+        id: &RunId,
+        connector: &ConnectorName,
+        update: &DeliveryUpdate,
+    ) -> Result<(), StoreError> {
+        let (id, connector, update) = (id.to_string(), connector.to_string(), update.clone());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let current: Option<String> = tx
+                .query_row(
+                    "SELECT record FROM deliveries WHERE run_id = ?1 AND connector = ?2",
+                    params![id, connector],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let Some(current) = current else {
+                return Err(db_err(format!("no delivery {connector} for run {id}")));
+            };
+            let mut record: DeliveryRecord = from_json(&current)?;
+            apply_update(&mut record, update);
+            tx.execute(
+                "UPDATE deliveries SET record = ?3 WHERE run_id = ?1 AND connector = ?2",
+                params![id, connector, to_json(&record)?],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)
+        })
+        .await
+    }
+}
+
+/// The update semantics of [`RunStore::update_delivery`], shared with nothing else: the
+/// DynamoDB adapter expresses the same rules as an update expression.
+fn apply_update(record: &mut DeliveryRecord, update: DeliveryUpdate) {
+    record.state = update.state;
+    if let Some(a) = update.attempt {
+        record.attempts.push(a);
+    }
+    record.next_attempt_at = update.next_attempt_at;
+    record.last_error = update.last_error;
+    if update.external_ref.is_some() {
+        record.external_ref = update.external_ref;
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteStore {
+    async fn claim(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        now_ms: u64,
+        lease_until_ms: u64,
+        expires_at_ms: u64,
+    ) -> Result<Claim, StoreError> {
+        let (key, fingerprint) = (key.to_string(), fingerprint.to_string());
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let existing: Option<(String, String, i64, i64, Option<String>)> = tx
+                .query_row(
+                    "SELECT fingerprint, status, lease_until, expires_at, response FROM idempotency WHERE key = ?1",
+                    [&key],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()
+                .map_err(db_err)?;
+            let now = now_ms as i64;
+            if let Some((fp, status, lease_until, expires_at, response)) = existing {
+                let live = expires_at > now;
+                if live && status == "completed" {
+                    return Ok(Claim::Completed {
+                        fingerprint: fp,
+                        response: response.unwrap_or_default(),
+                    });
+                }
+                if live && lease_until > now {
+                    return Ok(Claim::InProgress { fingerprint: fp });
+                }
+            }
+            tx.execute(
+                "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, lease_until, expires_at, response)
+                 VALUES (?1, ?2, 'in_progress', ?3, ?4, NULL)",
+                params![key, fingerprint, lease_until_ms as i64, expires_at_ms as i64],
+            )
+            .map_err(db_err)?;
+            tx.commit().map_err(db_err)?;
+            Ok(Claim::Acquired)
+        })
+        .await
+    }
+
+    async fn complete(
+        &self,
+        key: &str,
+        fingerprint: &str,
+        response: &str,
+        expires_at_ms: u64,
+    ) -> Result<(), StoreError> {
+        let (key, fingerprint, response) = (
+            key.to_string(),
+            fingerprint.to_string(),
+            response.to_string(),
+        );
+        self.with(move |c| {
+            c.execute(
+                "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, lease_until, expires_at, response)
+                 VALUES (?1, ?2, 'completed', 0, ?3, ?4)",
+                params![key, fingerprint, expires_at_ms as i64, response],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM idempotency WHERE key = ?1 AND status = 'in_progress'",
+                [&key],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqliteStore {
+    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), StoreError> {
+        let now = self.clock.now_ms() as i64;
+        let rows: Vec<(String, String)> = messages
+            .iter()
+            .map(|m| Ok((m.kind.as_str().to_string(), to_json(m)?)))
+            .collect::<Result<_, StoreError>>()?;
+        self.with(move |c| {
+            let tx = c.transaction().map_err(db_err)?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO queue (kind, body, visible_at) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(db_err)?;
+                for (kind, body) in &rows {
+                    stmt.execute(params![kind, body, now]).map_err(db_err)?;
+                }
+            }
+            tx.commit().map_err(db_err)
+        })
+        .await?;
+        self.wake.notify_waiters();
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+fn parse_receipt(receipt: &str) -> Result<(i64, &str), StoreError> {
+    let (id, nonce) = receipt
+        .split_once(':')
+        .ok_or_else(|| db_err("malformed receipt"))?;
+    Ok((id.parse().map_err(|_| db_err("malformed receipt"))?, nonce))
+}
+
+#[async_trait]
+impl QueueConsumer for SqliteStore {
+    async fn receive(
+        &self,
+        kind: ConnectorKind,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, StoreError> {
+        let now = self.clock.now_ms() as i64;
+        let hidden_until = now + visibility.as_millis() as i64;
+        self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_err)?;
+            let picked: Vec<(i64, String, i64)> = {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "SELECT id, body, receive_count FROM queue
+                         WHERE kind = ?1 AND visible_at <= ?2 ORDER BY visible_at, id LIMIT ?3",
+                    )
+                    .map_err(db_err)?;
+                stmt.query_map(params![kind.as_str(), now, max as i64], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                })
+                .map_err(db_err)?
+                .collect::<Result<_, _>>()
+                .map_err(db_err)?
+            };
+            let mut out = Vec::with_capacity(picked.len());
+            for (id, body, count) in picked {
+                let nonce = format!("{:016x}", rand::random::<u64>());
+                tx.execute(
+                    "UPDATE queue SET visible_at = ?2, receive_count = receive_count + 1, receipt = ?3 WHERE id = ?1",
+                    params![id, hidden_until, nonce],
+                )
+                .map_err(db_err)?;
+                match serde_json::from_str::<DeliveryMessage>(&body) {
+                    Ok(message) => out.push(Received {
+                        message,
+                        receipt: format!("{id}:{nonce}"),
+                        receive_count: count as u32 + 1,
+                    }),
+                    Err(e) => {
+                        tracing::error!(id, error = %e, "unreadable queue message; removing it");
+                        tx.execute("DELETE FROM queue WHERE id = ?1", [id]).map_err(db_err)?;
+                    }
+                }
+            }
+            tx.commit().map_err(db_err)?;
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn ack(&self, _kind: ConnectorKind, receipt: &str) -> Result<(), StoreError> {
+        let (id, nonce) = parse_receipt(receipt)?;
+        let nonce = nonce.to_string();
+        self.with(move |c| {
+            // A stale receipt (the message was received again since) deletes nothing,
+            // exactly as SQS ignores an outdated receipt handle.
+            c.execute(
+                "DELETE FROM queue WHERE id = ?1 AND receipt = ?2",
+                params![id, nonce],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn retry_later(
+        &self,
+        _kind: ConnectorKind,
+        receipt: &str,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        let (id, nonce) = parse_receipt(receipt)?;
+        let nonce = nonce.to_string();
+        let at = self.clock.now_ms() as i64 + delay.as_millis() as i64;
+        self.with(move |c| {
+            c.execute(
+                "UPDATE queue SET visible_at = ?3 WHERE id = ?1 AND receipt = ?2",
+                params![id, nonce, at],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+    }
+}
