@@ -1,1 +1,6 @@
-fn main() {}
+//! The webhook delivery Lambda: SQS batches of webhook deliveries.
+
+#[tokio::main]
+async fn main() -> Result<(), testrelay_lambda::bootstrap::BoxError> {
+    testrelay_lambda::deliver::main(testrelay_domain::config::ConnectorKind::Webhook).await
+}

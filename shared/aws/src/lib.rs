@@ -1,1 +1,75 @@
-//! placeholder
+//! AWS adapters: S3 for run blobs, DynamoDB for run records and idempotency records, SQS
+//! for delivery queues (one per connector kind), Secrets Manager for credentials.
+//!
+//! SDK errors are matched on their typed variants (a failed condition is a decision, not an
+//! outage) and only then mapped to domain errors.
+
+mod dynamodb;
+mod s3;
+mod secrets;
+mod sqs;
+
+pub use dynamodb::{DynamoIdempotencyStore, DynamoRunStore};
+pub use s3::S3BlobStore;
+pub use secrets::SecretsManagerStore;
+pub use sqs::SqsQueue;
+
+use std::collections::HashMap;
+use testrelay_domain::config::ConnectorKind;
+
+/// Loads the SDK configuration once per cold start. `AWS_ENDPOINT_URL` (or a per-service
+/// variant) points every client at a local emulator.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+}
+
+/// Resource names, from the environment the deployment sets.
+#[derive(Debug, Clone)]
+pub struct Resources {
+    pub bucket: String,
+    pub runs_table: String,
+    pub state_table: String,
+    pub queues: HashMap<ConnectorKind, String>,
+}
+
+impl Resources {
+    /// `TESTRELAY_BUCKET`, `TESTRELAY_RUNS_TABLE`, `TESTRELAY_STATE_TABLE` and one
+    /// `TESTRELAY_QUEUE_<KIND>` (queue URL) per connector kind; the error names every
+    /// missing variable.
+    pub fn from_env() -> Result<Self, String> {
+        let mut missing = Vec::new();
+        let mut var = |name: &str| {
+            std::env::var(name).unwrap_or_else(|_| {
+                missing.push(name.to_string());
+                String::new()
+            })
+        };
+        let bucket = var("TESTRELAY_BUCKET");
+        let runs_table = var("TESTRELAY_RUNS_TABLE");
+        let state_table = var("TESTRELAY_STATE_TABLE");
+        let queues = ConnectorKind::ALL
+            .into_iter()
+            .map(|k| (k, var(&queue_env(k))))
+            .collect();
+        if missing.is_empty() {
+            Ok(Resources {
+                bucket,
+                runs_table,
+                state_table,
+                queues,
+            })
+        } else {
+            Err(format!("missing environment variables: {}", missing.join(", ")))
+        }
+    }
+}
+
+/// The environment variable holding the queue URL of a connector kind.
+pub fn queue_env(kind: ConnectorKind) -> String {
+    format!("TESTRELAY_QUEUE_{}", kind.as_str().to_ascii_uppercase())
+}
+
+/// Whether an endpoint override is set (S3 then needs path-style addressing).
+pub fn endpoint_overridden() -> bool {
+    std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+}

@@ -1,1 +1,7 @@
-//! placeholder
+//! Lambda glue: bootstrap (tracing, configuration, AWS adapters built once per cold start),
+//! the ingest HTTP handler (the shared axum Router behind `lambda_http`) and the SQS batch
+//! lifter for delivery functions (partial batch failures).
+
+pub mod bootstrap;
+pub mod deliver;
+pub mod ingest;

@@ -1,0 +1,153 @@
+//! Delivery queues in SQS: one standard queue per connector kind, each with a dead-letter
+//! queue by redrive policy (set up in infra/). Messages are small JSON references.
+
+use async_trait::async_trait;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use std::collections::HashMap;
+use std::time::Duration;
+use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::ports::{DeliveryMessage, DeliveryQueue, QueueConsumer, Received, StoreError};
+
+const BACKEND: &str = "SQS";
+/// SQS caps visibility timeouts at 12 hours.
+const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+
+fn err(e: impl std::error::Error) -> StoreError {
+    StoreError::new(BACKEND, aws_sdk_sqs::error::DisplayErrorContext(e))
+}
+
+#[derive(Clone)]
+pub struct SqsQueue {
+    client: aws_sdk_sqs::Client,
+    urls: HashMap<ConnectorKind, String>,
+}
+
+impl SqsQueue {
+    pub fn new(sdk: &aws_config::SdkConfig, urls: HashMap<ConnectorKind, String>) -> Self {
+        SqsQueue {
+            client: aws_sdk_sqs::Client::new(sdk),
+            urls,
+        }
+    }
+
+    pub fn client(&self) -> &aws_sdk_sqs::Client {
+        &self.client
+    }
+
+    fn url(&self, kind: ConnectorKind) -> Result<&str, StoreError> {
+        self.urls
+            .get(&kind)
+            .map(String::as_str)
+            .ok_or_else(|| StoreError::new(BACKEND, format!("no queue configured for {}", kind.as_str())))
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for SqsQueue {
+    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), StoreError> {
+        let mut by_kind: HashMap<ConnectorKind, Vec<&DeliveryMessage>> = HashMap::new();
+        for m in messages {
+            by_kind.entry(m.kind).or_default().push(m);
+        }
+        for (kind, msgs) in by_kind {
+            let url = self.url(kind)?;
+            for chunk in msgs.chunks(10) {
+                let entries = chunk
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| {
+                        SendMessageBatchRequestEntry::builder()
+                            .id(i.to_string())
+                            .message_body(serde_json::to_string(m).expect("serialisable"))
+                            .build()
+                            .map_err(err)
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                let out = self
+                    .client
+                    .send_message_batch()
+                    .queue_url(url)
+                    .set_entries(Some(entries))
+                    .send()
+                    .await
+                    .map_err(err)?;
+                if let Some(f) = out.failed.first() {
+                    return Err(StoreError::new(
+                        BACKEND,
+                        format!("{} of {} messages refused: {}", out.failed.len(), chunk.len(), f.code),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for SqsQueue {
+    async fn receive(
+        &self,
+        kind: ConnectorKind,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, StoreError> {
+        let out = self
+            .client
+            .receive_message()
+            .queue_url(self.url(kind)?)
+            .max_number_of_messages(max.clamp(1, 10) as i32)
+            .visibility_timeout(visibility.min(MAX_VISIBILITY).as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send()
+            .await
+            .map_err(err)?;
+        let mut received = Vec::new();
+        for m in out.messages.unwrap_or_default() {
+            let receipt = m.receipt_handle.clone().unwrap_or_default();
+            let count = m
+                .attributes
+                .as_ref()
+                .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(1);
+            match m.body.as_deref().map(serde_json::from_str::<DeliveryMessage>) {
+                Some(Ok(message)) => received.push(Received {
+                    message,
+                    receipt,
+                    receive_count: count,
+                }),
+                // Left alone, it goes to the dead-letter queue after maxReceiveCount.
+                _ => tracing::error!(message_id = ?m.message_id, "unreadable delivery message"),
+            }
+        }
+        Ok(received)
+    }
+
+    async fn ack(&self, kind: ConnectorKind, receipt: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_message()
+            .queue_url(self.url(kind)?)
+            .receipt_handle(receipt)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn retry_later(
+        &self,
+        kind: ConnectorKind,
+        receipt: &str,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        self.client
+            .change_message_visibility()
+            .queue_url(self.url(kind)?)
+            .receipt_handle(receipt)
+            .visibility_timeout(delay.min(MAX_VISIBILITY).as_secs() as i32)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}

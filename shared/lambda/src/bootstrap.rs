@@ -1,0 +1,95 @@
+//! Everything a function does once per cold start, before the first event.
+
+use std::sync::Arc;
+use testrelay_aws::{
+    DynamoIdempotencyStore, DynamoRunStore, Resources, S3BlobStore, SecretsManagerStore, SqsQueue,
+};
+use testrelay_domain::config::Config;
+use testrelay_domain::delivery::{Connectors, DeliveryService};
+use testrelay_domain::ingest::Ports;
+use testrelay_domain::ports::SystemClock;
+use testrelay_domain::retry::RetryPolicy;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// JSON log lines without colours or timestamps (CloudWatch adds its own).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_target(false)
+        .without_time()
+        .with_current_span(false)
+        .try_init();
+}
+
+/// The configuration: `TESTRELAY_CONFIG` holds the TOML itself, or `TESTRELAY_CONFIG_FILE`
+/// names a file packaged with the function (default `testrelay.toml` beside it).
+pub fn load_config() -> Result<Config, String> {
+    if let Ok(text) = std::env::var("TESTRELAY_CONFIG") {
+        return Config::from_toml(&text, "TESTRELAY_CONFIG").map_err(|e| e.to_string());
+    }
+    let path = std::env::var("TESTRELAY_CONFIG_FILE").unwrap_or_else(|_| "testrelay.toml".into());
+    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
+    Config::from_toml(&text, &path).map_err(|e| e.to_string())
+}
+
+/// The AWS adapters, built once.
+#[derive(Clone)]
+pub struct AwsApp {
+    pub config: Arc<Config>,
+    pub blobs: S3BlobStore,
+    pub runs: DynamoRunStore,
+    pub idempotency: DynamoIdempotencyStore,
+    pub queue: SqsQueue,
+    pub secrets: SecretsManagerStore,
+}
+
+impl AwsApp {
+    pub async fn from_env(config: Config) -> Result<Self, String> {
+        let resources = Resources::from_env()?;
+        let sdk = testrelay_aws::sdk_config().await;
+        Ok(AwsApp {
+            config: Arc::new(config),
+            blobs: S3BlobStore::new(&sdk, resources.bucket),
+            runs: DynamoRunStore::new(&sdk, resources.runs_table),
+            idempotency: DynamoIdempotencyStore::new(&sdk, resources.state_table),
+            queue: SqsQueue::new(&sdk, resources.queues),
+            secrets: SecretsManagerStore::new(&sdk),
+        })
+    }
+
+    pub fn ports(&self) -> Ports {
+        Ports {
+            blobs: Arc::new(self.blobs.clone()),
+            runs: Arc::new(self.runs.clone()),
+            idempotency: Arc::new(self.idempotency.clone()),
+            queue: Arc::new(self.queue.clone()),
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Resolves connector secrets through Secrets Manager (or env/file references).
+    pub async fn connectors(&self) -> Result<Connectors, String> {
+        testrelay_connectors::build(&self.config, &self.secrets).await
+    }
+
+    pub fn delivery_service(&self, connectors: Connectors, policy: RetryPolicy) -> DeliveryService {
+        DeliveryService::new(
+            Arc::new(self.runs.clone()),
+            Arc::new(self.blobs.clone()),
+            Arc::new(SystemClock),
+            connectors,
+            policy,
+        )
+    }
+}
+
+/// Configuration and adapters from the environment; the error says what is missing.
+pub async fn from_env() -> Result<AwsApp, BoxError> {
+    let config = load_config()?;
+    Ok(AwsApp::from_env(config).await?)
+}
