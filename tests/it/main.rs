@@ -1,1 +1,8 @@
+//! All integration tests in one binary (one link, shared helpers in `testrelay-tests`).
+//! Contract suites run every port's contract against the embedded adapter and the AWS one
+//! (on moto); the other modules drive the whole system.
 
+mod contract;
+mod lambda;
+mod local_flow;
+mod send;

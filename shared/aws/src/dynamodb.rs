@@ -13,7 +13,9 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
+};
 use std::collections::HashMap;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
@@ -37,11 +39,15 @@ fn n(v: u64) -> AttributeValue {
 }
 
 fn get_s<'a>(item: &'a Item, key: &str) -> Option<&'a str> {
-    item.get(key).and_then(|v| v.as_s().ok()).map(String::as_str)
+    item.get(key)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
 }
 
 fn get_n(item: &Item, key: &str) -> Option<u64> {
-    item.get(key).and_then(|v| v.as_n().ok()).and_then(|v| v.parse().ok())
+    item.get(key)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 fn corrupt(what: &str) -> StoreError {
@@ -100,7 +106,11 @@ fn delivery_item(pk: &str, position: usize, d: &DeliveryRecord) -> Result<Item, 
         let attempts = d
             .attempts
             .iter()
-            .map(|a| serde_json::to_string(a).map(s).map_err(|e| StoreError::new(BACKEND, e)))
+            .map(|a| {
+                serde_json::to_string(a)
+                    .map(s)
+                    .map_err(|e| StoreError::new(BACKEND, e))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         item.insert("attempts".into(), AttributeValue::L(attempts));
     }
@@ -117,10 +127,12 @@ fn delivery_item(pk: &str, position: usize, d: &DeliveryRecord) -> Result<Item, 
 }
 
 fn delivery_from(item: &Item) -> Result<(u64, DeliveryRecord), StoreError> {
-    let connector = ConnectorName::parse(get_s(item, "connector").ok_or_else(|| corrupt("connector"))?)
-        .map_err(|e| corrupt(&e))?;
-    let kind = testrelay_domain::config::ConnectorKind::from_name(get_s(item, "kind").unwrap_or(""))
-        .ok_or_else(|| corrupt("kind"))?;
+    let connector =
+        ConnectorName::parse(get_s(item, "connector").ok_or_else(|| corrupt("connector"))?)
+            .map_err(|e| corrupt(&e))?;
+    let kind =
+        testrelay_domain::config::ConnectorKind::from_name(get_s(item, "kind").unwrap_or(""))
+            .ok_or_else(|| corrupt("kind"))?;
     let state = enum_from(get_s(item, "state").ok_or_else(|| corrupt("state"))?)?;
     let attempts = match item.get("attempts") {
         Some(AttributeValue::L(list)) => list
@@ -157,18 +169,23 @@ impl RunStore for DynamoRunStore {
             ("pk".into(), s(&pk)),
             ("sk".into(), s("RUN")),
             ("project".into(), s(&run.meta.project)),
-            ("record".into(), s(serde_json::to_string(&head).map_err(|e| StoreError::new(BACKEND, e))?)),
+            (
+                "record".into(),
+                s(serde_json::to_string(&head).map_err(|e| StoreError::new(BACKEND, e))?),
+            ),
         ]);
-        let mut items = vec![TransactWriteItem::builder()
-            .put(
-                Put::builder()
-                    .table_name(&self.table)
-                    .set_item(Some(head_item))
-                    .condition_expression("attribute_not_exists(pk)")
-                    .build()
-                    .map_err(err)?,
-            )
-            .build()];
+        let mut items = vec![
+            TransactWriteItem::builder()
+                .put(
+                    Put::builder()
+                        .table_name(&self.table)
+                        .set_item(Some(head_item))
+                        .condition_expression("attribute_not_exists(pk)")
+                        .build()
+                        .map_err(err)?,
+                )
+                .build(),
+        ];
         for (i, d) in run.deliveries.iter().enumerate() {
             items.push(
                 TransactWriteItem::builder()
@@ -226,8 +243,9 @@ impl RunStore for DynamoRunStore {
         let Some(head) = items.iter().find(|i| get_s(i, "sk") == Some("RUN")) else {
             return Ok(None);
         };
-        let mut record: RunRecord = serde_json::from_str(get_s(head, "record").ok_or_else(|| corrupt("record"))?)
-            .map_err(|_| corrupt("record"))?;
+        let mut record: RunRecord =
+            serde_json::from_str(get_s(head, "record").ok_or_else(|| corrupt("record"))?)
+                .map_err(|_| corrupt("record"))?;
         let mut deliveries = items
             .iter()
             .filter(|i| get_s(i, "sk").is_some_and(|sk| sk.starts_with("DELIVERY#")))
@@ -366,7 +384,10 @@ impl IdempotencyStore for DynamoIdempotencyStore {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
                     let item = match c.item() {
                         Some(item) => item.clone(),
-                        None => self.current(&pk).await?.ok_or_else(|| corrupt("vanished idempotency record"))?,
+                        None => self
+                            .current(&pk)
+                            .await?
+                            .ok_or_else(|| corrupt("vanished idempotency record"))?,
                     };
                     Ok(blocked_by(&item))
                 }

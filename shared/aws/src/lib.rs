@@ -59,7 +59,10 @@ impl Resources {
                 queues,
             })
         } else {
-            Err(format!("missing environment variables: {}", missing.join(", ")))
+            Err(format!(
+                "missing environment variables: {}",
+                missing.join(", ")
+            ))
         }
     }
 }
@@ -71,5 +74,6 @@ pub fn queue_env(kind: ConnectorKind) -> String {
 
 /// Whether an endpoint override is set (S3 then needs path-style addressing).
 pub fn endpoint_overridden() -> bool {
-    std::env::var_os("AWS_ENDPOINT_URL").is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+    std::env::var_os("AWS_ENDPOINT_URL").is_some()
+        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
 }

@@ -45,12 +45,22 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, StoreError> {
-        let out = match self.client.get_object().bucket(&self.bucket).key(key).send().await {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+        {
             Ok(out) => out,
             Err(e) => {
                 return match e.as_service_error() {
                     Some(GetObjectError::NoSuchKey(_)) => Ok(None),
-                    _ => Err(StoreError::new(BACKEND, aws_sdk_s3::error::DisplayErrorContext(e))),
+                    _ => Err(StoreError::new(
+                        BACKEND,
+                        aws_sdk_s3::error::DisplayErrorContext(e),
+                    )),
                 };
             }
         };

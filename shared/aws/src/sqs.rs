@@ -6,7 +6,9 @@ use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntr
 use std::collections::HashMap;
 use std::time::Duration;
 use testrelay_domain::config::ConnectorKind;
-use testrelay_domain::ports::{DeliveryMessage, DeliveryQueue, QueueConsumer, Received, StoreError};
+use testrelay_domain::ports::{
+    DeliveryMessage, DeliveryQueue, QueueConsumer, Received, StoreError,
+};
 
 const BACKEND: &str = "SQS";
 /// SQS caps visibility timeouts at 12 hours.
@@ -35,10 +37,12 @@ impl SqsQueue {
     }
 
     fn url(&self, kind: ConnectorKind) -> Result<&str, StoreError> {
-        self.urls
-            .get(&kind)
-            .map(String::as_str)
-            .ok_or_else(|| StoreError::new(BACKEND, format!("no queue configured for {}", kind.as_str())))
+        self.urls.get(&kind).map(String::as_str).ok_or_else(|| {
+            StoreError::new(
+                BACKEND,
+                format!("no queue configured for {}", kind.as_str()),
+            )
+        })
     }
 }
 
@@ -74,7 +78,12 @@ impl DeliveryQueue for SqsQueue {
                 if let Some(f) = out.failed.first() {
                     return Err(StoreError::new(
                         BACKEND,
-                        format!("{} of {} messages refused: {}", out.failed.len(), chunk.len(), f.code),
+                        format!(
+                            "{} of {} messages refused: {}",
+                            out.failed.len(),
+                            chunk.len(),
+                            f.code
+                        ),
                     ));
                 }
             }
@@ -110,7 +119,11 @@ impl QueueConsumer for SqsQueue {
                 .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
-            match m.body.as_deref().map(serde_json::from_str::<DeliveryMessage>) {
+            match m
+                .body
+                .as_deref()
+                .map(serde_json::from_str::<DeliveryMessage>)
+            {
                 Some(Ok(message)) => received.push(Received {
                     message,
                     receipt,

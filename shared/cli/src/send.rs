@@ -113,7 +113,17 @@ pub fn report_url(args: &SendArgs) -> Result<reqwest::Url, String> {
 
 /// Runs the command; the process exit code is 0 only when testrelay answered 202.
 pub async fn run(args: SendArgs) -> i32 {
-    match send(&args).await {
+    let key = match std::env::var(&args.api_key_env) {
+        Ok(k) => k,
+        Err(_) => {
+            eprintln!(
+                "testrelay send: set the API key in the environment variable {}",
+                args.api_key_env
+            );
+            return 1;
+        }
+    };
+    match send(&args, &key).await {
         Ok(body) => {
             let run_id = body["run_id"].as_str().unwrap_or("?");
             let status = body["status_url"].as_str().unwrap_or("");
@@ -136,13 +146,8 @@ pub async fn run(args: SendArgs) -> i32 {
     }
 }
 
-async fn send(args: &SendArgs) -> Result<serde_json::Value, String> {
-    let key = std::env::var(&args.api_key_env).map_err(|_| {
-        format!(
-            "set the API key in the environment variable {}",
-            args.api_key_env
-        )
-    })?;
+/// Posts the report; the 202 body, or why it was not accepted.
+pub async fn send(args: &SendArgs, key: &str) -> Result<serde_json::Value, String> {
     let raw = std::fs::read(&args.file).map_err(|e| format!("{}: {e}", args.file.display()))?;
     let mut gz = GzEncoder::new(Vec::with_capacity(raw.len() / 4), Compression::default());
     gz.write_all(&raw).map_err(|e| e.to_string())?;
@@ -159,7 +164,7 @@ async fn send(args: &SendArgs) -> Result<serde_json::Value, String> {
         attempt += 1;
         let result = client
             .post(url.clone())
-            .bearer_auth(&key)
+            .bearer_auth(key)
             .header("content-encoding", "gzip")
             .header("idempotency-key", &idempotency_key)
             .body(body.clone())

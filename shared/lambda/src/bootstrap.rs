@@ -17,8 +17,7 @@ pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
         .json()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_target(false)
         .without_time()
@@ -49,17 +48,23 @@ pub struct AwsApp {
 }
 
 impl AwsApp {
+    /// Resource names from the environment (`Resources::from_env`), SDK config from the
+    /// default chain.
     pub async fn from_env(config: Config) -> Result<Self, String> {
         let resources = Resources::from_env()?;
         let sdk = testrelay_aws::sdk_config().await;
-        Ok(AwsApp {
+        Ok(Self::new(config, &sdk, resources))
+    }
+
+    pub fn new(config: Config, sdk: &aws_config::SdkConfig, resources: Resources) -> Self {
+        AwsApp {
             config: Arc::new(config),
-            blobs: S3BlobStore::new(&sdk, resources.bucket),
-            runs: DynamoRunStore::new(&sdk, resources.runs_table),
-            idempotency: DynamoIdempotencyStore::new(&sdk, resources.state_table),
-            queue: SqsQueue::new(&sdk, resources.queues),
-            secrets: SecretsManagerStore::new(&sdk),
-        })
+            blobs: S3BlobStore::new(sdk, resources.bucket),
+            runs: DynamoRunStore::new(sdk, resources.runs_table),
+            idempotency: DynamoIdempotencyStore::new(sdk, resources.state_table),
+            queue: SqsQueue::new(sdk, resources.queues),
+            secrets: SecretsManagerStore::new(sdk),
+        }
     }
 
     pub fn ports(&self) -> Ports {

@@ -64,12 +64,28 @@ impl Deliverer {
 
 /// Cold start for the delivery function of `kind`.
 pub async fn build(kind: ConnectorKind) -> Result<Deliverer, BoxError> {
-    let app = crate::bootstrap::from_env().await?;
+    build_with(
+        &crate::bootstrap::from_env().await?,
+        kind,
+        RetryPolicy::default(),
+    )
+    .await
+}
+
+/// The delivery function of `kind` on given adapters.
+pub async fn build_with(
+    app: &crate::bootstrap::AwsApp,
+    kind: ConnectorKind,
+    policy: RetryPolicy,
+) -> Result<Deliverer, BoxError> {
     let connectors = app.connectors().await?;
-    let connectors = connectors.into_iter().filter(|(_, c)| c.kind() == kind).collect();
+    let connectors = connectors
+        .into_iter()
+        .filter(|(_, c)| c.kind() == kind)
+        .collect();
     Ok(Deliverer {
         kind,
-        service: Arc::new(app.delivery_service(connectors, RetryPolicy::default())),
+        service: Arc::new(app.delivery_service(connectors, policy)),
         queue: Arc::new(app.queue.clone()),
     })
 }

@@ -5,7 +5,10 @@ use std::sync::Arc;
 use testrelay_domain::ingest::IngestService;
 
 pub fn router(app: &AwsApp) -> axum::Router {
-    testrelay_api::router(Arc::new(IngestService::new(app.config.clone(), app.ports())))
+    testrelay_api::router(Arc::new(IngestService::new(
+        app.config.clone(),
+        app.ports(),
+    )))
 }
 
 /// Cold start: tracing, config, clients; then serve events until the runtime stops us.

@@ -1,0 +1,47 @@
+//! One contract per port, run against both adapters. `contract!(suite, test)` makes the pair
+//! of tests `suite::test::embedded` and `suite::test::aws` from one async fn taking the port.
+
+mod blobs;
+mod idempotency;
+mod queue;
+mod runs;
+mod secrets;
+
+use std::sync::Arc;
+use testrelay_domain::ports::SystemClock;
+use testrelay_embedded::SqliteStore;
+
+/// An adapter plus whatever must live as long as it (a temporary directory).
+pub struct Fixture<T> {
+    pub port: T,
+    _keep: Option<tempfile::TempDir>,
+}
+
+pub fn sqlite() -> Fixture<SqliteStore> {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("t.db"), Arc::new(SystemClock)).unwrap();
+    Fixture {
+        port: store,
+        _keep: Some(dir),
+    }
+}
+
+/// Defines `mod $name { embedded, aws }` running `$body` on the fixtures that the calling
+/// module builds with its `embedded_port()` and `aws_port()`.
+#[macro_export]
+macro_rules! contract {
+    ($name:ident, $body:ident) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn embedded() {
+                let fixture = super::embedded_port().await;
+                super::$body(&fixture.port).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn aws() {
+                let fixture = super::aws_port().await;
+                super::$body(&fixture.port).await;
+            }
+        }
+    };
+}

@@ -1,0 +1,98 @@
+//! DeliveryQueue + QueueConsumer contract: SQS and the SQLite queue.
+
+use super::Fixture;
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::ids::{ConnectorName, RunId};
+use testrelay_domain::ports::{DeliveryMessage, DeliveryQueue, QueueConsumer, Received};
+
+pub trait Queue: DeliveryQueue + QueueConsumer {}
+impl<T: DeliveryQueue + QueueConsumer> Queue for T {}
+type Port = Arc<dyn Queue>;
+
+async fn embedded_port() -> Fixture<Port> {
+    let f = super::sqlite();
+    Fixture {
+        port: Arc::new(f.port),
+        _keep: f._keep,
+    }
+}
+
+async fn aws_port() -> Fixture<Port> {
+    let sdk = testrelay_tests::aws::sdk().await;
+    let url = testrelay_tests::aws::queue(&sdk).await;
+    Fixture {
+        port: Arc::new(testrelay_aws::SqsQueue::new(
+            &sdk,
+            testrelay_tests::aws::queues(&url),
+        )),
+        _keep: None,
+    }
+}
+
+const K: ConnectorKind = ConnectorKind::Webhook;
+const HIDE: Duration = Duration::from_secs(60);
+
+fn messages(n: usize) -> Vec<DeliveryMessage> {
+    (0..n)
+        .map(|i| DeliveryMessage {
+            run_id: RunId::new(1_700_000_000_000 + i as u64),
+            connector: ConnectorName::parse(&format!("c{i}")).unwrap(),
+            kind: K,
+        })
+        .collect()
+}
+
+/// Receives until `n` messages arrived (SQS may answer with fewer than are visible).
+async fn receive_n(q: &Port, n: usize) -> Vec<Received> {
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        got.extend(q.receive(K, 10, HIDE).await.unwrap());
+        if got.len() >= n {
+            break;
+        }
+    }
+    got
+}
+
+async fn enqueue_receive_ack(q: &Port) {
+    let sent = messages(13);
+    q.enqueue(&sent).await.unwrap();
+    let got = receive_n(q, 13).await;
+    assert_eq!(
+        got.len(),
+        13,
+        "batches past SQS's 10-per-call limit all arrive"
+    );
+    let ids: HashSet<_> = got.iter().map(|r| r.message.clone().connector).collect();
+    assert_eq!(ids.len(), 13);
+    assert!(got.iter().all(|r| r.receive_count == 1));
+    assert!(
+        q.receive(K, 10, HIDE).await.unwrap().is_empty(),
+        "received messages are hidden"
+    );
+    for r in &got {
+        q.ack(K, &r.receipt).await.unwrap();
+    }
+}
+
+async fn retry_later_makes_it_visible_again(q: &Port) {
+    q.enqueue(&messages(1)).await.unwrap();
+    let first = receive_n(q, 1).await.remove(0);
+    q.retry_later(K, &first.receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let second = receive_n(q, 1).await.remove(0);
+    assert_eq!(second.message, first.message);
+    assert_eq!(second.receive_count, 2);
+    q.ack(K, &second.receipt).await.unwrap();
+    assert!(
+        q.receive(K, 10, Duration::ZERO).await.unwrap().is_empty(),
+        "acked for good"
+    );
+}
+
+crate::contract!(enqueue_and_ack, enqueue_receive_ack);
+crate::contract!(retry_later, retry_later_makes_it_visible_again);

@@ -1,0 +1,236 @@
+//! RunStore contract: DynamoDB and SQLite hold runs to the same rules.
+
+use super::Fixture;
+use std::sync::Arc;
+use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::ids::{ConnectorName, RunId};
+use testrelay_domain::model::{Format, RunMeta, Summary};
+use testrelay_domain::ports::{
+    Attempt, Created, DeliveryRecord, DeliveryState, DeliveryUpdate, ErrorClass, RunRecord,
+    RunStore,
+};
+
+type Port = Arc<dyn RunStore>;
+
+async fn embedded_port() -> Fixture<Port> {
+    let f = super::sqlite();
+    Fixture {
+        port: Arc::new(f.port),
+        _keep: f._keep,
+    }
+}
+
+async fn aws_port() -> Fixture<Port> {
+    let sdk = testrelay_tests::aws::sdk().await;
+    let table = testrelay_tests::aws::runs_table(&sdk).await;
+    Fixture {
+        port: Arc::new(testrelay_aws::DynamoRunStore::new(&sdk, table)),
+        _keep: None,
+    }
+}
+
+fn name(s: &str) -> ConnectorName {
+    ConnectorName::parse(s).unwrap()
+}
+
+fn record(connectors: &[&str]) -> RunRecord {
+    RunRecord {
+        run_id: RunId::new(1_700_000_000_000),
+        received_at: "2026-11-22T10:00:00.000Z".into(),
+        meta: RunMeta {
+            project: "web".into(),
+            branch: Some("main".into()),
+            commit: Some("abc123".into()),
+            build_url: None,
+            environment: None,
+        },
+        format: Format::Junit,
+        summary: Summary {
+            total: 3,
+            passed: 2,
+            failed: 1,
+            ..Summary::default()
+        },
+        deliveries: connectors
+            .iter()
+            .map(|c| DeliveryRecord {
+                connector: name(c),
+                kind: ConnectorKind::Webhook,
+                state: DeliveryState::Queued,
+                attempts: vec![],
+                next_attempt_at: None,
+                last_error: None,
+                external_ref: None,
+            })
+            .collect(),
+    }
+}
+
+fn attempt(n: u32, ok: bool) -> Attempt {
+    Attempt {
+        number: n,
+        started_at: "2026-11-22T10:00:01.000Z".into(),
+        duration_ms: 12,
+        ok,
+        status_code: Some(if ok { 200 } else { 503 }),
+        error_class: (!ok).then_some(ErrorClass::Transient),
+        error: (!ok).then(|| "HTTP 503 Service Unavailable".into()),
+    }
+}
+
+async fn create_then_get(store: &Port) {
+    let run = record(&["zeta", "alpha", "mid"]);
+    assert_eq!(store.create_run(&run).await.unwrap(), Created::Created);
+    let back = store.get_run(&run.run_id).await.unwrap().unwrap();
+    assert_eq!(back, run, "deliveries keep their configured order");
+    assert_eq!(store.get_run(&RunId::new(1)).await.unwrap(), None);
+}
+
+async fn create_is_conditional(store: &Port) {
+    let run = record(&["hook"]);
+    store.create_run(&run).await.unwrap();
+    store
+        .update_delivery(
+            &run.run_id,
+            &name("hook"),
+            &DeliveryUpdate {
+                state: DeliveryState::Delivered,
+                attempt: Some(attempt(1, true)),
+                next_attempt_at: None,
+                last_error: None,
+                external_ref: Some("ext-1".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let mut again = run.clone();
+    again.meta.branch = Some("other".into());
+    assert_eq!(
+        store.create_run(&again).await.unwrap(),
+        Created::AlreadyExists
+    );
+    let back = store.get_run(&run.run_id).await.unwrap().unwrap();
+    assert_eq!(back.meta.branch.as_deref(), Some("main"), "not overwritten");
+    assert_eq!(
+        back.deliveries[0].state,
+        DeliveryState::Delivered,
+        "progress kept"
+    );
+}
+
+async fn updates_follow_the_rules(store: &Port) {
+    let run = record(&["hook"]);
+    store.create_run(&run).await.unwrap();
+    let hook = name("hook");
+    store
+        .update_delivery(
+            &run.run_id,
+            &hook,
+            &DeliveryUpdate {
+                state: DeliveryState::Retrying,
+                attempt: Some(attempt(1, false)),
+                next_attempt_at: Some("2026-11-22T10:00:06.000Z".into()),
+                last_error: Some("HTTP 503 Service Unavailable".into()),
+                external_ref: Some("ref-1".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let d = &store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0];
+    assert_eq!(d.state, DeliveryState::Retrying);
+    assert_eq!(
+        d.next_attempt_at.as_deref(),
+        Some("2026-11-22T10:00:06.000Z")
+    );
+    store
+        .update_delivery(
+            &run.run_id,
+            &hook,
+            &DeliveryUpdate {
+                state: DeliveryState::Delivered,
+                attempt: Some(attempt(2, true)),
+                next_attempt_at: None,
+                last_error: None,
+                external_ref: None,
+            },
+        )
+        .await
+        .unwrap();
+    let d = &store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0];
+    assert_eq!(d.state, DeliveryState::Delivered);
+    assert_eq!(d.attempts, vec![attempt(1, false), attempt(2, true)]);
+    assert_eq!(d.next_attempt_at, None, "cleared");
+    assert_eq!(d.last_error, None, "cleared");
+    assert_eq!(d.external_ref.as_deref(), Some("ref-1"), "kept once set");
+    let missing = store
+        .update_delivery(
+            &run.run_id,
+            &name("nope"),
+            &DeliveryUpdate {
+                state: DeliveryState::Delivered,
+                attempt: None,
+                next_attempt_at: None,
+                last_error: None,
+                external_ref: None,
+            },
+        )
+        .await;
+    assert!(
+        missing.is_err(),
+        "updating a delivery that does not exist fails"
+    );
+}
+
+async fn concurrent_appends_lose_nothing(store: &Port) {
+    let run = record(&["hook"]);
+    store.create_run(&run).await.unwrap();
+    let tasks: Vec<_> = (1..=12)
+        .map(|n| {
+            let store = store.clone();
+            let id = run.run_id.clone();
+            tokio::spawn(async move {
+                store
+                    .update_delivery(
+                        &id,
+                        &name("hook"),
+                        &DeliveryUpdate {
+                            state: DeliveryState::Retrying,
+                            attempt: Some(attempt(n, false)),
+                            next_attempt_at: None,
+                            last_error: None,
+                            external_ref: None,
+                        },
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let d = &store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0];
+    let mut numbers: Vec<u32> = d.attempts.iter().map(|a| a.number).collect();
+    numbers.sort();
+    assert_eq!(numbers, (1..=12).collect::<Vec<_>>());
+}
+
+crate::contract!(create_and_get, create_then_get);
+crate::contract!(conditional_create, create_is_conditional);
+crate::contract!(delivery_updates, updates_follow_the_rules);
+crate::contract!(concurrent_updates, concurrent_appends_lose_nothing);

@@ -1,0 +1,219 @@
+//! The Lambda functions' handlers driven by the sample events in `events/`, on the AWS
+//! adapters against moto: what the functions do on AWS, short of the runtime API itself.
+
+use lambda_http::request::LambdaRequest;
+use lambda_http::tower::Service;
+use lambda_http::{Adapter, Context, LambdaEvent};
+use serde_json::Value;
+use std::time::Duration;
+use testrelay_domain::config::{Config, ConnectorKind, hash_api_key};
+use testrelay_domain::ids::RunId;
+use testrelay_domain::ports::{BlobStore, DeliveryState, QueueConsumer, RunStore, run_blob_key};
+use testrelay_domain::retry::RetryPolicy;
+use testrelay_lambda::bootstrap::AwsApp;
+use testrelay_tests::aws::{Stack, put_secret};
+use testrelay_tests::local::API_KEY;
+use testrelay_tests::receiver::Receiver;
+
+const PLACEHOLDER: &str = "00000000000000000000000000";
+
+/// A fresh stack in moto, the receiver's secret in Secrets Manager, and the function's
+/// adapters on both, configured the way an operator would.
+async fn app(receiver: &Receiver) -> (Stack, AwsApp) {
+    let stack = Stack::create().await;
+    let secret_name = testrelay_tests::unique("testrelay/team-hook");
+    put_secret(&stack.sdk, &secret_name, &receiver.secret_text).await;
+    let toml = format!(
+        r#"
+[[api_keys]]
+id = "ci"
+sha256 = "{}"
+
+[projects.web]
+connectors = ["team-hook"]
+
+[connectors.team-hook]
+kind = "webhook"
+url = "{}"
+allow_http = true
+secret = {{ secret = "{secret_name}" }}
+"#,
+        hash_api_key(API_KEY),
+        receiver.url()
+    );
+    let config = Config::from_toml(&toml, "test").unwrap();
+    let app = AwsApp::new(config, &stack.sdk, stack.resources());
+    (stack, app)
+}
+
+/// Runs one API Gateway event through the same adapter `lambda_http::run` uses; returns
+/// the status and the JSON body of the API Gateway response.
+async fn invoke(app: &AwsApp, event: &str) -> (u16, Value) {
+    let request: LambdaRequest = serde_json::from_str(event).expect("an API Gateway event");
+    let mut adapter = Adapter::from(testrelay_lambda::ingest::router(app));
+    let response = adapter
+        .call(LambdaEvent::new(request, Context::default()))
+        .await
+        .unwrap();
+    let response = serde_json::to_value(response).unwrap();
+    let status = response["statusCode"].as_u64().unwrap() as u16;
+    let body = response["body"].as_str().unwrap_or("null");
+    (status, serde_json::from_str(body).unwrap_or(Value::Null))
+}
+
+async fn ingest(app: &AwsApp) -> RunId {
+    let (status, body) = invoke(app, &testrelay_tests::event("apigw-post-report.json")).await;
+    assert_eq!(status, 202, "{body}");
+    RunId::parse(body["run_id"].as_str().unwrap()).unwrap()
+}
+
+#[tokio::test]
+async fn ingest_stores_the_run_in_s3_and_dynamodb_and_enqueues_to_sqs() {
+    let receiver = Receiver::start(200).await;
+    let (_stack, app) = app(&receiver).await;
+    let (status, body) = invoke(&app, &testrelay_tests::event("apigw-post-report.json")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["summary"]["total"], 3);
+    assert_eq!(body["summary"]["failed"], 1);
+    let id = RunId::parse(body["run_id"].as_str().unwrap()).unwrap();
+
+    let record = app
+        .runs
+        .get_run(&id)
+        .await
+        .unwrap()
+        .expect("run record in DynamoDB");
+    assert_eq!(record.meta.commit.as_deref(), Some("abc123"));
+    assert_eq!(record.deliveries[0].state, DeliveryState::Queued);
+    let blob = app
+        .blobs
+        .get(&run_blob_key(&id))
+        .await
+        .unwrap()
+        .expect("run in S3");
+    let run: Value = serde_json::from_slice(&blob).unwrap();
+    assert_eq!(
+        run["report"]["suites"][0]["cases"][2]["name"],
+        "applies a coupon [C1234]"
+    );
+    let msgs = app
+        .queue
+        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(msgs.len(), 1, "one message per connector");
+    assert_eq!(msgs[0].message.run_id, id);
+    assert_eq!(msgs[0].message.connector.as_str(), "team-hook");
+}
+
+#[tokio::test]
+async fn ingest_accepts_base64_gzip_bodies_and_serves_status_and_health() {
+    let receiver = Receiver::start(200).await;
+    let (_stack, app) = app(&receiver).await;
+    let (status, body) = invoke(&app, &testrelay_tests::event("apigw-post-report-gzip.json")).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["summary"]["total"], 2);
+    let id = body["run_id"].as_str().unwrap();
+
+    let get = testrelay_tests::event("apigw-get-run.json").replace(PLACEHOLDER, id);
+    let (status, run) = invoke(&app, &get).await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["meta"]["branch"], "feature/login");
+    assert_eq!(run["format"], "ctrf");
+    assert_eq!(run["deliveries"][0]["state"], "queued");
+
+    let (status, missing) = invoke(&app, &testrelay_tests::event("apigw-get-run.json")).await;
+    assert_eq!(status, 404);
+    assert_eq!(missing["type"], "urn:testrelay:problem:not-found");
+
+    let (status, health) = invoke(&app, &testrelay_tests::event("apigw-healthz.json")).await;
+    assert_eq!((status, health), (200, serde_json::json!({"status": "ok"})));
+}
+
+#[tokio::test]
+async fn ingest_rejects_without_writing_to_aws() {
+    let receiver = Receiver::start(200).await;
+    let (_stack, app) = app(&receiver).await;
+    let bad = testrelay_tests::event("apigw-post-report.json").replace("</testsuites>", "");
+    let (status, problem) = invoke(&app, &bad).await;
+    assert_eq!(status, 400, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("<testsuites>"),
+        "{problem}"
+    );
+    let unauthorised = testrelay_tests::event("apigw-post-report.json").replace(API_KEY, "nope");
+    assert_eq!(invoke(&app, &unauthorised).await.0, 401);
+    let msgs = app
+        .queue
+        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(msgs.is_empty(), "nothing enqueued");
+}
+
+#[tokio::test]
+async fn deliver_function_delivers_and_reports_only_bad_records() {
+    let receiver = Receiver::start(200).await;
+    let (_stack, app) = app(&receiver).await;
+    let id = ingest(&app).await;
+    let deliverer =
+        testrelay_lambda::deliver::build_with(&app, ConnectorKind::Webhook, RetryPolicy::default())
+            .await
+            .unwrap();
+    let batch = testrelay_tests::event("sqs-webhook-batch.json").replace(PLACEHOLDER, id.as_str());
+    let response = deliverer
+        .handle_batch(serde_json::from_str(&batch).unwrap())
+        .await;
+    let failed: Vec<_> = response
+        .batch_item_failures
+        .iter()
+        .map(|f| f.item_identifier.as_str())
+        .collect();
+    assert_eq!(
+        failed,
+        ["2e1424d4-f796-459a-8184-9c92662be6da"],
+        "only the unreadable record"
+    );
+
+    let events = receiver.verified_events().await;
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].1["data"]["run_id"], id.as_str());
+    assert_eq!(
+        events[0].1["data"]["failures"][0]["message"],
+        "expected 90 but was 100"
+    );
+    let d = &app.runs.get_run(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!(d.state, DeliveryState::Delivered);
+    assert_eq!(d.attempts.len(), 1);
+
+    // SQS delivers at least once: the same batch again changes nothing.
+    let again = deliverer
+        .handle_batch(serde_json::from_str(&batch).unwrap())
+        .await;
+    assert_eq!(again.batch_item_failures.len(), 1);
+    assert_eq!(receiver.count().await, 1);
+}
+
+#[tokio::test]
+async fn deliver_function_returns_a_failing_target_to_the_queue() {
+    let receiver = Receiver::start(503).await;
+    let (_stack, app) = app(&receiver).await;
+    let id = ingest(&app).await;
+    let deliverer =
+        testrelay_lambda::deliver::build_with(&app, ConnectorKind::Webhook, RetryPolicy::default())
+            .await
+            .unwrap();
+    let batch = testrelay_tests::event("sqs-webhook-batch.json").replace(PLACEHOLDER, id.as_str());
+    let response = deliverer
+        .handle_batch(serde_json::from_str(&batch).unwrap())
+        .await;
+    assert_eq!(
+        response.batch_item_failures.len(),
+        2,
+        "the failing delivery comes back too"
+    );
+    let d = &app.runs.get_run(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!(d.state, DeliveryState::Retrying);
+    assert_eq!(d.attempts[0].status_code, Some(503));
+    assert!(d.next_attempt_at.is_some());
+}

@@ -1,0 +1,126 @@
+//! `spawn_app()`: the local process (API + embedded store + webhook connector) on a random
+//! loopback port, with a fresh data directory and a wiremock receiver.
+
+use crate::receiver::Receiver;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use testrelay_cli::app::App;
+use testrelay_domain::config::{
+    ApiKeyConfig, Config, ConnectorConfig, ProjectConfig, SecretRef, ServerConfig, WebhookConfig,
+    hash_api_key,
+};
+use testrelay_domain::ids::{ConnectorName, KeyId, ProjectName};
+use testrelay_domain::ports::{Clock, SystemClock};
+use testrelay_domain::retry::RetryPolicy;
+
+pub const API_KEY: &str = "trk_test_key_for_integration_tests";
+pub const PROJECT: &str = "web";
+pub const CONNECTOR: &str = "hook";
+
+pub struct TestApp {
+    pub app: App,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub receiver: Receiver,
+    pub dir: tempfile::TempDir,
+}
+
+/// A config with one project routed to one webhook at `url` whose secret is `secret_name`
+/// in the data directory's secret store.
+pub fn config(dir: &std::path::Path, url: &str) -> Config {
+    Config {
+        server: ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            data_dir: dir.to_path_buf(),
+            ..ServerConfig::default()
+        },
+        api_keys: vec![ApiKeyConfig {
+            id: KeyId::parse("ci").unwrap(),
+            sha256: hash_api_key(API_KEY),
+            projects: Some(vec![ProjectName::parse(PROJECT).unwrap()]),
+        }],
+        projects: BTreeMap::from([
+            (
+                ProjectName::parse(PROJECT).unwrap(),
+                ProjectConfig {
+                    connectors: vec![ConnectorName::parse(CONNECTOR).unwrap()],
+                },
+            ),
+            (
+                ProjectName::parse("quiet").unwrap(),
+                ProjectConfig { connectors: vec![] },
+            ),
+        ]),
+        connectors: BTreeMap::from([(
+            ConnectorName::parse(CONNECTOR).unwrap(),
+            ConnectorConfig::Webhook(WebhookConfig {
+                url: url.to_string(),
+                secret: SecretRef::Secret("hook-secret".into()),
+                timeout_ms: 5_000,
+                allow_http: true,
+            }),
+        )]),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(200, Arc::new(SystemClock), RetryPolicy::default()).await
+}
+
+/// The app with a receiver answering `status`, on `clock`, retrying per `policy`.
+pub async fn spawn_app_with(status: u16, clock: Arc<dyn Clock>, policy: RetryPolicy) -> TestApp {
+    let receiver = Receiver::start(status).await;
+    let dir = tempfile::tempdir().unwrap();
+    testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()))
+        .put("hook-secret", &receiver.secret_text)
+        .unwrap();
+    let config = config(dir.path(), &receiver.url());
+    let app = App::build(config, clock, policy).await.expect("app builds");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+    TestApp {
+        app,
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        receiver,
+        dir,
+    }
+}
+
+impl TestApp {
+    /// POSTs `body` to /v1/reports with `query` and the test API key.
+    pub async fn post_report(
+        &self,
+        query: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        self.client
+            .post(format!("{}/v1/reports?{query}", self.base))
+            .bearer_auth(API_KEY)
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_run(&self, id: &str) -> reqwest::Response {
+        self.client
+            .get(format!("{}/v1/runs/{id}", self.base))
+            .bearer_auth(API_KEY)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn dispatch_all_pending(&self) -> usize {
+        self.app.dispatch_all_pending().await
+    }
+
+    /// Files under the blob directory: what a request stored.
+    pub fn stored_blobs(&self) -> usize {
+        let dir = self.dir.path().join("blobs/runs");
+        std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
+    }
+}
