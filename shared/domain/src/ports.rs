@@ -346,17 +346,6 @@ pub trait Connector: Send + Sync {
     ) -> Result<Delivered, DeliveryError>;
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn rfc3339_is_utc_millis() {
-        assert_eq!(
-            super::rfc3339(1_700_000_000_123),
-            "2023-11-14T22:13:20.123Z"
-        );
-    }
-}
-
 /// Reads a configured secret: environment and files directly, names through the store.
 pub async fn resolve_secret(
     reference: &crate::config::SecretRef,
@@ -371,5 +360,16 @@ pub async fn resolve_secret(
             .map(|v| SecretString::from(v.trim().to_string()))
             .map_err(|e| SecretError::NotFound(format!("file:{} ({})", path.display(), e.kind()))),
         SecretRef::Secret(name) => store.get(name).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rfc3339_is_utc_millis() {
+        assert_eq!(
+            super::rfc3339(1_700_000_000_123),
+            "2023-11-14T22:13:20.123Z"
+        );
     }
 }

@@ -6,22 +6,22 @@ use testrelay_domain::ports::{SecretError, SecretStore};
 
 const VALUE: &str = "whsec_c2VjcmV0LXZhbHVlLWZvci10aGUtY29udHJhY3Q=";
 
-async fn embedded_port() -> Fixture<Box<dyn SecretStore>> {
+async fn embedded_port() -> Fixture<std::sync::Arc<dyn SecretStore>> {
     let dir = tempfile::tempdir().unwrap();
     let store = testrelay_embedded::FileSecretStore::new(dir.path());
     store.put("team/hook", &format!("{VALUE}\n")).unwrap();
     Fixture {
-        port: Box::new(store),
+        port: std::sync::Arc::new(store),
         _keep: Some(dir),
     }
 }
 
-async fn aws_port() -> Fixture<Box<dyn SecretStore>> {
+async fn aws_port() -> Fixture<std::sync::Arc<dyn SecretStore>> {
     let sdk = testrelay_tests::aws::sdk().await;
     let prefix = testrelay_tests::unique("team");
     testrelay_tests::aws::put_secret(&sdk, &format!("{prefix}/hook"), VALUE).await;
     Fixture {
-        port: Box::new(Prefixed(
+        port: std::sync::Arc::new(Prefixed(
             prefix,
             testrelay_aws::SecretsManagerStore::new(&sdk),
         )),
@@ -42,11 +42,11 @@ impl SecretStore for Prefixed {
     }
 }
 
-async fn reads_trimmed_value(store: &Box<dyn SecretStore>) {
+async fn reads_trimmed_value(store: &std::sync::Arc<dyn SecretStore>) {
     assert_eq!(store.get("team/hook").await.unwrap().expose_secret(), VALUE);
 }
 
-async fn missing_is_not_found(store: &Box<dyn SecretStore>) {
+async fn missing_is_not_found(store: &std::sync::Arc<dyn SecretStore>) {
     let err = store.get("team/absent").await.unwrap_err();
     assert!(matches!(err, SecretError::NotFound(_)), "{err}");
     assert!(!err.to_string().contains(VALUE));

@@ -132,17 +132,17 @@ pub fn parse(input: &[u8]) -> Result<Report, ReportError> {
     let doc: Document =
         serde_json::from_slice(input).map_err(|e| json_error(Some(Format::Ctrf), &e))?;
     let invalid = |msg: String| ReportError::new(Some(Format::Ctrf), msg);
-    if let Some(rf) = &doc.report_format {
-        if rf != "CTRF" {
-            return Err(invalid(format!(
-                "reportFormat must be \"CTRF\", found {rf:?}"
-            )));
-        }
+    if let Some(rf) = &doc.report_format
+        && rf != "CTRF"
+    {
+        return Err(invalid(format!(
+            "reportFormat must be \"CTRF\", found {rf:?}"
+        )));
     }
-    if let Some(tool) = &doc.results.tool {
-        if tool.name.is_empty() {
-            return Err(invalid("results.tool.name must not be empty".into()));
-        }
+    if let Some(tool) = &doc.results.tool
+        && tool.name.is_empty()
+    {
+        return Err(invalid("results.tool.name must not be empty".into()));
     }
     let _ = &doc.results.summary;
 
@@ -159,15 +159,14 @@ pub fn parse(input: &[u8]) -> Result<Report, ReportError> {
                 "results.tests[{i}].duration must be a non-negative number of milliseconds"
             )));
         }
-        if let Some(labels) = &t.labels {
-            if let Some((k, _)) = labels
+        if let Some(labels) = &t.labels
+            && let Some((k, _)) = labels
                 .iter()
                 .find(|(_, v)| matches!(v, Label::List(l) if l.is_empty()))
-            {
-                return Err(invalid(format!(
-                    "results.tests[{i}].labels.{k} must not be an empty list"
-                )));
-            }
+        {
+            return Err(invalid(format!(
+                "results.tests[{i}].labels.{k} must not be an empty list"
+            )));
         }
         let suite_name = match &t.suite {
             Some(SuiteField::Path(p)) if p.is_empty() => {

@@ -132,13 +132,13 @@ fn to_case(spec: &Spec, test: &PwTest, path: &[&str]) -> TestCase {
         case.message = e.message.as_deref().map(strip_ansi);
         case.trace = e.stack.as_deref().map(strip_ansi);
     }
-    if let Some(project) = &test.project_name {
-        if !project.is_empty() {
-            case.properties.push(Property {
-                name: "project".into(),
-                value: project.clone(),
-            });
-        }
+    if let Some(project) = &test.project_name
+        && !project.is_empty()
+    {
+        case.properties.push(Property {
+            name: "project".into(),
+            value: project.clone(),
+        });
     }
     case
 }
