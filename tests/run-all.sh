@@ -8,7 +8,8 @@ root=$(pwd)
 
 venv="$root/target/venv"
 moto_spec='moto[dynamodb,s3]==5.2.5'
-if [ ! -x "$venv/bin/moto_server" ] || ! "$venv/bin/pip" show moto 2>/dev/null | grep -q '^Version: 5.2.5$'; then
+installed=$("$venv/bin/pip" show moto 2>/dev/null || true)
+if [ ! -x "$venv/bin/moto_server" ] || ! grep -q '^Version: 5.2.5$' <<<"$installed"; then
   echo "== installing moto into $venv"
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "$moto_spec" flask flask-cors

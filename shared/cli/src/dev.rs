@@ -99,6 +99,7 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
 pub struct DevSink {
     secret: Arc<WebhookSecret>,
     events: Arc<Mutex<VecDeque<serde_json::Value>>>,
+    received: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl DevSink {
@@ -106,6 +107,7 @@ impl DevSink {
         DevSink {
             secret: Arc::new(secret),
             events: Arc::default(),
+            received: Arc::default(),
         }
     }
 
@@ -136,14 +138,16 @@ async fn receive(State(sink): State<DevSink>, headers: HeaderMap, body: Bytes) -
     }
     let event: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     let d = &event["data"];
-    println!(
-        "dev sink: {} for run {} ({} tests, {} failed) signature ok",
+    tracing::info!(
+        "dev sink: {} for run {} ({} tests, {} failed), signature ok",
         event["type"].as_str().unwrap_or("?"),
         d["run_id"].as_str().unwrap_or("?"),
         d["summary"]["total"],
         d["summary"]["failed"].as_u64().unwrap_or(0)
             + d["summary"]["errored"].as_u64().unwrap_or(0),
     );
+    sink.received
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let mut events = sink.events.lock().expect("not poisoned");
     if events.len() == KEEP_EVENTS {
         events.pop_front();

@@ -1,1 +1,158 @@
-fn main() {}
+//! Parser throughput and memory: `cargo bench -p testrelay-domain --bench parse`.
+//!
+//! Generates a 10,000-test JUnit report (5 % failures with stack traces, properties,
+//! system-out) plus CTRF and Playwright reports of the same size, parses each repeatedly and
+//! prints MB/s, tests/s and the peak heap the parse needed (a counting allocator).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Instant;
+use testrelay_domain::model::Format;
+
+struct Counting;
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
+            PEAK.fetch_max(now, Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+const TESTS: usize = 10_000;
+
+fn junit() -> String {
+    let mut s =
+        String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"bench\">\n");
+    for suite in 0..TESTS / 100 {
+        let _ = writeln!(
+            s,
+            "  <testsuite name=\"com.example.suite{suite}.ServiceTest\" tests=\"100\" time=\"12.5\">"
+        );
+        s.push_str("    <properties><property name=\"java.version\" value=\"21\"/></properties>\n");
+        for case in 0..100 {
+            let _ = write!(
+                s,
+                "    <testcase name=\"handles request variant {case} correctly [C{}]\" classname=\"com.example.suite{suite}.ServiceTest\" time=\"0.{case:03}\"",
+                suite * 100 + case
+            );
+            if case % 20 == 7 {
+                s.push_str(">\n      <failure message=\"expected: &lt;200&gt; but was: &lt;500&gt;\" type=\"org.opentest4j.AssertionFailedError\"><![CDATA[org.opentest4j.AssertionFailedError: expected: <200> but was: <500>\n");
+                for frame in 0..25 {
+                    let _ = writeln!(
+                        s,
+                        "\tat com.example.suite{suite}.ServiceTest.frame{frame}(ServiceTest.java:{})",
+                        100 + frame
+                    );
+                }
+                s.push_str("]]></failure>\n      <system-out><![CDATA[");
+                for line in 0..20 {
+                    let _ = writeln!(
+                        s,
+                        "2026-11-22 10:00:{line:02} INFO request handled in 12 ms"
+                    );
+                }
+                s.push_str("]]></system-out>\n    </testcase>\n");
+            } else {
+                s.push_str("/>\n");
+            }
+        }
+        s.push_str("  </testsuite>\n");
+    }
+    s.push_str("</testsuites>\n");
+    s
+}
+
+fn ctrf() -> String {
+    let tests: Vec<_> = (0..TESTS)
+        .map(|i| {
+            let failed = i % 20 == 7;
+            serde_json::json!({
+                "name": format!("handles request variant {i} correctly"),
+                "status": if failed { "failed" } else { "passed" },
+                "duration": i % 300,
+                "suite": [format!("suite{}", i / 100)],
+                "message": if failed { Some("expected 200 but was 500") } else { None },
+                "trace": if failed { Some("at ServiceTest.frame(ServiceTest.java:100)\n".repeat(25)) } else { None },
+                "filePath": format!("src/suite{}.test.ts", i / 100),
+            })
+        })
+        .collect();
+    serde_json::json!({"reportFormat": "CTRF", "specVersion": "1.0.0", "results": {"tool": {"name": "jest"}, "tests": tests}}).to_string()
+}
+
+fn playwright() -> String {
+    let suites: Vec<_> = (0..TESTS / 100)
+        .map(|f| {
+            let specs: Vec<_> = (0..100)
+                .map(|i| {
+                    let failed = i % 20 == 7;
+                    serde_json::json!({
+                        "title": format!("variant {i}"), "ok": !failed, "file": format!("f{f}.spec.ts"), "line": i, "column": 3,
+                        "tests": [{"projectName": "chromium", "expectedStatus": "passed", "status": if failed {"unexpected"} else {"expected"},
+                            "results": [{"status": if failed {"failed"} else {"passed"}, "duration": 120, "retry": 0,
+                                "error": if failed { Some(serde_json::json!({"message": "expect(received).toBe(expected)", "stack": "Error\n    at f.spec.ts:10:5\n".repeat(10)})) } else { None }}]}]
+                    })
+                })
+                .collect();
+            serde_json::json!({"title": format!("f{f}.spec.ts"), "file": format!("f{f}.spec.ts"), "specs": specs, "suites": []})
+        })
+        .collect();
+    serde_json::json!({"config": {}, "suites": suites, "stats": {"duration": 60000.0}}).to_string()
+}
+
+fn bench(name: &str, input: &[u8], format: Format) {
+    let report = testrelay_domain::parse::parse(input, Some(format)).expect("bench input parses");
+    assert_eq!(report.summary().total, TESTS as u64);
+    drop(report);
+    let iterations = 30;
+    let start = Instant::now();
+    for _ in 0..iterations {
+        let r = testrelay_domain::parse::parse(std::hint::black_box(input), Some(format)).unwrap();
+        std::hint::black_box(&r);
+    }
+    let secs = start.elapsed().as_secs_f64() / iterations as f64;
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let r = testrelay_domain::parse::parse(input, Some(format)).unwrap();
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    let kept = CURRENT.load(Ordering::Relaxed) - base;
+    drop(r);
+    let mb = input.len() as f64 / 1e6;
+    println!(
+        "{name:<11} {mb:>6.2} MB  {:>7.2} ms/parse  {:>7.1} MB/s  {:>10.0} tests/s  peak heap {:>6.1} MB (model {:>5.1} MB)",
+        secs * 1e3,
+        mb / secs,
+        TESTS as f64 / secs,
+        peak as f64 / 1e6,
+        kept as f64 / 1e6,
+    );
+}
+
+fn main() {
+    // `cargo test --benches` runs this with --bench absent: keep it quick then.
+    let quick = !std::env::args().any(|a| a == "--bench");
+    let j = junit();
+    if quick {
+        let r = testrelay_domain::parse::parse(j.as_bytes(), None).unwrap();
+        assert_eq!(r.summary().total, TESTS as u64);
+        return;
+    }
+    println!("parsing {TESTS}-test reports (mean of 30 parses each):");
+    bench("junit", j.as_bytes(), Format::Junit);
+    bench("ctrf", ctrf().as_bytes(), Format::Ctrf);
+    bench("playwright", playwright().as_bytes(), Format::Playwright);
+}
