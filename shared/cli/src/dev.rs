@@ -156,6 +156,7 @@ async fn receive(State(sink): State<DevSink>, headers: HeaderMap, body: Bytes) -
     StatusCode::NO_CONTENT.into_response()
 }
 
+/// `{"received": <verified events since start>, "events": [<the last 100>]}`.
 async fn list(State(sink): State<DevSink>) -> Response {
     let events: Vec<_> = sink
         .events
@@ -164,5 +165,6 @@ async fn list(State(sink): State<DevSink>) -> Response {
         .iter()
         .cloned()
         .collect();
-    axum::Json(events).into_response()
+    let received = sink.received.load(std::sync::atomic::Ordering::Relaxed);
+    axum::Json(serde_json::json!({"received": received, "events": events})).into_response()
 }
