@@ -22,8 +22,10 @@ fn safe_join(root: &Path, key: &str) -> Option<PathBuf> {
     ok.then(|| root.join(key))
 }
 
-/// Report blobs as files: `<data_dir>/blobs/<key>`, written to a temporary file, synced,
-/// then renamed, so a reader never sees half a blob.
+/// Report blobs as files: `<data_dir>/blobs/<key>`, written to a temporary file, then
+/// renamed, so a reader never sees half a blob. Like the SQLite store (WAL,
+/// `synchronous=NORMAL`), a blob survives a crash of the process, not of the machine: no
+/// fsync per report.
 pub struct FileBlobStore {
     root: PathBuf,
 }
@@ -46,7 +48,7 @@ impl BlobStore for FileBlobStore {
         let tmp = path.with_extension(format!("tmp{}", rand::random::<u32>()));
         let mut f = tokio::fs::File::create(&tmp).await.map_err(err)?;
         f.write_all(&bytes).await.map_err(err)?;
-        f.sync_data().await.map_err(err)?;
+        f.flush().await.map_err(err)?;
         drop(f);
         tokio::fs::rename(&tmp, &path).await.map_err(err)
     }
