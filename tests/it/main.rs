@@ -6,3 +6,4 @@ mod contract;
 mod lambda;
 mod local_flow;
 mod send;
+mod webhook;

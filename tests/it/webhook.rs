@@ -1,0 +1,194 @@
+//! The webhook connector against wiremock: the exact request Standard Webhooks prescribes,
+//! and how every kind of answer is classified.
+
+use secrecy::SecretString;
+use std::time::Duration;
+use testrelay_connectors::webhook::WebhookConnector;
+use testrelay_domain::config::{SecretRef, WebhookConfig};
+use testrelay_domain::ids::RunId;
+use testrelay_domain::model::{Format, Report, RunMeta, Status, Suite, TestCase, TestRun};
+use testrelay_domain::ports::{Connector, DeliveryContext, ErrorClass};
+use testrelay_domain::signing::WebhookSecret;
+use wiremock::matchers::{body_partial_json, header, header_exists, method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn run() -> TestRun {
+    let mut failing = TestCase::new("checkout fails", Status::Failed);
+    failing.message = Some("expected 200".into());
+    let report = Report {
+        format: Format::Junit,
+        tool: None,
+        duration_ms: Some(1200.0),
+        suites: vec![Suite {
+            name: "shop".into(),
+            file: None,
+            duration_ms: None,
+            properties: vec![],
+            cases: vec![TestCase::new("browse", Status::Passed), failing],
+        }],
+    };
+    TestRun {
+        run_id: RunId::parse("01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(),
+        received_at: "2026-11-22T10:00:00.000Z".into(),
+        meta: RunMeta {
+            project: "web".into(),
+            branch: Some("main".into()),
+            commit: Some("abc123".into()),
+            build_url: None,
+            environment: None,
+        },
+        summary: report.summary(),
+        report,
+    }
+}
+
+fn ctx(now_ms: u64) -> DeliveryContext {
+    DeliveryContext {
+        event_id: "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV_team".into(),
+        attempt: 1,
+        now_ms,
+        status_path: "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+    }
+}
+
+fn connector(url: String, secret: &str, timeout_ms: u64) -> WebhookConnector {
+    let config = WebhookConfig {
+        url,
+        secret: SecretRef::Env("UNUSED".into()),
+        timeout_ms,
+        allow_http: true,
+    };
+    WebhookConnector::new(
+        testrelay_connectors::http::client(),
+        &config,
+        &SecretString::from(secret.to_string()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn sends_the_documented_request() {
+    let server = MockServer::start().await;
+    let (_, secret) = WebhookSecret::generate();
+    let now_ms = 1_795_341_600_000;
+    let expected_signature = WebhookSecret::parse(&secret).unwrap().sign(
+        "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV_team",
+        1_795_341_600,
+        &serde_json::to_vec(&testrelay_domain::payload::run_completed(
+            &run(),
+            "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV",
+            "2026-11-22T10:00:00.000Z",
+        ))
+        .unwrap(),
+    );
+    Mock::given(method("POST"))
+        .and(path("/in"))
+        .and(header("content-type", "application/json"))
+        .and(header("webhook-id", "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV_team"))
+        .and(header("webhook-timestamp", "1795341600"))
+        .and(header_exists("webhook-signature"))
+        .and(header_exists("user-agent"))
+        .and(body_partial_json(serde_json::json!({
+            "type": "run.completed",
+            "timestamp": "2026-11-22T10:00:00.000Z",
+            "data": {
+                "run_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                "status_url": "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV",
+                "project": "web", "branch": "main", "commit": "abc123",
+                "outcome": "failed",
+                "summary": {"total": 2, "passed": 1, "failed": 1, "duration_ms": 1200},
+                "failures": [{"suite": "shop", "name": "checkout fails", "status": "failed", "message": "expected 200"}],
+                "failures_omitted": 0
+            }
+        })))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let delivered = connector(format!("{}/in", server.uri()), &secret, 5_000)
+        .deliver(&run(), &ctx(now_ms))
+        .await
+        .unwrap();
+    assert_eq!(delivered.status_code, Some(204));
+    // wiremock's header matcher splits values on commas, so the signature is checked here.
+    let request = &server.received_requests().await.unwrap()[0];
+    assert_eq!(
+        request.headers["webhook-signature"],
+        expected_signature.as_str()
+    );
+}
+
+async fn answer(template: ResponseTemplate) -> testrelay_domain::ports::DeliveryError {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(template)
+        .mount(&server)
+        .await;
+    let (_, secret) = WebhookSecret::generate();
+    connector(
+        format!("{}/in?token=s3cr3t-in-url", server.uri()),
+        &secret,
+        300,
+    )
+    .deliver(&run(), &ctx(1_795_341_600_000))
+    .await
+    .unwrap_err()
+}
+
+#[tokio::test]
+async fn classifies_answers() {
+    let e = answer(ResponseTemplate::new(503)).await;
+    assert_eq!((e.class, e.status_code), (ErrorClass::Transient, Some(503)));
+    let e = answer(ResponseTemplate::new(408)).await;
+    assert_eq!(e.class, ErrorClass::Transient);
+    let e = answer(ResponseTemplate::new(429).insert_header("retry-after", "42")).await;
+    assert_eq!(e.class, ErrorClass::Throttled);
+    assert_eq!(e.retry_after, Some(Duration::from_secs(42)));
+    let e = answer(ResponseTemplate::new(410)).await;
+    assert_eq!(e.class, ErrorClass::Permanent);
+    assert!(e.detail.contains("410 Gone"));
+    let e = answer(ResponseTemplate::new(401)).await;
+    assert_eq!(e.class, ErrorClass::Permanent);
+}
+
+#[tokio::test]
+async fn never_follows_redirects() {
+    let target = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .expect(0)
+        .mount(&target)
+        .await;
+    let e = answer(
+        ResponseTemplate::new(307)
+            .insert_header("location", format!("{}/elsewhere", target.uri()).as_str()),
+    )
+    .await;
+    assert_eq!((e.class, e.status_code), (ErrorClass::Permanent, Some(307)));
+    assert!(e.detail.contains("redirects are not followed"));
+}
+
+#[tokio::test]
+async fn timeouts_and_refused_connections_are_transient_and_hide_the_url() {
+    let e = answer(ResponseTemplate::new(200).set_delay(Duration::from_secs(5))).await;
+    assert_eq!(e.class, ErrorClass::Transient);
+    assert!(e.detail.contains("timed out after 300 ms"), "{}", e.detail);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    drop(listener);
+    let (_, secret) = WebhookSecret::generate();
+    let e = connector(
+        format!("http://127.0.0.1:{port}/in?token=s3cr3t-in-url"),
+        &secret,
+        300,
+    )
+    .deliver(&run(), &ctx(1_795_341_600_000))
+    .await
+    .unwrap_err();
+    assert_eq!(e.class, ErrorClass::Transient);
+    assert!(
+        !e.detail.contains("s3cr3t"),
+        "the URL (and its token) stays out of errors: {}",
+        e.detail
+    );
+}
