@@ -151,19 +151,40 @@ async fn ingest_rejects_without_writing_to_aws() {
     assert!(msgs.is_empty(), "nothing enqueued");
 }
 
+/// The webhook delivery function on `app`, and the sample SQS batch aimed at run `id`.
+struct Deliver {
+    function: testrelay_lambda::deliver::Deliverer,
+    batch: String,
+}
+
+impl Deliver {
+    async fn new(app: &AwsApp, id: &RunId) -> Deliver {
+        let function = testrelay_lambda::deliver::build_with(
+            app,
+            ConnectorKind::Webhook,
+            RetryPolicy::default(),
+        )
+        .await
+        .unwrap();
+        let batch =
+            testrelay_tests::event("sqs-webhook-batch.json").replace(PLACEHOLDER, id.as_str());
+        Deliver { function, batch }
+    }
+
+    async fn batch(&self) -> aws_lambda_events::event::sqs::SqsBatchResponse {
+        self.function
+            .handle_batch(serde_json::from_str(&self.batch).unwrap())
+            .await
+    }
+}
+
 #[tokio::test]
 async fn deliver_function_delivers_and_reports_only_bad_records() {
     let receiver = Receiver::start(200).await;
     let (_stack, app) = app(&receiver).await;
     let id = ingest(&app).await;
-    let deliverer =
-        testrelay_lambda::deliver::build_with(&app, ConnectorKind::Webhook, RetryPolicy::default())
-            .await
-            .unwrap();
-    let batch = testrelay_tests::event("sqs-webhook-batch.json").replace(PLACEHOLDER, id.as_str());
-    let response = deliverer
-        .handle_batch(serde_json::from_str(&batch).unwrap())
-        .await;
+    let deliver = Deliver::new(&app, &id).await;
+    let response = deliver.batch().await;
     let failed: Vec<_> = response
         .batch_item_failures
         .iter()
@@ -187,9 +208,7 @@ async fn deliver_function_delivers_and_reports_only_bad_records() {
     assert_eq!(d.attempts.len(), 1);
 
     // SQS delivers at least once: the same batch again changes nothing.
-    let again = deliverer
-        .handle_batch(serde_json::from_str(&batch).unwrap())
-        .await;
+    let again = deliver.batch().await;
     assert_eq!(again.batch_item_failures.len(), 1);
     assert_eq!(receiver.count().await, 1);
 }
@@ -199,14 +218,8 @@ async fn deliver_function_returns_a_failing_target_to_the_queue() {
     let receiver = Receiver::start(503).await;
     let (_stack, app) = app(&receiver).await;
     let id = ingest(&app).await;
-    let deliverer =
-        testrelay_lambda::deliver::build_with(&app, ConnectorKind::Webhook, RetryPolicy::default())
-            .await
-            .unwrap();
-    let batch = testrelay_tests::event("sqs-webhook-batch.json").replace(PLACEHOLDER, id.as_str());
-    let response = deliverer
-        .handle_batch(serde_json::from_str(&batch).unwrap())
-        .await;
+    let deliver = Deliver::new(&app, &id).await;
+    let response = deliver.batch().await;
     assert_eq!(
         response.batch_item_failures.len(),
         2,

@@ -70,7 +70,7 @@ pub async fn bucket(sdk: &aws_config::SdkConfig) -> String {
     name
 }
 
-/// A queue with a dead-letter queue after 5 receives, as infra/ sets them up.
+/// A queue with a dead-letter queue after 10 receives, as infra/ sets them up.
 pub async fn queue(sdk: &aws_config::SdkConfig) -> String {
     let client = aws_sdk_sqs::Client::new(sdk);
     let dlq = client
@@ -94,7 +94,7 @@ pub async fn queue(sdk: &aws_config::SdkConfig) -> String {
         .queue_name(crate::unique("deliveries"))
         .attributes(
             aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy,
-            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"5"}}"#),
+            format!(r#"{{"deadLetterTargetArn":"{dlq_arn}","maxReceiveCount":"10"}}"#),
         )
         .send()
         .await

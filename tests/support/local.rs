@@ -105,6 +105,23 @@ impl TestApp {
             .unwrap()
     }
 
+    /// POSTs `body` to /v1/reports with `query`, the test API key and extra `headers`.
+    pub async fn post_with(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        let mut req = self
+            .client
+            .post(format!("{}/v1/reports?{query}", self.base))
+            .bearer_auth(API_KEY);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        req.body(body).send().await.unwrap()
+    }
+
     pub async fn get_run(&self, id: &str) -> reqwest::Response {
         self.client
             .get(format!("{}/v1/runs/{id}", self.base))

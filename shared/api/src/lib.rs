@@ -63,11 +63,7 @@ async fn submit_report(
     let headers = request.headers().clone();
     let declared =
         header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
-    let too_large = || {
-        Problem(ApiError::too_large(format!(
-            "the body is larger than {limit} bytes (gzip it: Content-Encoding: gzip)"
-        )))
-    };
+    let too_large = || Problem(ApiError::body_too_large(limit));
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }

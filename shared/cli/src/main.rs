@@ -168,7 +168,15 @@ fn print_banner(
     println!("testrelay listening on http://{addr}");
     println!("  data directory: {}", data_dir.display());
     match (config, dev_key) {
-        (Some(path), _) => println!("  config: {}", path.display()),
+        (Some(path), _) => {
+            println!("  config: {}", path.display());
+            println!(
+                "\nSend reports with a key listed under [[api_keys]] (testrelay keygen makes one):"
+            );
+            println!(
+                "  curl -sS -H \"Authorization: Bearer $TESTRELAY_API_KEY\" --data-binary @junit.xml \\\n    \"http://{addr}/v1/reports?project=<project>&branch=main&commit=abc123\""
+            );
+        }
         (None, Some(key)) => {
             println!(
                 "  config: none, running the dev default (project \"web\" -> built-in webhook receiver /dev/sink)"

@@ -57,6 +57,12 @@ impl ApiError {
             detail,
         )
     }
+    /// The body on the wire is over `limit` bytes.
+    pub fn body_too_large(limit: usize) -> Self {
+        Self::too_large(format!(
+            "the body is larger than {limit} bytes (gzip it: Content-Encoding: gzip)"
+        ))
+    }
     pub fn unsupported_encoding(detail: impl Into<String>) -> Self {
         Self::new(
             415,

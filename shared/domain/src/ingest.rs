@@ -158,10 +158,7 @@ impl IngestService {
             .map_err(ApiError::bad_request)?;
         let max_wire = self.config.server.max_body_bytes;
         if req.body.len() > max_wire {
-            return Err(ApiError::too_large(format!(
-                "the body is {} bytes; the limit is {max_wire} bytes (gzip it: Content-Encoding: gzip)",
-                req.body.len()
-            )));
+            return Err(ApiError::body_too_large(max_wire));
         }
         let body = decode_body(
             &req.body,

@@ -17,11 +17,12 @@ pub struct Fixture<T> {
     _keep: Option<tempfile::TempDir>,
 }
 
-pub fn sqlite() -> Fixture<SqliteStore> {
+/// A fresh SQLite store in a temporary directory, as the port `as_port` makes of it.
+pub fn sqlite<T: ?Sized>(as_port: impl FnOnce(SqliteStore) -> Arc<T>) -> Fixture<Arc<T>> {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(&dir.path().join("t.db"), Arc::new(SystemClock)).unwrap();
     Fixture {
-        port: store,
+        port: as_port(store),
         _keep: Some(dir),
     }
 }

@@ -13,11 +13,7 @@ impl<T: DeliveryQueue + QueueConsumer> Queue for T {}
 type Port = Arc<dyn Queue>;
 
 async fn embedded_port() -> Fixture<Port> {
-    let f = super::sqlite();
-    Fixture {
-        port: Arc::new(f.port),
-        _keep: f._keep,
-    }
+    super::sqlite(|s| Arc::new(s) as Port)
 }
 
 async fn aws_port() -> Fixture<Port> {
