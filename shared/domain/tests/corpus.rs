@@ -108,12 +108,21 @@ fn check(
         || name.contains("report-invalid")
         || (name.ends_with(".xml") && sibling(path, ".exception").is_some());
     if must_reject {
+        if std::env::var_os("CORPUS_VERBOSE").is_some() {
+            if let Err(e) = result {
+                eprintln!("{name}: {e}");
+            }
+        }
         return match result {
             Ok(r) => Err(format!(
                 "accepted a file its source rejects ({} tests)",
                 r.summary().total
             )),
             Err(e) if e.to_string().len() < 16 => Err(format!("vague rejection: {e}")),
+            // A document that starts as XML but breaks must say where it breaks.
+            Err(e) if bytes.trim_ascii_start().starts_with(b"<") && e.line.is_none() => {
+                Err(format!("rejection without a position: {e}"))
+            }
             Err(_) => Ok(()),
         };
     }

@@ -359,7 +359,8 @@ impl<'a> Parser<'a> {
             }
         }
         if !empty {
-            self.text_content(open_pos, &mut out.text, TRACE_CAP)?;
+            let tag = start.local_name().as_ref().to_string();
+            self.text_content(open_pos, &tag, &mut out.text, TRACE_CAP)?;
         }
         Ok(out)
     }
@@ -369,6 +370,7 @@ impl<'a> Parser<'a> {
     fn text_content(
         &mut self,
         open_pos: u64,
+        tag: &str,
         buf: &mut String,
         cap: usize,
     ) -> Result<(), ReportError> {
@@ -390,7 +392,7 @@ impl<'a> Parser<'a> {
                 Event::Start(_) => depth += 1,
                 Event::End(_) if depth == 0 => return Ok(()),
                 Event::End(_) => depth -= 1,
-                Event::Eof => return Err(self.unclosed("element", open_pos)),
+                Event::Eof => return Err(self.unclosed(tag, open_pos)),
                 _ => {}
             }
         }
@@ -434,7 +436,7 @@ impl<'a> Parser<'a> {
         }
         if !empty {
             let mut text = String::new();
-            self.text_content(open_pos, &mut text, TRACE_CAP)?;
+            self.text_content(open_pos, "property", &mut text, TRACE_CAP)?;
             if value.is_none() {
                 value = Some(text.trim().to_string());
             }

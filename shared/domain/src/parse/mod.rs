@@ -79,27 +79,21 @@ pub fn detect(input: &[u8]) -> Result<Format, ReportError> {
 }
 
 fn detect_json(body: &[u8]) -> Result<Format, ReportError> {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        results: Option<serde::de::IgnoredAny>,
-        suites: Option<serde::de::IgnoredAny>,
-        config: Option<serde::de::IgnoredAny>,
-    }
-    let probe: Probe = serde_json::from_slice(body).map_err(|e| json_error(None, &e))?;
-    match probe {
-        Probe {
-            results: Some(_), ..
-        } => Ok(Format::Ctrf),
-        Probe {
-            suites: Some(_), ..
-        }
-        | Probe {
-            config: Some(_), ..
-        } => Ok(Format::Playwright),
-        _ => Err(ReportError::new(
+    let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
+        serde_json::from_slice(body).map_err(|e| json_error(None, &e))?;
+    if keys.contains_key("results") {
+        Ok(Format::Ctrf)
+    } else if keys.contains_key("suites") || keys.contains_key("config") {
+        Ok(Format::Playwright)
+    } else {
+        let found: Vec<&str> = keys.keys().take(8).map(String::as_str).collect();
+        Err(ReportError::new(
             None,
-            "JSON report of unknown shape: expected a CTRF object with \"results\" or a Playwright report with \"suites\"",
-        )),
+            format!(
+                "JSON report of unknown shape: expected a CTRF object with \"results\" or a Playwright report with \"suites\", found the keys [{}]",
+                found.join(", ")
+            ),
+        ))
     }
 }
 
