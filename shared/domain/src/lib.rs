@@ -4,6 +4,7 @@
 //! This crate has no AWS, Lambda or HTTP-server dependency: the same code runs in the Lambda
 //! functions and in `testrelay serve`.
 
+pub mod breaker;
 pub mod config;
 pub mod delivery;
 pub mod error;
