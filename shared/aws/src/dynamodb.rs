@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
     Claim, Created, DeliveryRecord, DeliveryUpdate, IdempotencyStore, RunRecord, RunStore,
-    StoreError,
+    StateStore, StoreError, Versioned,
 };
 
 const BACKEND: &str = "DynamoDB";
@@ -434,6 +434,75 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             Ok(_) => Ok(()),
             Err(e) => match e.as_service_error() {
                 Some(DeleteItemError::ConditionalCheckFailedException(_)) => Ok(()),
+                _ => Err(err(e)),
+            },
+        }
+    }
+}
+
+/// Versioned documents in the state table at `STATE#<key>`, with attribute `version`.
+#[derive(Clone)]
+pub struct DynamoStateStore {
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+}
+
+impl DynamoStateStore {
+    pub fn new(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        DynamoStateStore {
+            client: aws_sdk_dynamodb::Client::new(sdk),
+            table: table.into(),
+        }
+    }
+}
+
+#[async_trait]
+impl StateStore for DynamoStateStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(format!("STATE#{key}")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(err)?;
+        let Some(item) = out.item else {
+            return Ok(None);
+        };
+        Ok(Some(Versioned {
+            version: get_n(&item, "version").ok_or_else(|| corrupt("version"))?,
+            value: get_s(&item, "value")
+                .ok_or_else(|| corrupt("value"))?
+                .to_string(),
+        }))
+    }
+
+    async fn save(
+        &self,
+        key: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let mut req = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("STATE#{key}")))
+            .item("version", n(expected.unwrap_or(0) + 1))
+            .item("value", s(value));
+        req = match expected {
+            None => req.condition_expression("attribute_not_exists(pk)"),
+            Some(v) => req
+                .condition_expression("#version = :expected")
+                .expression_attribute_names("#version", "version")
+                .expression_attribute_values(":expected", n(v)),
+        };
+        match req.send().await {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
                 _ => Err(err(e)),
             },
         }

@@ -9,7 +9,7 @@ mod s3;
 mod secrets;
 mod sqs;
 
-pub use dynamodb::{DynamoIdempotencyStore, DynamoRunStore};
+pub use dynamodb::{DynamoIdempotencyStore, DynamoRunStore, DynamoStateStore};
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerStore;
 pub use sqs::SqsQueue;

@@ -197,7 +197,9 @@ impl BreakerState {
         self.buckets
             .iter()
             .filter(|b| b.start_ms + cfg.bucket_ms() > horizon)
-            .fold((0, 0), |(c, f), b| (c + b.successes + b.failures, f + b.failures))
+            .fold((0, 0), |(c, f), b| {
+                (c + b.successes + b.failures, f + b.failures)
+            })
     }
 }
 
@@ -220,12 +222,18 @@ pub enum Admission {
     /// Allowed as the single HALF_OPEN probe; report its outcome with `probe = true`.
     Probe,
     /// Not now: try again at `retry_at_ms`. Not a delivery attempt.
-    Reject { retry_at_ms: u64 },
+    Reject {
+        retry_at_ms: u64,
+    },
 }
 
 /// The admission decision and, when it changes the breaker, the state to write (only if the
 /// state read is still current: the write is conditional).
-pub fn admit(state: &BreakerState, cfg: &BreakerConfig, now_ms: u64) -> (Admission, Option<BreakerState>) {
+pub fn admit(
+    state: &BreakerState,
+    cfg: &BreakerConfig,
+    now_ms: u64,
+) -> (Admission, Option<BreakerState>) {
     match state.phase {
         Phase::Closed => (Admission::Allow, None),
         Phase::Open if now_ms < state.open_until_ms => (
@@ -265,7 +273,9 @@ pub fn record(
         (Phase::HalfOpen, true) => Some(match signal {
             Signal::Failure => state.open(cfg, now_ms, state.cooldown_ms.saturating_mul(2)),
             // The target answered: it is reachable again.
-            Signal::Success | Signal::Throttled | Signal::Neutral => BreakerState::closed(cfg, now_ms),
+            Signal::Success | Signal::Throttled | Signal::Neutral => {
+                BreakerState::closed(cfg, now_ms)
+            }
         }),
         (Phase::Closed, _) => record_closed(state, cfg, signal, now_ms),
         // A delivery admitted before the breaker opened, or a probe whose lease was taken
@@ -357,7 +367,9 @@ mod tests {
     fn failure_rate_opens_it_after_min_calls() {
         use Signal::*;
         // Alternating: never 5 in a row, but a 50 % rate once 10 calls are in.
-        let seq = [Success, Failure, Success, Failure, Success, Failure, Success, Failure, Success];
+        let seq = [
+            Success, Failure, Success, Failure, Success, Failure, Success, Failure, Success,
+        ];
         let s = feed(BreakerState::closed(&cfg(), T), &seq, T);
         assert_eq!(s.phase, Phase::Closed, "9 calls are below min_calls");
         let s = feed(s, &[Failure], T);
@@ -368,7 +380,11 @@ mod tests {
     fn old_failures_leave_the_window() {
         let s = feed(BreakerState::closed(&cfg(), T), &[Signal::Failure; 4], T);
         let s = feed(s, &[Signal::Success; 6], T + 70_000);
-        assert_eq!(s.window_counts(&cfg(), T + 70_000), (6, 0), "a bucket leaves once all of it is older than the window");
+        assert_eq!(
+            s.window_counts(&cfg(), T + 70_000),
+            (6, 0),
+            "a bucket leaves once all of it is older than the window"
+        );
     }
 
     #[test]
@@ -376,19 +392,43 @@ mod tests {
         let s = BreakerState::closed(&cfg(), T);
         assert_eq!(record(&s, &cfg(), Signal::Neutral, false, T), None);
         assert_eq!(record(&s, &cfg(), Signal::Throttled, false, T), None);
-        let s = feed(s, &[Signal::Failure, Signal::Failure, Signal::Neutral, Signal::Failure, Signal::Throttled, Signal::Failure], T);
-        assert_eq!(s.consecutive_failures, 4, "4xx and 429 neither count nor reset");
+        let s = feed(
+            s,
+            &[
+                Signal::Failure,
+                Signal::Failure,
+                Signal::Neutral,
+                Signal::Failure,
+                Signal::Throttled,
+                Signal::Failure,
+            ],
+            T,
+        );
+        assert_eq!(
+            s.consecutive_failures, 4,
+            "4xx and 429 neither count nor reset"
+        );
     }
 
     #[test]
     fn open_rejects_then_grants_one_probe() {
         let open = feed(BreakerState::closed(&cfg(), T), &[Signal::Failure; 5], T);
-        assert_eq!(admit(&open, &cfg(), T + 1).0, Admission::Reject { retry_at_ms: T + 30_000 });
+        assert_eq!(
+            admit(&open, &cfg(), T + 1).0,
+            Admission::Reject {
+                retry_at_ms: T + 30_000
+            }
+        );
         let (a, next) = admit(&open, &cfg(), T + 30_000);
         assert_eq!(a, Admission::Probe);
         let half = next.unwrap();
         assert_eq!(half.phase, Phase::HalfOpen);
-        assert_eq!(admit(&half, &cfg(), T + 30_001).0, Admission::Reject { retry_at_ms: T + 90_000 });
+        assert_eq!(
+            admit(&half, &cfg(), T + 30_001).0,
+            Admission::Reject {
+                retry_at_ms: T + 90_000
+            }
+        );
         // The probe's holder crashed: after its lease, someone else probes.
         assert_eq!(admit(&half, &cfg(), T + 90_000).0, Admission::Probe);
     }

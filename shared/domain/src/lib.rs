@@ -5,11 +5,13 @@
 //! functions and in `testrelay serve`.
 
 pub mod breaker;
+pub mod breakers;
 pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod ids;
 pub mod ingest;
+pub mod metrics;
 pub mod model;
 pub mod parse;
 pub mod payload;

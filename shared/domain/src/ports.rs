@@ -191,6 +191,25 @@ pub trait IdempotencyStore: Send + Sync {
     async fn release(&self, key: &str) -> Result<(), StoreError>;
 }
 
+/// A document and the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub version: u64,
+    pub value: String,
+}
+
+/// Small shared documents with optimistic concurrency (breaker states; later health
+/// records): DynamoDB conditional writes in AWS, SQLite transactions locally.
+#[async_trait]
+pub trait StateStore: Send + Sync {
+    async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError>;
+    /// Writes `value` as version `expected + 1`, or as version 1 when `expected` is `None`
+    /// (the key must not exist). Returns false, writing nothing, when the stored version is
+    /// not `expected`: someone else wrote first; reload and decide again.
+    async fn save(&self, key: &str, value: &str, expected: Option<u64>)
+    -> Result<bool, StoreError>;
+}
+
 /// A delivery message: a reference to the run and the connector, never the report itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryMessage {

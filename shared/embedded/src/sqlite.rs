@@ -15,7 +15,8 @@ use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
     Claim, Clock, Created, DeliveryMessage, DeliveryQueue, DeliveryRecord, DeliveryUpdate,
-    IdempotencyStore, QueueConsumer, Received, RunRecord, RunStore, StoreError,
+    IdempotencyStore, QueueConsumer, Received, RunRecord, RunStore, StateStore, StoreError,
+    Versioned,
 };
 use tokio::sync::Notify;
 
@@ -53,6 +54,11 @@ CREATE TABLE IF NOT EXISTS queue (
     receipt TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_ready ON queue (kind, visible_at);
+CREATE TABLE IF NOT EXISTS state (
+    key TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    value TEXT NOT NULL
+);
 "#;
 
 /// The SQLite database in the data directory.
@@ -441,6 +447,52 @@ impl QueueConsumer for SqliteStore {
             )
             .map(|_| ())
             .map_err(db_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl StateStore for SqliteStore {
+    async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
+        let key = key.to_string();
+        self.with(move |c| {
+            c.query_row(
+                "SELECT version, value FROM state WHERE key = ?1",
+                [&key],
+                |r| {
+                    Ok(Versioned {
+                        version: r.get::<_, i64>(0)? as u64,
+                        value: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn save(
+        &self,
+        key: &str,
+        value: &str,
+        expected: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let (key, value) = (key.to_string(), value.to_string());
+        self.with(move |c| {
+            let changed = match expected {
+                None => c.execute(
+                    "INSERT OR IGNORE INTO state (key, version, value) VALUES (?1, 1, ?2)",
+                    params![key, value],
+                ),
+                Some(v) => c.execute(
+                    "UPDATE state SET version = version + 1, value = ?3 WHERE key = ?1 AND version = ?2",
+                    params![key, v as i64, value],
+                ),
+            }
+            .map_err(db_err)?;
+            Ok(changed == 1)
         })
         .await
     }

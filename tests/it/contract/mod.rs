@@ -6,6 +6,7 @@ mod idempotency;
 mod queue;
 mod runs;
 mod secrets;
+mod state;
 
 use std::sync::Arc;
 use testrelay_domain::ports::SystemClock;
