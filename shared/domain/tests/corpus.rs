@@ -108,10 +108,10 @@ fn check(
         || name.contains("report-invalid")
         || (name.ends_with(".xml") && sibling(path, ".exception").is_some());
     if must_reject {
-        if std::env::var_os("CORPUS_VERBOSE").is_some() {
-            if let Err(e) = result {
-                eprintln!("{name}: {e}");
-            }
+        if std::env::var_os("CORPUS_VERBOSE").is_some()
+            && let Err(e) = result
+        {
+            eprintln!("{name}: {e}");
         }
         return match result {
             Ok(r) => Err(format!(
