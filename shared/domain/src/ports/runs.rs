@@ -1,0 +1,115 @@
+//! Run records and the delivery state they carry.
+
+use super::StoreError;
+use crate::config::ConnectorKind;
+use crate::ids::{ConnectorName, RunId};
+use crate::model::{Format, RunMeta, Summary};
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Enqueued, not yet picked up.
+    Queued,
+    /// A worker is delivering it now.
+    Delivering,
+    /// The connector accepted it.
+    Delivered,
+    /// The last attempt failed transiently; another is scheduled at `next_attempt_at`.
+    Retrying,
+    /// Failed permanently or ran out of attempts; `last_error` says why.
+    Failed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// Timeouts, connection errors, 5xx, 408: the target's fault, worth retrying.
+    Transient,
+    /// 429: the target asks us to slow down.
+    Throttled,
+    /// Other 4xx, bad configuration: retrying cannot help.
+    Permanent,
+}
+
+/// One try at delivering a run to one connector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub number: u32,
+    /// RFC 3339.
+    pub started_at: String,
+    pub duration_ms: u64,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_code: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_class: Option<ErrorClass>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The delivery of one run to one connector, as `GET /v1/runs/{id}` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub connector: ConnectorName,
+    pub kind: ConnectorKind,
+    pub state: DeliveryState,
+    #[serde(default)]
+    pub attempts: Vec<Attempt>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// What the connector created (a message id, an issue key, ...), once it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_ref: Option<String>,
+}
+
+/// The record of an accepted run: metadata, counts and per-connector delivery state. The
+/// full normalized report lives in the blob store under [`run_blob_key`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub run_id: RunId,
+    pub received_at: String,
+    pub meta: RunMeta,
+    pub format: Format,
+    pub summary: Summary,
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// A change to one delivery: its new state and, when an attempt finished, that attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryUpdate {
+    pub state: DeliveryState,
+    pub attempt: Option<Attempt>,
+    pub next_attempt_at: Option<String>,
+    pub last_error: Option<String>,
+    pub external_ref: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Created,
+    /// A run with this id exists already; nothing was written.
+    AlreadyExists,
+}
+
+/// Run records: DynamoDB in AWS, SQLite locally.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Writes the run and its deliveries only if no run with this id exists (a conditional
+    /// write), so a retried request can never overwrite delivery progress.
+    async fn create_run(&self, run: &RunRecord) -> Result<Created, StoreError>;
+    /// Reads the run with all its deliveries (a strongly consistent read).
+    async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>, StoreError>;
+    /// Sets the state of one delivery and appends `update.attempt` to its attempts. Fields of
+    /// the update that are `None` are cleared, except `external_ref`, which is kept once set.
+    /// Fails if the run or the delivery does not exist.
+    async fn update_delivery(
+        &self,
+        id: &RunId,
+        connector: &ConnectorName,
+        update: &DeliveryUpdate,
+    ) -> Result<(), StoreError>;
+}
