@@ -216,14 +216,30 @@ async fn deliver_function_delivers_and_reports_only_bad_records() {
 #[tokio::test]
 async fn deliver_function_returns_a_failing_target_to_the_queue() {
     let receiver = Receiver::start(503).await;
-    let (_stack, app) = app(&receiver).await;
+    let (stack, app) = app(&receiver).await;
     let id = ingest(&app).await;
     let deliver = Deliver::new(&app, &id).await;
     let response = deliver.batch().await;
     assert_eq!(
         response.batch_item_failures.len(),
+        1,
+        "the failing delivery is requeued as a fresh delayed message, not returned"
+    );
+    let attrs = aws_sdk_sqs::Client::new(&stack.sdk)
+        .get_queue_attributes()
+        .queue_url(&stack.queue_url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let count = |n: aws_sdk_sqs::types::QueueAttributeName| attrs[&n].parse::<u32>().unwrap();
+    use aws_sdk_sqs::types::QueueAttributeName as Q;
+    assert_eq!(
+        count(Q::ApproximateNumberOfMessages) + count(Q::ApproximateNumberOfMessagesDelayed),
         2,
-        "the failing delivery comes back too"
+        "the original (ingest) message and the delayed retry"
     );
     let d = &app.runs.get_run(&id).await.unwrap().unwrap().deliveries[0];
     assert_eq!(d.state, DeliveryState::Retrying);

@@ -5,10 +5,15 @@ use serde_json::Value;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
+use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{Clock, ManualClock};
+use testrelay_domain::ports::{DeadLetter, DeadLetterStore, DeliveryMessage};
 use testrelay_domain::retry::RetryPolicy;
 use testrelay_tests::corpus;
-use testrelay_tests::local::{spawn_app, spawn_app_with};
+use testrelay_tests::local::{ADMIN_KEY, API_KEY, spawn_app, spawn_app_with};
+use wiremock::matchers::method;
+use wiremock::{Mock, ResponseTemplate};
 
 const JEST: &str = "junit/test-reporter/__tests__/fixtures/jest-junit.xml";
 
@@ -282,7 +287,7 @@ async fn transient_failures_are_retried_then_given_up_with_the_reason() {
     assert_eq!(t.dispatch_all_pending().await, 1);
     let s: Value = t.get_run(&id).await.json().await.unwrap();
     let d = &s["deliveries"][0];
-    assert_eq!(d["state"], "failed");
+    assert_eq!(d["state"], "dead_lettered");
     assert_eq!(d["attempts"].as_array().unwrap().len(), 3);
     assert_eq!(
         d["last_error"],
@@ -299,7 +304,7 @@ async fn transient_failures_are_retried_then_given_up_with_the_reason() {
 }
 
 #[tokio::test]
-async fn permanent_failures_stop_at_once() {
+async fn permanent_failures_are_dead_lettered_then_redriven_once() {
     let t = spawn_app_with(
         400,
         Arc::new(testrelay_domain::ports::SystemClock),
@@ -312,17 +317,103 @@ async fn permanent_failures_stop_at_once() {
         .json()
         .await
         .unwrap();
+    let id = body["run_id"].as_str().unwrap().to_string();
     assert_eq!(t.dispatch_all_pending().await, 1);
-    let s: Value = t
-        .get_run(body["run_id"].as_str().unwrap())
+    let s: Value = t.get_run(&id).await.json().await.unwrap();
+    let d = &s["deliveries"][0];
+    assert_eq!(d["state"], "dead_lettered");
+    assert_eq!(
+        d["attempts"].as_array().unwrap().len(),
+        1,
+        "a permanent failure is not retried"
+    );
+    assert_eq!(d["attempts"][0]["error_class"], "permanent");
+    assert_eq!(d["last_error"], "HTTP 400 Bad Request");
+
+    // Only admin keys see dead letters.
+    rejected(
+        t.admin("GET", "/v1/deadletters", API_KEY).await,
+        403,
+        "not an admin key",
+    )
+    .await;
+    let listed: Value = t
+        .admin("GET", "/v1/deadletters", ADMIN_KEY)
         .await
         .json()
         .await
         .unwrap();
+    let letters = listed["dead_letters"].as_array().unwrap();
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["message"]["run_id"], id.as_str());
+    assert_eq!(letters[0]["reason"], "HTTP 400 Bad Request");
+    assert_eq!(letters[0]["attempts"], 1);
+    assert_eq!(letters[0]["last_status"], 400);
+
+    // The operator fixes the receiver and redrives.
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .with_priority(1)
+        .mount(&t.receiver.server)
+        .await;
+    let res: Value = t
+        .admin("POST", "/v1/deadletters/redrive", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["redriven"], 1);
+    assert_eq!(t.dispatch_all_pending().await, 1);
+    let s: Value = t.get_run(&id).await.json().await.unwrap();
     let d = &s["deliveries"][0];
-    assert_eq!(d["state"], "failed");
-    assert_eq!(d["attempts"][0]["error_class"], "permanent");
-    assert_eq!(d["last_error"], "HTTP 400 Bad Request");
+    assert_eq!(d["state"], "delivered");
+    assert_eq!(d["generation"], 1);
+    assert_eq!(d["attempts"].as_array().unwrap().len(), 2);
+    let listed: Value = t
+        .admin("GET", "/v1/deadletters", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["dead_letters"].as_array().unwrap().is_empty());
+
+    // A stray dead letter for the delivered run: redriving it is a no-op.
+    let message = DeliveryMessage::new(
+        RunId::parse(&id).unwrap(),
+        ConnectorName::parse("hook").unwrap(),
+        ConnectorKind::Webhook,
+    );
+    DeadLetterStore::put(
+        &t.app.store,
+        &DeadLetter {
+            message,
+            reason: "duplicate".into(),
+            attempts: 1,
+            last_status: None,
+            at: "2026-11-22T10:00:00.000Z".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let before = t.receiver.count().await;
+    let res: Value = t
+        .admin("POST", "/v1/deadletters/redrive", ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(res["redriven"], 1);
+    assert_eq!(t.dispatch_all_pending().await, 1);
+    assert_eq!(t.receiver.count().await, before, "nothing sent again");
+    let s: Value = t.get_run(&id).await.json().await.unwrap();
+    assert_eq!(s["deliveries"][0]["attempts"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        t.app.metrics.get(
+            "DeliveryOutcome",
+            &[("Connector", "hook"), ("Outcome", "duplicate")]
+        ),
+        1
+    );
 }
 
 #[tokio::test]

@@ -2,13 +2,20 @@
 //! and how every kind of answer is classified.
 
 use secrecy::SecretString;
+use std::sync::Arc;
 use std::time::Duration;
 use testrelay_connectors::webhook::WebhookConnector;
+use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::config::{SecretRef, WebhookConfig};
+use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::ids::RunId;
 use testrelay_domain::model::{Format, Report, RunMeta, Status, Suite, TestCase, TestRun};
-use testrelay_domain::ports::{Connector, DeliveryContext, ErrorClass};
+use testrelay_domain::ports::{
+    Connector, DeliveryContext, DeliveryError, DeliveryMessage, ErrorClass, StepError, SystemClock,
+};
 use testrelay_domain::signing::WebhookSecret;
+use testrelay_domain::steps::{NoFaults, Steps};
+use testrelay_embedded::SqliteStore;
 use wiremock::matchers::{body_partial_json, header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
@@ -51,12 +58,29 @@ fn ctx(now_ms: u64) -> DeliveryContext {
     }
 }
 
+/// Step records in a fresh embedded store (the connector runs its POST as one step).
+fn steps() -> (Steps, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(SystemClock);
+    let store = SqliteStore::open(&dir.path().join("t.db"), clock.clone()).unwrap();
+    let message = DeliveryMessage::new(
+        RunId::parse("01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(),
+        ConnectorName::parse("team").unwrap(),
+        ConnectorKind::Webhook,
+    );
+    (
+        Steps::new(Arc::new(store), clock, Arc::new(NoFaults), message),
+        dir,
+    )
+}
+
 fn connector(url: String, secret: &str, timeout_ms: u64) -> WebhookConnector {
     let config = WebhookConfig {
         url,
         secret: SecretRef::Env("UNUSED".into()),
         timeout_ms,
         allow_http: true,
+        breaker: Default::default(),
     };
     WebhookConnector::new(
         testrelay_connectors::http::client(),
@@ -105,11 +129,13 @@ async fn sends_the_documented_request() {
         .expect(1)
         .mount(&server)
         .await;
-    let delivered = connector(format!("{}/in", server.uri()), &secret, 5_000)
-        .deliver(&run(), &ctx(now_ms))
-        .await
-        .unwrap();
+    let (steps, _dir) = steps();
+    let webhook = connector(format!("{}/in", server.uri()), &secret, 5_000);
+    let delivered = webhook.deliver(&run(), &ctx(now_ms), &steps).await.unwrap();
     assert_eq!(delivered.status_code, Some(204));
+    // A retry after the step completed (a crash before bookkeeping) does not post again.
+    let again = webhook.deliver(&run(), &ctx(now_ms), &steps).await.unwrap();
+    assert_eq!(again.status_code, Some(204));
     // wiremock's header matcher splits values on commas, so the signature is checked here.
     let request = &server.received_requests().await.unwrap()[0];
     assert_eq!(
@@ -118,21 +144,32 @@ async fn sends_the_documented_request() {
     );
 }
 
-async fn answer(template: ResponseTemplate) -> testrelay_domain::ports::DeliveryError {
+fn failed(e: StepError) -> DeliveryError {
+    match e {
+        StepError::Failed(e) => e,
+        other => panic!("expected a failed attempt, got {other}"),
+    }
+}
+
+async fn answer(template: ResponseTemplate) -> DeliveryError {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
         .respond_with(template)
         .mount(&server)
         .await;
     let (_, secret) = WebhookSecret::generate();
-    connector(
+    let (steps, _dir) = steps();
+    let webhook = connector(
         format!("{}/in?token=s3cr3t-in-url", server.uri()),
         &secret,
         300,
+    );
+    failed(
+        webhook
+            .deliver(&run(), &ctx(1_795_341_600_000), &steps)
+            .await
+            .unwrap_err(),
     )
-    .deliver(&run(), &ctx(1_795_341_600_000))
-    .await
-    .unwrap_err()
 }
 
 #[tokio::test]
@@ -177,14 +214,18 @@ async fn timeouts_and_refused_connections_are_transient_and_hide_the_url() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let (_, secret) = WebhookSecret::generate();
-    let e = connector(
+    let (steps, _dir) = steps();
+    let webhook = connector(
         format!("http://127.0.0.1:{port}/in?token=s3cr3t-in-url"),
         &secret,
         300,
-    )
-    .deliver(&run(), &ctx(1_795_341_600_000))
-    .await
-    .unwrap_err();
+    );
+    let e = failed(
+        webhook
+            .deliver(&run(), &ctx(1_795_341_600_000), &steps)
+            .await
+            .unwrap_err(),
+    );
     assert_eq!(e.class, ErrorClass::Transient);
     assert!(
         !e.detail.contains("s3cr3t"),

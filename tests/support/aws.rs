@@ -70,8 +70,9 @@ pub async fn bucket(sdk: &aws_config::SdkConfig) -> String {
     name
 }
 
-/// A queue with a dead-letter queue after 10 receives, as infra/ sets them up.
-pub async fn queue(sdk: &aws_config::SdkConfig) -> String {
+/// A queue with a dead-letter queue after 10 receives, as infra/ sets them up; the URLs of
+/// both.
+pub async fn queue_with_dlq(sdk: &aws_config::SdkConfig) -> (String, String) {
     let client = aws_sdk_sqs::Client::new(sdk);
     let dlq = client
         .create_queue()
@@ -99,7 +100,15 @@ pub async fn queue(sdk: &aws_config::SdkConfig) -> String {
         .send()
         .await
         .expect("create queue");
-    out.queue_url().unwrap().to_string()
+    (
+        out.queue_url().unwrap().to_string(),
+        dlq.queue_url().unwrap().to_string(),
+    )
+}
+
+/// A delivery queue (with its DLQ); its URL.
+pub async fn queue(sdk: &aws_config::SdkConfig) -> String {
+    queue_with_dlq(sdk).await.0
 }
 
 pub fn queues(url: &str) -> HashMap<ConnectorKind, String> {
@@ -126,16 +135,19 @@ pub struct Stack {
     pub runs_table: String,
     pub state_table: String,
     pub queue_url: String,
+    pub dlq_url: String,
 }
 
 impl Stack {
     pub async fn create() -> Stack {
         let sdk = sdk().await;
+        let (queue_url, dlq_url) = queue_with_dlq(&sdk).await;
         Stack {
             bucket: bucket(&sdk).await,
             runs_table: runs_table(&sdk).await,
             state_table: state_table(&sdk).await,
-            queue_url: queue(&sdk).await,
+            queue_url,
+            dlq_url,
             sdk,
         }
     }
@@ -146,6 +158,7 @@ impl Stack {
             runs_table: self.runs_table.clone(),
             state_table: self.state_table.clone(),
             queues: queues(&self.queue_url),
+            dead_letter_queues: queues(&self.dlq_url),
         }
     }
 }

@@ -14,6 +14,8 @@ use testrelay_domain::ports::{Clock, SystemClock};
 use testrelay_domain::retry::RetryPolicy;
 
 pub const API_KEY: &str = "trk_test_key_for_integration_tests";
+/// May list and redrive dead letters.
+pub const ADMIN_KEY: &str = "trk_test_admin_key_for_integration_tests";
 pub const PROJECT: &str = "web";
 pub const CONNECTOR: &str = "hook";
 
@@ -34,11 +36,20 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
             data_dir: dir.to_path_buf(),
             ..ServerConfig::default()
         },
-        api_keys: vec![ApiKeyConfig {
-            id: KeyId::parse("ci").unwrap(),
-            sha256: hash_api_key(API_KEY),
-            projects: Some(vec![ProjectName::parse(PROJECT).unwrap()]),
-        }],
+        api_keys: vec![
+            ApiKeyConfig {
+                id: KeyId::parse("ci").unwrap(),
+                sha256: hash_api_key(API_KEY),
+                projects: Some(vec![ProjectName::parse(PROJECT).unwrap()]),
+                admin: false,
+            },
+            ApiKeyConfig {
+                id: KeyId::parse("ops").unwrap(),
+                sha256: hash_api_key(ADMIN_KEY),
+                projects: Some(vec![]),
+                admin: true,
+            },
+        ],
         projects: BTreeMap::from([
             (
                 ProjectName::parse(PROJECT).unwrap(),
@@ -58,6 +69,7 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                 secret: SecretRef::Secret("hook-secret".into()),
                 timeout_ms: 5_000,
                 allow_http: true,
+                breaker: Default::default(),
             }),
         )]),
     }
@@ -129,6 +141,16 @@ impl TestApp {
             .send()
             .await
             .unwrap()
+    }
+
+    /// Calls an admin route (`GET`/`POST` `path`, which may carry a query) with `key`.
+    pub async fn admin(&self, method: &str, path: &str, key: &str) -> reqwest::Response {
+        let url = format!("{}{path}", self.base);
+        let req = match method {
+            "GET" => self.client.get(url),
+            _ => self.client.post(url),
+        };
+        req.bearer_auth(key).send().await.unwrap()
     }
 
     pub async fn dispatch_all_pending(&self) -> usize {

@@ -3,13 +3,15 @@
 //!
 //! - `POST /v1/reports?project=..&branch=..&commit=..&build_url=..&environment=..&format=..`
 //! - `GET /v1/runs/{id}`
+//! - `GET /v1/deadletters?kind=webhook&max=50` (admin keys)
+//! - `POST /v1/deadletters/redrive?kind=webhook&max=50` (admin keys)
 //! - `GET /healthz`
 //!
 //! Every error is RFC 9457 `application/problem+json`.
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Path, RawQuery, Request, State};
+use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -41,6 +43,8 @@ pub fn router(ingest: Arc<IngestService>) -> Router {
     Router::new()
         .route("/v1/reports", post(submit_report))
         .route("/v1/runs/{id}", get(run_status))
+        .route("/v1/deadletters", get(list_dead_letters))
+        .route("/v1/deadletters/redrive", post(redrive))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -100,6 +104,38 @@ async fn run_status(
         .await
         .map_err(Problem)?;
     Ok(axum::Json(status).into_response())
+}
+
+#[derive(serde::Deserialize)]
+struct BatchQuery {
+    kind: Option<String>,
+    max: Option<String>,
+}
+
+async fn list_dead_letters(
+    State(ingest): State<Arc<IngestService>>,
+    Query(q): Query<BatchQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let letters = ingest
+        .dead_letters(auth.as_deref(), q.kind.as_deref(), q.max.as_deref())
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(serde_json::json!({ "dead_letters": letters })).into_response())
+}
+
+async fn redrive(
+    State(ingest): State<Arc<IngestService>>,
+    Query(q): Query<BatchQuery>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let n = ingest
+        .redrive(auth.as_deref(), q.kind.as_deref(), q.max.as_deref())
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(serde_json::json!({ "redriven": n })).into_response())
 }
 
 async fn healthz() -> Response {

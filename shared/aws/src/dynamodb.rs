@@ -13,14 +13,15 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{
     AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
 };
 use std::collections::HashMap;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
-    Claim, Created, DeliveryRecord, DeliveryUpdate, IdempotencyStore, RunRecord, RunStore,
-    StateStore, StoreError, Versioned,
+    Claim, Created, DeliveryRecord, DeliveryState, DeliveryUpdate, IdempotencyStore, RunRecord,
+    RunStore, StateStore, StoreError, Versioned,
 };
 
 const BACKEND: &str = "DynamoDB";
@@ -101,6 +102,8 @@ fn delivery_item(pk: &str, position: usize, d: &DeliveryRecord) -> Result<Item, 
         ("connector".into(), s(d.connector.as_str())),
         ("kind".into(), s(d.kind.as_str())),
         ("state".into(), s(enum_str(&d.state))),
+        ("generation".into(), n(d.generation as u64)),
+        ("redrive_from".into(), n(d.redrive_from as u64)),
     ]);
     if !d.attempts.is_empty() {
         let attempts = d
@@ -155,6 +158,8 @@ fn delivery_from(item: &Item) -> Result<(u64, DeliveryRecord), StoreError> {
             next_attempt_at: opt("next_attempt_at"),
             last_error: opt("last_error"),
             external_ref: opt("external_ref"),
+            generation: get_n(item, "generation").unwrap_or(0) as u32,
+            redrive_from: get_n(item, "redrive_from").unwrap_or(0) as u32,
         },
     ))
 }
@@ -270,9 +275,18 @@ impl RunStore for DynamoRunStore {
             .table_name(&self.table)
             .key("pk", s(run_pk(id)))
             .key("sk", s(delivery_sk(connector)))
-            .condition_expression("attribute_exists(pk)")
+            // Delivered is final: a late update of a delivered delivery changes nothing.
+            .condition_expression("attribute_exists(pk) AND #state <> :delivered")
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#state", "state")
-            .expression_attribute_values(":state", s(enum_str(&update.state)));
+            .expression_attribute_values(":state", s(enum_str(&update.state)))
+            .expression_attribute_values(":delivered", s(enum_str(&DeliveryState::Delivered)));
+        if let Some(r) = update.redrive {
+            sets.push("generation = :generation, redrive_from = :redrive_from".into());
+            req = req
+                .expression_attribute_values(":generation", n(r.generation as u64))
+                .expression_attribute_values(":redrive_from", n(r.redrive_from as u64));
+        }
         if let Some(a) = &update.attempt {
             sets.push("attempts = list_append(if_not_exists(attempts, :empty), :attempt)".into());
             let json = serde_json::to_string(a).map_err(|e| StoreError::new(BACKEND, e))?;
@@ -298,8 +312,19 @@ impl RunStore for DynamoRunStore {
         if !removes.is_empty() {
             expr.push_str(&format!(" REMOVE {}", removes.join(", ")));
         }
-        req.update_expression(expr).send().await.map_err(err)?;
-        Ok(())
+        match req.update_expression(expr).send().await {
+            Ok(_) => Ok(()),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(c)) if c.item().is_some() => {
+                    Ok(())
+                }
+                Some(UpdateItemError::ConditionalCheckFailedException(_)) => Err(StoreError::new(
+                    BACKEND,
+                    format!("no delivery {connector} for run {id}"),
+                )),
+                _ => Err(err(e)),
+            },
+        }
     }
 }
 

@@ -12,6 +12,7 @@ mod sqs;
 pub use dynamodb::{DynamoIdempotencyStore, DynamoRunStore, DynamoStateStore};
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerStore;
+pub use sqs::SqsDeadLetters;
 pub use sqs::SqsQueue;
 
 use std::collections::HashMap;
@@ -30,12 +31,13 @@ pub struct Resources {
     pub runs_table: String,
     pub state_table: String,
     pub queues: HashMap<ConnectorKind, String>,
+    pub dead_letter_queues: HashMap<ConnectorKind, String>,
 }
 
 impl Resources {
-    /// `TESTRELAY_BUCKET`, `TESTRELAY_RUNS_TABLE`, `TESTRELAY_STATE_TABLE` and one
-    /// `TESTRELAY_QUEUE_<KIND>` (queue URL) per connector kind; the error names every
-    /// missing variable.
+    /// `TESTRELAY_BUCKET`, `TESTRELAY_RUNS_TABLE`, `TESTRELAY_STATE_TABLE` and, per
+    /// connector kind, `TESTRELAY_QUEUE_<KIND>` and `TESTRELAY_DLQ_<KIND>` (queue URLs); the
+    /// error names every missing variable.
     pub fn from_env() -> Result<Self, String> {
         let mut missing = Vec::new();
         let mut var = |name: &str| {
@@ -51,12 +53,25 @@ impl Resources {
             .into_iter()
             .map(|k| (k, var(&queue_env(k))))
             .collect();
+        let dead_letter_queues = ConnectorKind::ALL
+            .into_iter()
+            .map(|k| {
+                (
+                    k,
+                    var(&format!(
+                        "TESTRELAY_DLQ_{}",
+                        k.as_str().to_ascii_uppercase()
+                    )),
+                )
+            })
+            .collect();
         if missing.is_empty() {
             Ok(Resources {
                 bucket,
                 runs_table,
                 state_table,
                 queues,
+                dead_letter_queues,
             })
         } else {
             Err(format!(

@@ -7,12 +7,17 @@ use std::collections::HashMap;
 use std::time::Duration;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::ports::{
-    DeliveryMessage, DeliveryQueue, QueueConsumer, Received, StoreError,
+    Clock, DeadLetter, DeadLetterStore, DeliveryMessage, DeliveryQueue, Listed, QueueConsumer,
+    Received, StoreError, SystemClock, rfc3339,
 };
 
 const BACKEND: &str = "SQS";
 /// SQS caps visibility timeouts at 12 hours.
 const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 60 * 60);
+/// SQS caps message delays at 15 minutes.
+const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+/// Listing dead letters hides them this long (their handles stay valid for a redrive).
+const LIST_VISIBILITY: i32 = 30;
 
 fn err(e: impl std::error::Error) -> StoreError {
     StoreError::new(BACKEND, aws_sdk_sqs::error::DisplayErrorContext(e))
@@ -90,6 +95,26 @@ impl DeliveryQueue for SqsQueue {
         }
         Ok(())
     }
+
+    async fn enqueue_after(
+        &self,
+        message: &DeliveryMessage,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        let mut message = message.clone();
+        // Longer than SQS can delay: hop through the queue until `not_before_ms`.
+        message.not_before_ms =
+            (delay > MAX_DELAY).then(|| SystemClock.now_ms() + delay.as_millis() as u64);
+        self.client
+            .send_message()
+            .queue_url(self.url(message.kind)?)
+            .message_body(serde_json::to_string(&message).expect("serialisable"))
+            .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
 }
 
 #[async_trait]
@@ -158,6 +183,115 @@ impl QueueConsumer for SqsQueue {
             .queue_url(self.url(kind)?)
             .receipt_handle(receipt)
             .visibility_timeout(delay.min(MAX_VISIBILITY).as_secs() as i32)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+}
+
+/// The dead-letter queue of each delivery queue. It holds two kinds of bodies: dead letters
+/// testrelay wrote (with the reason) and raw delivery messages SQS moved there after
+/// `maxReceiveCount` receives (a crash loop or an unreadable message).
+#[derive(Clone)]
+pub struct SqsDeadLetters {
+    client: aws_sdk_sqs::Client,
+    urls: HashMap<ConnectorKind, String>,
+}
+
+impl SqsDeadLetters {
+    pub fn new(sdk: &aws_config::SdkConfig, urls: HashMap<ConnectorKind, String>) -> Self {
+        SqsDeadLetters {
+            client: aws_sdk_sqs::Client::new(sdk),
+            urls,
+        }
+    }
+
+    fn url(&self, kind: ConnectorKind) -> Result<&str, StoreError> {
+        self.urls.get(&kind).map(String::as_str).ok_or_else(|| {
+            StoreError::new(
+                BACKEND,
+                format!("no dead-letter queue for {}", kind.as_str()),
+            )
+        })
+    }
+}
+
+/// Reads a DLQ body of either kind.
+fn dead_letter_from(body: &str, receive_count: Option<&str>) -> Option<DeadLetter> {
+    if let Ok(letter) = serde_json::from_str::<DeadLetter>(body) {
+        return Some(letter);
+    }
+    let message = serde_json::from_str::<DeliveryMessage>(body).ok()?;
+    Some(DeadLetter {
+        message,
+        reason: format!(
+            "moved to the dead-letter queue by SQS after {} receives (a crash or a store outage)",
+            receive_count.unwrap_or("?")
+        ),
+        attempts: 0,
+        last_status: None,
+        at: rfc3339(SystemClock.now_ms()),
+    })
+}
+
+#[async_trait]
+impl DeadLetterStore for SqsDeadLetters {
+    async fn put(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        self.client
+            .send_message()
+            .queue_url(self.url(letter.message.kind)?)
+            .message_body(serde_json::to_string(letter).expect("serialisable"))
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(())
+    }
+
+    async fn list(&self, kind: ConnectorKind, max: usize) -> Result<Vec<Listed>, StoreError> {
+        let url = self.url(kind)?;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let got = self
+                .client
+                .receive_message()
+                .queue_url(url)
+                .max_number_of_messages((max - out.len()).clamp(1, 10) as i32)
+                .visibility_timeout(LIST_VISIBILITY)
+                .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+                .send()
+                .await
+                .map_err(err)?
+                .messages
+                .unwrap_or_default();
+            if got.is_empty() {
+                break;
+            }
+            for m in got {
+                let count = m
+                    .attributes
+                    .as_ref()
+                    .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+                    .map(String::as_str);
+                match m.body.as_deref().and_then(|b| dead_letter_from(b, count)) {
+                    Some(letter) => out.push(Listed {
+                        handle: m.receipt_handle.unwrap_or_default(),
+                        letter,
+                    }),
+                    None => {
+                        tracing::error!(message_id = ?m.message_id, "unreadable dead letter left in place")
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn remove(&self, kind: ConnectorKind, handle: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_message()
+            .queue_url(self.url(kind)?)
+            .receipt_handle(handle)
             .send()
             .await
             .map_err(err)?;

@@ -5,10 +5,12 @@ use axum::Router;
 use std::path::PathBuf;
 use std::sync::Arc;
 use testrelay_domain::config::{Config, ConnectorKind};
-use testrelay_domain::delivery::DeliveryService;
+use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
 use testrelay_domain::ingest::{IngestService, Ports};
+use testrelay_domain::metrics::MemoryMetrics;
 use testrelay_domain::ports::Clock;
 use testrelay_domain::retry::RetryPolicy;
+use testrelay_domain::steps::Faults;
 use testrelay_domain::worker::Worker;
 use testrelay_embedded::{FileBlobStore, FileSecretStore, SqliteStore};
 use tokio::sync::watch;
@@ -18,6 +20,8 @@ pub struct App {
     pub router: Router,
     pub store: SqliteStore,
     pub workers: Vec<Worker>,
+    pub metrics: Arc<MemoryMetrics>,
+    pub delivery: Arc<DeliveryService>,
 }
 
 /// Paths inside the data directory.
@@ -36,6 +40,16 @@ impl App {
         clock: Arc<dyn Clock>,
         policy: RetryPolicy,
     ) -> Result<App, String> {
+        Self::build_with_faults(config, clock, policy, None).await
+    }
+
+    /// As [`App::build`], with crashes injected into deliveries (fault-injection tests).
+    pub async fn build_with_faults(
+        config: Config,
+        clock: Arc<dyn Clock>,
+        policy: RetryPolicy,
+        faults: Option<Arc<dyn Faults>>,
+    ) -> Result<App, String> {
         let config = Arc::new(config);
         let dir = &config.server.data_dir;
         let store = SqliteStore::open(&db_path(dir), clock.clone())
@@ -43,26 +57,36 @@ impl App {
         let blobs = Arc::new(FileBlobStore::new(dir.join("blobs")));
         let secrets = FileSecretStore::new(secrets_dir(dir));
         let connectors = testrelay_connectors::build(&config, &secrets).await?;
+        let metrics = Arc::new(MemoryMetrics::default());
         let ports = Ports {
             blobs: blobs.clone(),
             runs: Arc::new(store.clone()),
             idempotency: Arc::new(store.clone()),
             queue: Arc::new(store.clone()),
+            dead_letters: Arc::new(store.clone()),
             clock: clock.clone(),
         };
         let ingest = Arc::new(IngestService::new(config.clone(), ports));
-        let delivery = Arc::new(DeliveryService::new(
-            Arc::new(store.clone()),
+        let delivery_ports = DeliveryPorts {
+            runs: Arc::new(store.clone()),
             blobs,
+            idempotency: Arc::new(store.clone()),
+            state: Arc::new(store.clone()),
+            dead_letters: Arc::new(store.clone()),
             clock,
-            connectors,
-            policy,
-        ));
+            metrics: metrics.clone(),
+        };
+        let mut delivery = DeliveryService::new(delivery_ports, connectors, policy);
+        if let Some(f) = faults {
+            delivery = delivery.with_faults(f);
+        }
+        let delivery = Arc::new(delivery);
         let workers = ConnectorKind::ALL
             .into_iter()
             .map(|kind| Worker {
                 kind,
                 consumer: Arc::new(store.clone()),
+                queue: Arc::new(store.clone()),
                 service: delivery.clone(),
                 concurrency: config.server.delivery_concurrency,
             })
@@ -72,6 +96,8 @@ impl App {
             config,
             store,
             workers,
+            metrics,
+            delivery,
         })
     }
 

@@ -73,6 +73,7 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
             id: KeyId::parse("dev").expect("valid"),
             sha256: hash_api_key(&key),
             projects: None,
+            admin: true,
         }],
         projects: BTreeMap::from([(
             project,
@@ -87,6 +88,7 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
                 secret: SecretRef::Secret(DEV_SECRET_NAME.into()),
                 timeout_ms: 5_000,
                 allow_http: true,
+                breaker: Default::default(),
             }),
         )]),
     };

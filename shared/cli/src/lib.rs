@@ -2,5 +2,6 @@
 //! store in one process; `send` is the CI client. No AWS SDK is linked here.
 
 pub mod app;
+pub mod deadletters;
 pub mod dev;
 pub mod send;

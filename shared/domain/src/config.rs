@@ -81,6 +81,9 @@ pub struct ApiKeyConfig {
     /// Projects this key may post to; all projects when absent.
     #[serde(default)]
     pub projects: Option<Vec<ProjectName>>,
+    /// May list and redrive dead letters.
+    #[serde(default)]
+    pub admin: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -195,6 +198,9 @@ pub struct WebhookConfig {
     /// Plain `http://` is refused unless this is set (local receivers, tests).
     #[serde(default)]
     pub allow_http: bool,
+    /// Circuit-breaker settings for this endpoint's host (`[connectors.<name>.breaker]`).
+    #[serde(default)]
+    pub breaker: crate::breaker::BreakerConfig,
 }
 
 fn default_webhook_timeout() -> u64 {
@@ -295,6 +301,9 @@ impl Config {
                         errors.push(format!(
                             "connectors.{name}.timeout_ms: must be between 1 and 30000"
                         ));
+                    }
+                    for p in w.breaker.problems() {
+                        errors.push(format!("connectors.{name}.breaker: {p}"));
                     }
                 }
             }

@@ -1,18 +1,25 @@
 //! The delivery service: what happens to one delivery message, the same on Lambda (an SQS
 //! record) and locally (a row of the embedded queue).
 //!
-//! Per message: load the run record; skip deliveries already finished (a duplicate message);
-//! mark it delivering; call the connector; record the attempt. A transient failure schedules
-//! a retry ([`RetryPolicy`]); a permanent one, or running out of retries, marks it failed
-//! with the reason. The circuit breaker and dead-letter store slot in here later.
+//! Per message: skip what is finished (a duplicate) or stale (an old generation of a
+//! redriven delivery); ask the target's circuit breaker (OPEN: defer without using up an
+//! attempt); call the connector, whose steps are idempotent ([`Steps`]); tell the breaker
+//! how it went; record the attempt. A transient failure schedules a retry on the
+//! [`RetryPolicy`]; a permanent one, or the end of the schedule, dead-letters the message
+//! with the reason. Nothing is acknowledged before its outcome is recorded.
 
+use crate::breaker::{Admission, Signal};
+use crate::breakers::Breakers;
 use crate::ids::ConnectorName;
+use crate::metrics::Metrics;
 use crate::model::TestRun;
 use crate::ports::{
-    Attempt, BlobStore, Clock, Connector, DeliveryContext, DeliveryError, DeliveryMessage,
-    DeliveryState, DeliveryUpdate, ErrorClass, RunStore, StoreError, rfc3339, run_blob_key,
+    Attempt, BlobStore, Clock, Connector, DeadLetter, DeadLetterStore, Delivered, DeliveryContext,
+    DeliveryMessage, DeliveryQueue, DeliveryRecord, DeliveryState, DeliveryUpdate, ErrorClass,
+    IdempotencyStore, Redrive, RunStore, StateStore, StepError, StoreError, rfc3339, run_blob_key,
 };
 use crate::retry::RetryPolicy;
+use crate::steps::{CrashPoint, Faults, NoFaults, Steps};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,10 +27,16 @@ use std::time::Duration;
 /// What the queue should do with the message once the service is done with it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
-    /// Delete it: delivered, failed for good, or nothing left to do.
+    /// Delete it: delivered, dead-lettered, or nothing left to do.
     Done,
-    /// Keep it and make it visible again after this delay.
+    /// Put it back as a fresh message due after this delay: a scheduled retry or a breaker
+    /// deferral (does not count towards the dead-letter queue's receive limit).
+    Requeue(Duration),
+    /// Leave it and make it visible again after this delay: testrelay's own stores failed,
+    /// or another worker holds the message's step.
     RetryIn(Duration),
+    /// An injected crash: settle nothing (the visibility timeout brings it back).
+    Crashed,
 }
 
 /// When testrelay's own stores fail, the message is simply tried again this much later.
@@ -31,45 +44,89 @@ pub const STORE_RETRY: Duration = Duration::from_secs(30);
 
 pub type Connectors = HashMap<ConnectorName, Arc<dyn Connector>>;
 
+/// The adapters a delivery needs.
+#[derive(Clone)]
+pub struct DeliveryPorts {
+    pub runs: Arc<dyn RunStore>,
+    pub blobs: Arc<dyn BlobStore>,
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    pub state: Arc<dyn StateStore>,
+    pub dead_letters: Arc<dyn DeadLetterStore>,
+    pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn Metrics>,
+}
+
 pub struct DeliveryService {
-    runs: Arc<dyn RunStore>,
-    blobs: Arc<dyn BlobStore>,
-    clock: Arc<dyn Clock>,
+    ports: DeliveryPorts,
+    breakers: Breakers,
     connectors: Connectors,
     policy: RetryPolicy,
+    faults: Arc<dyn Faults>,
+}
+
+/// An attempt's result on its way to the run record.
+struct Outcome {
+    attempt: Attempt,
+    result: Result<Delivered, crate::ports::DeliveryError>,
 }
 
 impl DeliveryService {
-    pub fn new(
-        runs: Arc<dyn RunStore>,
-        blobs: Arc<dyn BlobStore>,
-        clock: Arc<dyn Clock>,
-        connectors: Connectors,
-        policy: RetryPolicy,
-    ) -> Self {
+    pub fn new(ports: DeliveryPorts, connectors: Connectors, policy: RetryPolicy) -> Self {
         DeliveryService {
-            runs,
-            blobs,
-            clock,
+            breakers: Breakers::new(
+                ports.state.clone(),
+                ports.clock.clone(),
+                ports.metrics.clone(),
+            ),
+            ports,
             connectors,
             policy,
+            faults: Arc::new(NoFaults),
         }
     }
 
-    /// Handles one message; never panics on bad input, and never loses a message: anything
-    /// unexpected from testrelay's own stores means "try again later".
+    /// Crash injection, for fault-injection tests.
+    pub fn with_faults(mut self, faults: Arc<dyn Faults>) -> Self {
+        self.faults = faults;
+        self
+    }
+
+    pub fn breakers(&self) -> &Breakers {
+        &self.breakers
+    }
+
+    fn outcome(&self, connector: &ConnectorName, outcome: &str) {
+        self.ports.metrics.count(
+            "DeliveryOutcome",
+            &[("Connector", connector.as_str()), ("Outcome", outcome)],
+            1,
+        );
+    }
+
+    /// Handles one message. Never loses it: anything unexpected from testrelay's own
+    /// stores means "try again later".
     pub async fn handle(&self, msg: &DeliveryMessage) -> Disposition {
+        let now = self.ports.clock.now_ms();
+        if let Some(not_before) = msg.not_before_ms.filter(|&t| t > now) {
+            return Disposition::Requeue(Duration::from_millis(not_before - now));
+        }
         match self.try_handle(msg).await {
             Ok(d) => d,
-            Err(e) => {
+            Err(StepError::Crashed) => Disposition::Crashed,
+            Err(StepError::Busy { retry_in }) => Disposition::RetryIn(retry_in),
+            Err(StepError::Store(e)) => {
                 tracing::warn!(run_id = %msg.run_id, connector = %msg.connector, error = %e, "store error; will retry the message");
+                Disposition::RetryIn(STORE_RETRY)
+            }
+            Err(StepError::Failed(e)) => {
+                tracing::error!(run_id = %msg.run_id, error = %e, "unclassified failure; will retry the message");
                 Disposition::RetryIn(STORE_RETRY)
             }
         }
     }
 
-    async fn try_handle(&self, msg: &DeliveryMessage) -> Result<Disposition, StoreError> {
-        let Some(record) = self.runs.get_run(&msg.run_id).await? else {
+    async fn try_handle(&self, msg: &DeliveryMessage) -> Result<Disposition, StepError> {
+        let Some(record) = self.ports.runs.get_run(&msg.run_id).await? else {
             tracing::error!(run_id = %msg.run_id, "message for an unknown run; dropping it");
             return Ok(Disposition::Done);
         };
@@ -81,145 +138,261 @@ impl DeliveryService {
             tracing::error!(run_id = %msg.run_id, connector = %msg.connector, "message for a delivery the run does not have; dropping it");
             return Ok(Disposition::Done);
         };
-        if matches!(
-            delivery.state,
-            DeliveryState::Delivered | DeliveryState::Failed
-        ) {
-            tracing::info!(run_id = %msg.run_id, connector = %msg.connector, state = ?delivery.state, "duplicate message; already finished");
+        if delivery.state == DeliveryState::Delivered {
+            self.outcome(&msg.connector, "duplicate");
             return Ok(Disposition::Done);
         }
-        let attempt = delivery.attempts.len() as u32 + 1;
-        let started = self.clock.now_ms();
+        if delivery.state == DeliveryState::DeadLettered && msg.generation <= delivery.generation {
+            tracing::info!(run_id = %msg.run_id, connector = %msg.connector, "stale message of a dead-lettered delivery");
+            return Ok(Disposition::Done);
+        }
+        let redrive = (msg.generation > delivery.generation).then_some(Redrive {
+            generation: msg.generation,
+            redrive_from: delivery.attempts.len() as u32,
+        });
+        let redrive_from = redrive.map_or(delivery.redrive_from, |r| r.redrive_from);
+        // Attempts in this generation, this one included: the retry schedule's position.
+        let attempt_in_generation = delivery.attempts.len() as u32 - redrive_from + 1;
+        let number = delivery.attempts.len() as u32 + 1;
+        let now = self.ports.clock.now_ms();
+
         let Some(connector) = self.connectors.get(&msg.connector) else {
-            let error = DeliveryError {
-                class: ErrorClass::Permanent,
-                status_code: None,
-                detail: format!(
-                    "connector {:?} is not configured here",
-                    msg.connector.as_str()
-                ),
-                retry_after: None,
+            let reason = format!(
+                "connector {:?} is not configured here",
+                msg.connector.as_str()
+            );
+            let outcome = Outcome {
+                attempt: attempt(number, now, now),
+                result: Err(permanent(reason)),
             };
-            return self.finish(msg, attempt, started, Err(error)).await;
+            return self
+                .finish(msg, delivery, redrive, attempt_in_generation, outcome)
+                .await;
         };
-        self.runs
-            .update_delivery(
-                &msg.run_id,
-                &msg.connector,
-                &DeliveryUpdate {
-                    state: DeliveryState::Delivering,
-                    attempt: None,
-                    next_attempt_at: None,
-                    last_error: delivery.last_error.clone(),
-                    external_ref: None,
-                },
-            )
+        let admission = self
+            .breakers
+            .admit(connector.target(), connector.breaker())
+            .await;
+        if let Admission::Reject { retry_at_ms } = admission {
+            let mut update = DeliveryUpdate::to(DeliveryState::Deferred);
+            update.next_attempt_at = Some(rfc3339(retry_at_ms));
+            update.last_error = Some(format!("circuit breaker open for {}", connector.target()));
+            update.redrive = redrive;
+            self.ports
+                .runs
+                .update_delivery(&msg.run_id, &msg.connector, &update)
+                .await?;
+            self.outcome(&msg.connector, "deferred");
+            return Ok(Disposition::Requeue(Duration::from_millis(
+                retry_at_ms.saturating_sub(now),
+            )));
+        }
+        let mut update = DeliveryUpdate::to(DeliveryState::Delivering);
+        update.last_error = delivery.last_error.clone();
+        update.redrive = redrive;
+        self.ports
+            .runs
+            .update_delivery(&msg.run_id, &msg.connector, &update)
             .await?;
-        let run = match self.blobs.get(&run_blob_key(&msg.run_id)).await? {
-            Some(bytes) => serde_json::from_slice::<TestRun>(&bytes).map_err(|e| {
-                StoreError::new("blob store", format!("stored run unreadable: {e}"))
-            })?,
-            None => {
-                let error = DeliveryError {
-                    class: ErrorClass::Permanent,
-                    status_code: None,
-                    detail: "the stored report is missing".into(),
-                    retry_after: None,
-                };
-                return self.finish(msg, attempt, started, Err(error)).await;
-            }
+
+        let Some(bytes) = self.ports.blobs.get(&run_blob_key(&msg.run_id)).await? else {
+            let outcome = Outcome {
+                attempt: attempt(number, now, now),
+                result: Err(permanent("the stored report is missing".into())),
+            };
+            return self
+                .finish(msg, delivery, None, attempt_in_generation, outcome)
+                .await;
         };
+        let run: TestRun = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::new("blob store", format!("stored run unreadable: {e}")))?;
+        let steps = Steps::new(
+            self.ports.idempotency.clone(),
+            self.ports.clock.clone(),
+            self.faults.clone(),
+            msg.clone(),
+        );
         let ctx = DeliveryContext {
             event_id: format!("evt_{}_{}", msg.run_id, msg.connector),
-            attempt,
-            now_ms: started,
+            attempt: number,
+            now_ms: now,
             status_path: format!("/v1/runs/{}", msg.run_id),
         };
-        let result = connector.deliver(&run, &ctx).await;
-        self.finish(msg, attempt, started, result).await
+        let result = match connector.deliver(&run, &ctx, &steps).await {
+            Ok(d) => Ok(d),
+            Err(StepError::Failed(e)) => Err(e),
+            Err(other) => return Err(other),
+        };
+        let ended = self.ports.clock.now_ms();
+        self.ports.metrics.millis(
+            "DeliveryLatency",
+            &[("Connector", msg.connector.as_str())],
+            ended.saturating_sub(now) as f64,
+        );
+        let signal = match &result {
+            Ok(_) => Signal::Success,
+            Err(e) => match e.class {
+                ErrorClass::Transient => Signal::Failure,
+                ErrorClass::Throttled => Signal::Throttled,
+                ErrorClass::Permanent => Signal::Neutral,
+            },
+        };
+        self.breakers
+            .record(
+                connector.target(),
+                connector.breaker(),
+                signal,
+                admission == Admission::Probe,
+            )
+            .await;
+        steps.crash(CrashPoint::AfterStep)?;
+        let outcome = Outcome {
+            attempt: attempt(number, now, ended),
+            result,
+        };
+        let disposition = self
+            .finish(msg, delivery, None, attempt_in_generation, outcome)
+            .await?;
+        steps.crash(CrashPoint::AfterRecord)?;
+        Ok(disposition)
     }
 
     async fn finish(
         &self,
         msg: &DeliveryMessage,
-        number: u32,
-        started: u64,
-        result: Result<crate::ports::Delivered, DeliveryError>,
-    ) -> Result<Disposition, StoreError> {
-        let now = self.clock.now_ms();
-        let mut attempt = Attempt {
-            number,
-            started_at: rfc3339(started),
-            duration_ms: now.saturating_sub(started),
-            ok: result.is_ok(),
-            status_code: None,
-            error_class: None,
-            error: None,
-        };
-        let (update, disposition) = match result {
+        delivery: &DeliveryRecord,
+        redrive: Option<Redrive>,
+        attempt_in_generation: u32,
+        outcome: Outcome,
+    ) -> Result<Disposition, StepError> {
+        let Outcome {
+            mut attempt,
+            result,
+        } = outcome;
+        attempt.ok = result.is_ok();
+        let mut update = DeliveryUpdate::to(DeliveryState::Delivered);
+        update.redrive = redrive;
+        let e = match result {
             Ok(delivered) => {
                 attempt.status_code = delivered.status_code;
-                tracing::info!(run_id = %msg.run_id, connector = %msg.connector, attempt = number, "delivered");
-                (
-                    DeliveryUpdate {
-                        state: DeliveryState::Delivered,
-                        attempt: Some(attempt),
-                        next_attempt_at: None,
-                        last_error: None,
-                        external_ref: delivered.external_ref,
-                    },
-                    Disposition::Done,
-                )
+                update.external_ref = delivered.external_ref;
+                update.attempt = Some(attempt);
+                self.ports
+                    .runs
+                    .update_delivery(&msg.run_id, &msg.connector, &update)
+                    .await?;
+                tracing::info!(run_id = %msg.run_id, connector = %msg.connector, attempt = attempt_in_generation, "delivered");
+                self.outcome(&msg.connector, "delivered");
+                self.ports.metrics.count(
+                    "DeliveryAttempts",
+                    &[("Connector", msg.connector.as_str())],
+                    attempt_in_generation as u64,
+                );
+                return Ok(Disposition::Done);
             }
-            Err(e) => {
-                attempt.status_code = e.status_code;
-                attempt.error_class = Some(e.class);
-                attempt.error = Some(e.detail.clone());
-                let delay = match e.class {
-                    ErrorClass::Permanent => None,
-                    ErrorClass::Transient | ErrorClass::Throttled => {
-                        self.policy
-                            .delay_after(number, e.retry_after, rand::random::<f64>())
-                    }
-                };
-                match delay {
-                    Some(delay) => {
-                        tracing::warn!(run_id = %msg.run_id, connector = %msg.connector, attempt = number, error = %e.detail, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
-                        (
-                            DeliveryUpdate {
-                                state: DeliveryState::Retrying,
-                                attempt: Some(attempt),
-                                next_attempt_at: Some(rfc3339(now + delay.as_millis() as u64)),
-                                last_error: Some(e.detail),
-                                external_ref: None,
-                            },
-                            Disposition::RetryIn(delay),
-                        )
-                    }
-                    None => {
-                        let reason = if e.class == ErrorClass::Permanent {
-                            e.detail
-                        } else {
-                            format!("gave up after {number} attempts: {}", e.detail)
-                        };
-                        tracing::error!(run_id = %msg.run_id, connector = %msg.connector, attempt = number, error = %reason, "delivery failed for good");
-                        (
-                            DeliveryUpdate {
-                                state: DeliveryState::Failed,
-                                attempt: Some(attempt),
-                                next_attempt_at: None,
-                                last_error: Some(reason),
-                                external_ref: None,
-                            },
-                            Disposition::Done,
-                        )
-                    }
-                }
+            Err(e) => e,
+        };
+        attempt.status_code = e.status_code;
+        attempt.error_class = Some(e.class);
+        attempt.error = Some(e.detail.clone());
+        update.attempt = Some(attempt);
+        let delay = match e.class {
+            ErrorClass::Permanent => None,
+            ErrorClass::Transient | ErrorClass::Throttled => {
+                self.policy
+                    .delay_after(attempt_in_generation, e.retry_after, rand::random::<f64>())
             }
         };
-        self.runs
+        if let Some(delay) = delay {
+            let now = self.ports.clock.now_ms();
+            tracing::warn!(run_id = %msg.run_id, connector = %msg.connector, attempt = attempt_in_generation, error = %e.detail, retry_in_ms = delay.as_millis() as u64, "delivery failed; will retry");
+            update.state = DeliveryState::Retrying;
+            update.next_attempt_at = Some(rfc3339(now + delay.as_millis() as u64));
+            update.last_error = Some(e.detail);
+            self.ports
+                .runs
+                .update_delivery(&msg.run_id, &msg.connector, &update)
+                .await?;
+            self.outcome(&msg.connector, "retry");
+            return Ok(Disposition::Requeue(delay));
+        }
+        let reason = if e.class == ErrorClass::Permanent {
+            e.detail
+        } else {
+            format!(
+                "gave up after {attempt_in_generation} attempts: {}",
+                e.detail
+            )
+        };
+        tracing::error!(run_id = %msg.run_id, connector = %msg.connector, error = %reason, "delivery failed for good; dead-lettered");
+        // The dead letter first: if we crash before the run record says so, the message
+        // comes back and ends here again; a dead letter is never lost.
+        self.ports
+            .dead_letters
+            .put(&DeadLetter {
+                message: DeliveryMessage {
+                    generation: msg.generation.max(delivery.generation),
+                    not_before_ms: None,
+                    ..msg.clone()
+                },
+                reason: reason.clone(),
+                attempts: attempt_in_generation,
+                last_status: e.status_code,
+                at: rfc3339(self.ports.clock.now_ms()),
+            })
+            .await?;
+        update.state = DeliveryState::DeadLettered;
+        update.last_error = Some(reason);
+        self.ports
+            .runs
             .update_delivery(&msg.run_id, &msg.connector, &update)
             .await?;
-        Ok(disposition)
+        self.outcome(&msg.connector, "dead_lettered");
+        self.ports
+            .metrics
+            .count("DeadLetters", &[("Connector", msg.connector.as_str())], 1);
+        Ok(Disposition::Done)
     }
+}
+
+fn attempt(number: u32, started: u64, ended: u64) -> Attempt {
+    Attempt {
+        number,
+        started_at: rfc3339(started),
+        duration_ms: ended.saturating_sub(started),
+        ok: false,
+        status_code: None,
+        error_class: None,
+        error: None,
+    }
+}
+
+fn permanent(detail: String) -> crate::ports::DeliveryError {
+    crate::ports::DeliveryError {
+        class: ErrorClass::Permanent,
+        status_code: None,
+        detail,
+        retry_after: None,
+    }
+}
+
+/// Moves up to `max` dead letters of `kind` back to the delivery queue as a new generation.
+/// A redriven delivery that was delivered meanwhile is a no-op when it arrives.
+pub async fn redrive(
+    dead_letters: &dyn DeadLetterStore,
+    queue: &dyn DeliveryQueue,
+    kind: crate::config::ConnectorKind,
+    max: usize,
+) -> Result<usize, StoreError> {
+    let listed = dead_letters.list(kind, max).await?;
+    for l in &listed {
+        let message = DeliveryMessage {
+            generation: l.letter.message.generation + 1,
+            not_before_ms: None,
+            ..l.letter.message.clone()
+        };
+        queue.enqueue(&[message]).await?;
+        dead_letters.remove(kind, &l.handle).await?;
+    }
+    Ok(listed.len())
 }

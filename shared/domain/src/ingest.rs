@@ -33,6 +33,7 @@ pub struct Ports {
     pub runs: Arc<dyn RunStore>,
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn DeliveryQueue>,
+    pub dead_letters: Arc<dyn crate::ports::DeadLetterStore>,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -81,7 +82,7 @@ pub struct RunStatus {
 pub struct IngestService {
     config: Arc<Config>,
     keys: HashMap<String, ApiKeyConfig>,
-    ports: Ports,
+    pub(crate) ports: Ports,
 }
 
 /// Run metadata from the query string, checked.
@@ -112,7 +113,10 @@ impl IngestService {
     }
 
     /// Looks the bearer token up by its hash: the key itself is never stored or compared.
-    fn authenticate(&self, authorization: Option<&str>) -> Result<&ApiKeyConfig, ApiError> {
+    pub(crate) fn authenticate(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<&ApiKeyConfig, ApiError> {
         let header = authorization.ok_or_else(|| {
             ApiError::unauthorized("send the API key as 'Authorization: Bearer <key>'")
         })?;
@@ -297,15 +301,7 @@ impl IngestService {
             summary: run.summary,
             deliveries: connectors
                 .iter()
-                .map(|(c, k)| DeliveryRecord {
-                    connector: c.clone(),
-                    kind: *k,
-                    state: DeliveryState::Queued,
-                    attempts: Vec::new(),
-                    next_attempt_at: None,
-                    last_error: None,
-                    external_ref: None,
-                })
+                .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
                 .collect(),
         };
         let created = self
@@ -319,11 +315,7 @@ impl IngestService {
         }
         let messages: Vec<DeliveryMessage> = connectors
             .iter()
-            .map(|(c, k)| DeliveryMessage {
-                run_id: run.run_id.clone(),
-                connector: c.clone(),
-                kind: *k,
-            })
+            .map(|(c, k)| DeliveryMessage::new(run.run_id.clone(), c.clone(), *k))
             .collect();
         if !messages.is_empty() {
             self.ports

@@ -4,6 +4,7 @@
 //! This crate has no AWS, Lambda or HTTP-server dependency: the same code runs in the Lambda
 //! functions and in `testrelay serve`.
 
+pub mod admin;
 pub mod breaker;
 pub mod breakers;
 pub mod config;
@@ -18,4 +19,5 @@ pub mod payload;
 pub mod ports;
 pub mod retry;
 pub mod signing;
+pub mod steps;
 pub mod worker;

@@ -4,7 +4,7 @@
 
 use crate::config::ConnectorKind;
 use crate::delivery::{DeliveryService, Disposition};
-use crate::ports::{QueueConsumer, Received};
+use crate::ports::{DeliveryQueue, QueueConsumer, Received};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, watch};
@@ -19,6 +19,8 @@ pub const IDLE_POLL: Duration = Duration::from_millis(500);
 pub struct Worker {
     pub kind: ConnectorKind,
     pub consumer: Arc<dyn QueueConsumer>,
+    /// Where scheduled retries and deferrals are put back.
+    pub queue: Arc<dyn DeliveryQueue>,
     pub service: Arc<DeliveryService>,
     pub concurrency: usize,
 }
@@ -28,11 +30,19 @@ impl Worker {
         let disposition = self.service.handle(&received.message).await;
         let result = match disposition {
             Disposition::Done => self.consumer.ack(self.kind, &received.receipt).await,
+            Disposition::Requeue(delay) => {
+                match self.queue.enqueue_after(&received.message, delay).await {
+                    Ok(()) => self.consumer.ack(self.kind, &received.receipt).await,
+                    Err(e) => Err(e),
+                }
+            }
             Disposition::RetryIn(delay) => {
                 self.consumer
                     .retry_later(self.kind, &received.receipt, delay)
                     .await
             }
+            // Settle nothing: the visibility timeout brings the message back.
+            Disposition::Crashed => Ok(()),
         };
         if let Err(e) = result {
             // The message reappears after its visibility timeout; delivery is idempotent.

@@ -14,9 +14,9 @@ use std::time::Duration;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
-    Claim, Clock, Created, DeliveryMessage, DeliveryQueue, DeliveryRecord, DeliveryUpdate,
-    IdempotencyStore, QueueConsumer, Received, RunRecord, RunStore, StateStore, StoreError,
-    Versioned,
+    Claim, Clock, Created, DeadLetter, DeadLetterStore, DeliveryMessage, DeliveryQueue,
+    DeliveryRecord, DeliveryState, DeliveryUpdate, IdempotencyStore, Listed, QueueConsumer,
+    Received, RunRecord, RunStore, StateStore, StoreError, Versioned,
 };
 use tokio::sync::Notify;
 
@@ -54,6 +54,11 @@ CREATE TABLE IF NOT EXISTS queue (
     receipt TEXT
 );
 CREATE INDEX IF NOT EXISTS queue_ready ON queue (kind, visible_at);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    letter TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS state (
     key TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
@@ -228,6 +233,13 @@ impl RunStore for SqliteStore {
 /// The update semantics of [`RunStore::update_delivery`], shared with nothing else: the
 /// DynamoDB adapter expresses the same rules as an update expression.
 fn apply_update(record: &mut DeliveryRecord, update: DeliveryUpdate) {
+    if record.state == DeliveryState::Delivered {
+        return;
+    }
+    if let Some(r) = update.redrive {
+        record.generation = r.generation;
+        record.redrive_from = r.redrive_from;
+    }
     record.state = update.state;
     if let Some(a) = update.attempt {
         record.attempts.push(a);
@@ -351,6 +363,80 @@ impl DeliveryQueue for SqliteStore {
         self.wake.notify_waiters();
         self.wake.notify_one();
         Ok(())
+    }
+
+    async fn enqueue_after(
+        &self,
+        message: &DeliveryMessage,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        let at = self.clock.now_ms() as i64 + delay.as_millis() as i64;
+        let (kind, body) = (message.kind.as_str().to_string(), to_json(message)?);
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO queue (kind, body, visible_at) VALUES (?1, ?2, ?3)",
+                params![kind, body, at],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for SqliteStore {
+    async fn put(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        let (kind, body) = (letter.message.kind.as_str().to_string(), to_json(letter)?);
+        self.with(move |c| {
+            c.execute(
+                "INSERT INTO dead_letters (kind, letter) VALUES (?1, ?2)",
+                params![kind, body],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
+    }
+
+    async fn list(&self, kind: ConnectorKind, max: usize) -> Result<Vec<Listed>, StoreError> {
+        self.with(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, letter FROM dead_letters WHERE kind = ?1 ORDER BY id LIMIT ?2",
+                )
+                .map_err(db_err)?;
+            let rows = stmt
+                .query_map(params![kind.as_str(), max as i64], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+                })
+                .map_err(db_err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (id, letter) = row.map_err(db_err)?;
+                out.push(Listed {
+                    handle: id.to_string(),
+                    letter: from_json(&letter)?,
+                });
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn remove(&self, kind: ConnectorKind, handle: &str) -> Result<(), StoreError> {
+        let id: i64 = handle
+            .parse()
+            .map_err(|_| db_err("malformed dead-letter handle"))?;
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM dead_letters WHERE id = ?1 AND kind = ?2",
+                params![id, kind.as_str()],
+            )
+            .map(|_| ())
+            .map_err(db_err)
+        })
+        .await
     }
 }
 

@@ -2,11 +2,13 @@
 
 use std::sync::Arc;
 use testrelay_aws::{
-    DynamoIdempotencyStore, DynamoRunStore, Resources, S3BlobStore, SecretsManagerStore, SqsQueue,
+    DynamoIdempotencyStore, DynamoRunStore, DynamoStateStore, Resources, S3BlobStore,
+    SecretsManagerStore, SqsDeadLetters, SqsQueue,
 };
 use testrelay_domain::config::Config;
-use testrelay_domain::delivery::{Connectors, DeliveryService};
+use testrelay_domain::delivery::{Connectors, DeliveryPorts, DeliveryService};
 use testrelay_domain::ingest::Ports;
+use testrelay_domain::metrics::Metrics;
 use testrelay_domain::ports::SystemClock;
 use testrelay_domain::retry::RetryPolicy;
 
@@ -44,7 +46,10 @@ pub struct AwsApp {
     pub runs: DynamoRunStore,
     pub idempotency: DynamoIdempotencyStore,
     pub queue: SqsQueue,
+    pub dead_letters: SqsDeadLetters,
+    pub state: DynamoStateStore,
     pub secrets: SecretsManagerStore,
+    pub metrics: Arc<dyn Metrics>,
 }
 
 impl AwsApp {
@@ -61,9 +66,12 @@ impl AwsApp {
             config: Arc::new(config),
             blobs: S3BlobStore::new(sdk, resources.bucket),
             runs: DynamoRunStore::new(sdk, resources.runs_table),
-            idempotency: DynamoIdempotencyStore::new(sdk, resources.state_table),
+            idempotency: DynamoIdempotencyStore::new(sdk, resources.state_table.clone()),
+            state: DynamoStateStore::new(sdk, resources.state_table),
             queue: SqsQueue::new(sdk, resources.queues),
+            dead_letters: SqsDeadLetters::new(sdk, resources.dead_letter_queues),
             secrets: SecretsManagerStore::new(sdk),
+            metrics: Arc::new(crate::emf::EmfMetrics::stdout()),
         }
     }
 
@@ -73,6 +81,7 @@ impl AwsApp {
             runs: Arc::new(self.runs.clone()),
             idempotency: Arc::new(self.idempotency.clone()),
             queue: Arc::new(self.queue.clone()),
+            dead_letters: Arc::new(self.dead_letters.clone()),
             clock: Arc::new(SystemClock),
         }
     }
@@ -82,14 +91,20 @@ impl AwsApp {
         testrelay_connectors::build(&self.config, &self.secrets).await
     }
 
+    pub fn delivery_ports(&self) -> DeliveryPorts {
+        DeliveryPorts {
+            runs: Arc::new(self.runs.clone()),
+            blobs: Arc::new(self.blobs.clone()),
+            idempotency: Arc::new(self.idempotency.clone()),
+            state: Arc::new(self.state.clone()),
+            dead_letters: Arc::new(self.dead_letters.clone()),
+            clock: Arc::new(SystemClock),
+            metrics: self.metrics.clone(),
+        }
+    }
+
     pub fn delivery_service(&self, connectors: Connectors, policy: RetryPolicy) -> DeliveryService {
-        DeliveryService::new(
-            Arc::new(self.runs.clone()),
-            Arc::new(self.blobs.clone()),
-            Arc::new(SystemClock),
-            connectors,
-            policy,
-        )
+        DeliveryService::new(self.delivery_ports(), connectors, policy)
     }
 }
 

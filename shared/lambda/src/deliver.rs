@@ -10,15 +10,16 @@ use crate::bootstrap::BoxError;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
+use testrelay_aws::SqsQueue;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::delivery::{DeliveryService, Disposition};
-use testrelay_domain::ports::{DeliveryMessage, QueueConsumer};
+use testrelay_domain::ports::{DeliveryMessage, DeliveryQueue, QueueConsumer};
 use testrelay_domain::retry::RetryPolicy;
 
 pub struct Deliverer {
     pub kind: ConnectorKind,
     pub service: Arc<DeliveryService>,
-    pub queue: Arc<dyn QueueConsumer>,
+    pub queue: Arc<SqsQueue>,
 }
 
 impl Deliverer {
@@ -35,17 +36,26 @@ impl Deliverer {
             tracing::error!(run_id = %message.run_id, kind = message.kind.as_str(), "message for another connector kind");
             return false;
         }
-        match self.service.handle(&message).await {
-            Disposition::Done => true,
-            Disposition::RetryIn(delay) => {
-                let receipt = record.receipt_handle.as_deref().unwrap_or_default();
-                if let Err(e) = self.queue.retry_later(self.kind, receipt, delay).await {
-                    // It comes back after the queue's own visibility timeout instead.
-                    tracing::warn!(run_id = %message.run_id, error = %e, "could not delay the retry");
+        let receipt = record.receipt_handle.as_deref().unwrap_or_default();
+        let delay = match self.service.handle(&message).await {
+            Disposition::Done => return true,
+            // A fresh delayed message replaces this one (which Lambda then deletes), so
+            // scheduled retries do not count towards the DLQ's maxReceiveCount.
+            Disposition::Requeue(delay) => match self.queue.enqueue_after(&message, delay).await {
+                Ok(()) => return true,
+                Err(e) => {
+                    tracing::warn!(run_id = %message.run_id, error = %e, "could not requeue; retrying the message");
+                    testrelay_domain::delivery::STORE_RETRY
                 }
-                false
-            }
+            },
+            Disposition::RetryIn(delay) => delay,
+            Disposition::Crashed => return false,
+        };
+        if let Err(e) = self.queue.retry_later(self.kind, receipt, delay).await {
+            // It comes back after the queue's own visibility timeout instead.
+            tracing::warn!(run_id = %message.run_id, error = %e, "could not delay the retry");
         }
+        false
     }
 
     /// Handles a batch; the records to retry are listed in the response.

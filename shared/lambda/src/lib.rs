@@ -4,4 +4,5 @@
 
 pub mod bootstrap;
 pub mod deliver;
+pub mod emf;
 pub mod ingest;

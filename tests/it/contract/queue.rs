@@ -33,10 +33,12 @@ const HIDE: Duration = Duration::from_secs(60);
 
 fn messages(n: usize) -> Vec<DeliveryMessage> {
     (0..n)
-        .map(|i| DeliveryMessage {
-            run_id: RunId::new(1_700_000_000_000 + i as u64),
-            connector: ConnectorName::parse(&format!("c{i}")).unwrap(),
-            kind: K,
+        .map(|i| {
+            DeliveryMessage::new(
+                RunId::new(1_700_000_000_000 + i as u64),
+                ConnectorName::parse(&format!("c{i}")).unwrap(),
+                K,
+            )
         })
         .collect()
 }

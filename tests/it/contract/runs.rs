@@ -6,8 +6,8 @@ use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::model::{Format, RunMeta, Summary};
 use testrelay_domain::ports::{
-    Attempt, Created, DeliveryRecord, DeliveryState, DeliveryUpdate, ErrorClass, RunRecord,
-    RunStore,
+    Attempt, Created, DeliveryRecord, DeliveryState, DeliveryUpdate, ErrorClass, Redrive,
+    RunRecord, RunStore,
 };
 
 type Port = Arc<dyn RunStore>;
@@ -49,15 +49,7 @@ fn record(connectors: &[&str]) -> RunRecord {
         },
         deliveries: connectors
             .iter()
-            .map(|c| DeliveryRecord {
-                connector: name(c),
-                kind: ConnectorKind::Webhook,
-                state: DeliveryState::Queued,
-                attempts: vec![],
-                next_attempt_at: None,
-                last_error: None,
-                external_ref: None,
-            })
+            .map(|c| DeliveryRecord::queued(name(c), ConnectorKind::Webhook))
             .collect(),
     }
 }
@@ -95,6 +87,7 @@ async fn create_is_conditional(store: &Port) {
                 next_attempt_at: None,
                 last_error: None,
                 external_ref: Some("ext-1".into()),
+                redrive: None,
             },
         )
         .await
@@ -128,6 +121,7 @@ async fn updates_follow_the_rules(store: &Port) {
                 next_attempt_at: Some("2026-11-22T10:00:06.000Z".into()),
                 last_error: Some("HTTP 503 Service Unavailable".into()),
                 external_ref: Some("ref-1".into()),
+                redrive: None,
             },
         )
         .await
@@ -153,6 +147,7 @@ async fn updates_follow_the_rules(store: &Port) {
                 next_attempt_at: None,
                 last_error: None,
                 external_ref: None,
+                redrive: None,
             },
         )
         .await
@@ -178,6 +173,7 @@ async fn updates_follow_the_rules(store: &Port) {
                 next_attempt_at: None,
                 last_error: None,
                 external_ref: None,
+                redrive: None,
             },
         )
         .await;
@@ -205,6 +201,7 @@ async fn concurrent_appends_lose_nothing(store: &Port) {
                             next_attempt_at: None,
                             last_error: None,
                             external_ref: None,
+                            redrive: None,
                         },
                     )
                     .await
@@ -226,7 +223,51 @@ async fn concurrent_appends_lose_nothing(store: &Port) {
     assert_eq!(numbers, (1..=12).collect::<Vec<_>>());
 }
 
+async fn delivered_is_final_and_redrive_is_stored(store: &Port) {
+    let run = record(&["hook"]);
+    store.create_run(&run).await.unwrap();
+    let hook = name("hook");
+    let mut redriven = DeliveryUpdate::to(DeliveryState::Delivering);
+    redriven.redrive = Some(Redrive {
+        generation: 2,
+        redrive_from: 3,
+    });
+    store
+        .update_delivery(&run.run_id, &hook, &redriven)
+        .await
+        .unwrap();
+    let d = &store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0];
+    assert_eq!((d.generation, d.redrive_from), (2, 3));
+    let mut done = DeliveryUpdate::to(DeliveryState::Delivered);
+    done.attempt = Some(attempt(1, true));
+    store
+        .update_delivery(&run.run_id, &hook, &done)
+        .await
+        .unwrap();
+    let mut late = DeliveryUpdate::to(DeliveryState::Retrying);
+    late.attempt = Some(attempt(2, false));
+    store
+        .update_delivery(&run.run_id, &hook, &late)
+        .await
+        .expect("a late update of a delivered delivery is not an error");
+    let d = &store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0];
+    assert_eq!(d.state, DeliveryState::Delivered, "delivered is final");
+    assert_eq!(d.attempts, vec![attempt(1, true)]);
+    assert_eq!((d.generation, d.redrive_from), (2, 3));
+}
+
 crate::contract!(create_and_get, create_then_get);
+crate::contract!(delivered_is_final, delivered_is_final_and_redrive_is_stored);
 crate::contract!(conditional_create, create_is_conditional);
 crate::contract!(delivery_updates, updates_follow_the_rules);
 crate::contract!(concurrent_updates, concurrent_appends_lose_nothing);

@@ -37,15 +37,38 @@ pub struct DeliveryError {
     pub retry_after: Option<Duration>,
 }
 
+/// Why a delivery stopped short of an outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    /// The target said no, or could not be reached: an attempt that failed.
+    #[error(transparent)]
+    Failed(#[from] DeliveryError),
+    /// Another worker holds this step's lease (a duplicate message in flight): not an
+    /// attempt; look again after `retry_in`.
+    #[error("another worker is delivering this step")]
+    Busy { retry_in: Duration },
+    /// testrelay's own store failed: not an attempt; retry the message.
+    #[error(transparent)]
+    Store(#[from] super::StoreError),
+    /// A crash injected by a fault-injection test: stop here, settle nothing.
+    #[error("injected crash")]
+    Crashed,
+}
+
 /// One configured target: a webhook endpoint, a Slack channel, a TestRail project...
 #[async_trait]
 pub trait Connector: Send + Sync {
     fn kind(&self) -> ConnectorKind;
-    /// Delivers `run`. Must be safe to call again for the same `ctx.event_id` after any
-    /// failure (receivers dedupe on the event id; multi-step connectors checkpoint).
+    /// The circuit-breaker key: connectors that reach the same system share it
+    /// (e.g. `webhook:https://hooks.example.com:443`).
+    fn target(&self) -> &str;
+    fn breaker(&self) -> &crate::breaker::BreakerConfig;
+    /// Delivers `run`. Every externally visible effect must run inside `steps.once(..)`, so
+    /// that a retry after a crash at any point resumes instead of repeating it.
     async fn deliver(
         &self,
         run: &TestRun,
         ctx: &DeliveryContext,
-    ) -> Result<Delivered, DeliveryError>;
+        steps: &crate::steps::Steps,
+    ) -> Result<Delivered, StepError>;
 }

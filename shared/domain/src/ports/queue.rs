@@ -13,6 +13,29 @@ pub struct DeliveryMessage {
     pub run_id: RunId,
     pub connector: ConnectorName,
     pub kind: ConnectorKind,
+    /// 0 for the first delivery, +1 per redrive from the dead-letter store.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+    /// Not to be handled before this time (Unix ms): a delay longer than the queue can hold
+    /// (SQS: 15 minutes) is served in several hops.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_before_ms: Option<u64>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl DeliveryMessage {
+    pub fn new(run_id: RunId, connector: ConnectorName, kind: ConnectorKind) -> Self {
+        DeliveryMessage {
+            run_id,
+            connector,
+            kind,
+            generation: 0,
+            not_before_ms: None,
+        }
+    }
 }
 
 /// Publishing delivery messages: one SQS queue per connector kind in AWS, one SQLite table
@@ -22,6 +45,16 @@ pub trait DeliveryQueue: Send + Sync {
     /// Enqueues all messages durably, or fails; on failure some may have been enqueued (the
     /// delivery side is idempotent per run and connector).
     async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), StoreError>;
+    /// Enqueues one message that becomes visible after `delay`. A delay longer than the
+    /// queue can hold (SQS: 15 minutes) is served in hops: the message carries
+    /// `not_before_ms` and is put back until then. Used for scheduled retries and breaker
+    /// deferrals, which must not count as receives (they would push good messages to the
+    /// dead-letter queue).
+    async fn enqueue_after(
+        &self,
+        message: &DeliveryMessage,
+        delay: Duration,
+    ) -> Result<(), StoreError>;
 }
 
 /// A message taken from the queue, invisible to other consumers until its visibility
@@ -48,11 +81,42 @@ pub trait QueueConsumer: Send + Sync {
     ) -> Result<Vec<Received>, StoreError>;
     /// Removes a handled message.
     async fn ack(&self, kind: ConnectorKind, receipt: &str) -> Result<(), StoreError>;
-    /// Makes the message visible again after `delay`.
+    /// Makes the message visible again after `delay` (it counts as a receive).
     async fn retry_later(
         &self,
         kind: ConnectorKind,
         receipt: &str,
         delay: Duration,
     ) -> Result<(), StoreError>;
+}
+
+/// A delivery that failed for good, with why: what an operator reads before redriving it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub message: DeliveryMessage,
+    pub reason: String,
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// RFC 3339.
+    pub at: String,
+}
+
+/// A dead letter as listed, with the handle that removes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    pub handle: String,
+    #[serde(flatten)]
+    pub letter: DeadLetter,
+}
+
+/// Dead letters: the SQS dead-letter queue of each delivery queue in AWS (which also
+/// receives what SQS moves there after `maxReceiveCount`), a table locally.
+#[async_trait]
+pub trait DeadLetterStore: Send + Sync {
+    async fn put(&self, letter: &DeadLetter) -> Result<(), StoreError>;
+    /// Up to `max` dead letters of `kind`, without removing them. The handles are valid
+    /// for [`DeadLetterStore::remove`] for a few minutes.
+    async fn list(&self, kind: ConnectorKind, max: usize) -> Result<Vec<Listed>, StoreError>;
+    async fn remove(&self, kind: ConnectorKind, handle: &str) -> Result<(), StoreError>;
 }

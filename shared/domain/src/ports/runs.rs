@@ -18,8 +18,12 @@ pub enum DeliveryState {
     Delivered,
     /// The last attempt failed transiently; another is scheduled at `next_attempt_at`.
     Retrying,
-    /// Failed permanently or ran out of attempts; `last_error` says why.
-    Failed,
+    /// The target's circuit breaker is open: waiting until `next_attempt_at` without using
+    /// up an attempt.
+    Deferred,
+    /// Failed permanently or ran out of attempts; `last_error` says why. The message is in
+    /// the dead-letter store and can be redriven.
+    DeadLettered,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +68,33 @@ pub struct DeliveryRecord {
     /// What the connector created (a message id, an issue key, ...), once it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub external_ref: Option<String>,
+    /// How many times it was redriven from the dead-letter store.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: u32,
+    /// Attempts made before the last redrive (the retry schedule restarts after it).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub redrive_from: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl DeliveryRecord {
+    /// A delivery that has not been picked up yet.
+    pub fn queued(connector: ConnectorName, kind: ConnectorKind) -> Self {
+        DeliveryRecord {
+            connector,
+            kind,
+            state: DeliveryState::Queued,
+            attempts: Vec::new(),
+            next_attempt_at: None,
+            last_error: None,
+            external_ref: None,
+            generation: 0,
+            redrive_from: 0,
+        }
+    }
 }
 
 /// The record of an accepted run: metadata, counts and per-connector delivery state. The
@@ -86,6 +117,28 @@ pub struct DeliveryUpdate {
     pub next_attempt_at: Option<String>,
     pub last_error: Option<String>,
     pub external_ref: Option<String>,
+    /// Set when this update starts a redriven generation.
+    pub redrive: Option<Redrive>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Redrive {
+    pub generation: u32,
+    pub redrive_from: u32,
+}
+
+impl DeliveryUpdate {
+    /// An update to `state` that changes nothing else but what `state` implies.
+    pub fn to(state: DeliveryState) -> Self {
+        DeliveryUpdate {
+            state,
+            attempt: None,
+            next_attempt_at: None,
+            last_error: None,
+            external_ref: None,
+            redrive: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,7 +158,8 @@ pub trait RunStore: Send + Sync {
     async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>, StoreError>;
     /// Sets the state of one delivery and appends `update.attempt` to its attempts. Fields of
     /// the update that are `None` are cleared, except `external_ref`, which is kept once set.
-    /// Fails if the run or the delivery does not exist.
+    /// `Delivered` is final: an update of a delivered delivery is ignored (a late duplicate
+    /// can never undo a delivery). Fails if the run or the delivery does not exist.
     async fn update_delivery(
         &self,
         id: &RunId,
