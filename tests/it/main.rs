@@ -3,6 +3,7 @@
 //! (on moto); the other modules drive the whole system.
 
 mod contract;
+mod fault_injection;
 mod lambda;
 mod local_flow;
 mod send;

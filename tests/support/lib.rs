@@ -3,8 +3,11 @@
 //! and `spawn_app()`, the whole local process on a random port.
 
 pub mod aws;
+pub mod fake_vendor;
+pub mod faults;
 pub mod local;
 pub mod receiver;
+pub mod warp;
 
 use std::path::PathBuf;
 

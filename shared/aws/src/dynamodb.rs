@@ -1,9 +1,9 @@
 //! Run records and idempotency records in DynamoDB.
 //!
 //! Runs table (`pk`, `sk`): the run head at (`RUN#<id>`, `RUN`), one item per delivery at
-//! (`RUN#<id>`, `DELIVERY#<connector>`). Creating a run is one transaction conditioned on
-//! the head not existing; a delivery update is one UpdateItem (state set, attempt appended
-//! with `list_append`), so concurrent updates never lose an attempt.
+//! (`RUN#<id>`, `DELIVERY#<connector>`). A run is created deliveries first, head last, each
+//! put only if absent; a delivery update is one UpdateItem (state set, attempt appended with
+//! `list_append`), so concurrent updates never lose an attempt.
 //!
 //! State table (`pk`): idempotency records at `IDEM#<key>`, with a `ttl` attribute (epoch
 //! seconds) for DynamoDB's expiry. DynamoDB deletes expired items late (and moto never),
@@ -12,11 +12,8 @@
 use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{
-    AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem,
-};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
@@ -92,6 +89,25 @@ impl DynamoRunStore {
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
         &self.client
     }
+
+    /// Puts `item` unless an item with its key exists; whether it wrote.
+    async fn put_if_absent(&self, item: Item) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(_)) => Ok(false),
+                _ => Err(err(e)),
+            },
+        }
+    }
 }
 
 fn delivery_item(pk: &str, position: usize, d: &DeliveryRecord) -> Result<Item, StoreError> {
@@ -166,8 +182,14 @@ fn delivery_from(item: &Item) -> Result<(u64, DeliveryRecord), StoreError> {
 
 #[async_trait]
 impl RunStore for DynamoRunStore {
+    /// Deliveries first, each only if absent, then the head only if absent: a run is
+    /// visible (has a head) only once all its deliveries exist, a retried request never
+    /// resets a delivery's progress, and no transaction is needed (half the write cost).
     async fn create_run(&self, run: &RunRecord) -> Result<Created, StoreError> {
         let pk = run_pk(&run.run_id);
+        for (i, d) in run.deliveries.iter().enumerate() {
+            self.put_if_absent(delivery_item(&pk, i, d)?).await?;
+        }
         let mut head = run.clone();
         head.deliveries.clear();
         let head_item = Item::from([
@@ -179,48 +201,10 @@ impl RunStore for DynamoRunStore {
                 s(serde_json::to_string(&head).map_err(|e| StoreError::new(BACKEND, e))?),
             ),
         ]);
-        let mut items = vec![
-            TransactWriteItem::builder()
-                .put(
-                    Put::builder()
-                        .table_name(&self.table)
-                        .set_item(Some(head_item))
-                        .condition_expression("attribute_not_exists(pk)")
-                        .build()
-                        .map_err(err)?,
-                )
-                .build(),
-        ];
-        for (i, d) in run.deliveries.iter().enumerate() {
-            items.push(
-                TransactWriteItem::builder()
-                    .put(
-                        Put::builder()
-                            .table_name(&self.table)
-                            .set_item(Some(delivery_item(&pk, i, d)?))
-                            .build()
-                            .map_err(err)?,
-                    )
-                    .build(),
-            );
-        }
-        match self
-            .client
-            .transact_write_items()
-            .set_transact_items(Some(items))
-            .send()
-            .await
-        {
-            Ok(_) => Ok(Created::Created),
-            Err(e) => match e.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c))
-                    if c.cancellation_reasons().first().and_then(|r| r.code())
-                        == Some("ConditionalCheckFailed") =>
-                {
-                    Ok(Created::AlreadyExists)
-                }
-                _ => Err(err(e)),
-            },
+        if self.put_if_absent(head_item).await? {
+            Ok(Created::Created)
+        } else {
+            Ok(Created::AlreadyExists)
         }
     }
 
@@ -275,12 +259,25 @@ impl RunStore for DynamoRunStore {
             .table_name(&self.table)
             .key("pk", s(run_pk(id)))
             .key("sk", s(delivery_sk(connector)))
-            // Delivered is final: a late update of a delivered delivery changes nothing.
-            .condition_expression("attribute_exists(pk) AND #state <> :delivered")
+            // Delivered is final: a late update of a delivered delivery changes nothing; and
+            // only a redrive takes a delivery out of the dead-letter state.
+            .condition_expression(
+                if update.redrive.is_none() && update.state != DeliveryState::DeadLettered {
+                    "attribute_exists(pk) AND #state <> :delivered AND #state <> :dead_lettered"
+                } else {
+                    "attribute_exists(pk) AND #state <> :delivered"
+                },
+            )
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .expression_attribute_names("#state", "state")
             .expression_attribute_values(":state", s(enum_str(&update.state)))
             .expression_attribute_values(":delivered", s(enum_str(&DeliveryState::Delivered)));
+        if update.redrive.is_none() && update.state != DeliveryState::DeadLettered {
+            req = req.expression_attribute_values(
+                ":dead_lettered",
+                s(enum_str(&DeliveryState::DeadLettered)),
+            );
+        }
         if let Some(r) = update.redrive {
             sets.push("generation = :generation, redrive_from = :redrive_from".into());
             req = req

@@ -7,7 +7,9 @@
 //! - CLOSED counts transport failures (timeouts, connection errors, 5xx, 408) in a sliding
 //!   window of time buckets. It opens when, with at least `min_calls` calls in the window,
 //!   the failure rate reaches `failure_rate`, or after `consecutive_failures` failures in a
-//!   row. 4xx other than 408/429 are the request's fault and count for nothing; 429 is
+//!   row. Successes are counted only while the window holds a failure: a healthy target
+//!   costs no write per delivery (the breaker is one shared item), and the rate is measured
+//!   from the first failure in the window. 4xx other than 408/429 are the request's fault and count for nothing; 429 is
 //!   throttling, handled by slowing down (Retry-After), and does not trip the breaker.
 //! - OPEN refuses deliveries until the cool-down ends, then the first delivery to ask becomes
 //!   the only probe: the breaker goes HALF_OPEN with a probe lease.
@@ -295,6 +297,9 @@ fn record_closed(
         Signal::Failure => (0, 1),
         Signal::Throttled | Signal::Neutral => return None,
     };
+    if success == 1 && state.consecutive_failures == 0 && state.window_counts(cfg, now_ms).1 == 0 {
+        return None;
+    }
     let mut next = state.clone();
     let bucket_ms = cfg.bucket_ms();
     let start = now_ms - now_ms % bucket_ms;
@@ -368,12 +373,12 @@ mod tests {
         use Signal::*;
         // Alternating: never 5 in a row, but a 50 % rate once 10 calls are in.
         let seq = [
-            Success, Failure, Success, Failure, Success, Failure, Success, Failure, Success,
+            Failure, Success, Failure, Success, Failure, Success, Failure, Success, Failure,
         ];
         let s = feed(BreakerState::closed(&cfg(), T), &seq, T);
         assert_eq!(s.phase, Phase::Closed, "9 calls are below min_calls");
-        let s = feed(s, &[Failure], T);
-        assert_eq!(s.phase, Phase::Open);
+        let s = feed(s, &[Success, Failure], T);
+        assert_eq!(s.phase, Phase::Open, "6 of 11");
     }
 
     #[test]
@@ -382,9 +387,20 @@ mod tests {
         let s = feed(s, &[Signal::Success; 6], T + 70_000);
         assert_eq!(
             s.window_counts(&cfg(), T + 70_000),
-            (6, 0),
-            "a bucket leaves once all of it is older than the window"
+            (1, 0),
+            "the old bucket left the window; the first success reset the streak, the rest were not written"
         );
+        assert_eq!(s.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn a_healthy_target_costs_no_writes() {
+        let s = BreakerState::closed(&cfg(), T);
+        assert_eq!(record(&s, &cfg(), Signal::Success, false, T), None);
+        let s = feed(s, &[Signal::Failure], T);
+        let s2 = record(&s, &cfg(), Signal::Success, false, T)
+            .expect("counted while a failure is in the window");
+        assert_eq!(s2.window_counts(&cfg(), T), (2, 1));
     }
 
     #[test]

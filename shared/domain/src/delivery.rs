@@ -126,6 +126,30 @@ impl DeliveryService {
     }
 
     async fn try_handle(&self, msg: &DeliveryMessage) -> Result<Disposition, StepError> {
+        let now = self.ports.clock.now_ms();
+        let connector = self.connectors.get(&msg.connector);
+        // The breaker first, without reading the run: while a target is down, thousands of
+        // messages cycle through here and each deferral must stay cheap. The run store
+        // ignores the Deferred state for a delivery that is delivered or dead-lettered.
+        let admission = match connector {
+            Some(c) => self.breakers.admit(c.target(), c.breaker()).await,
+            None => Admission::Allow,
+        };
+        if let (Admission::Reject { retry_at_ms }, Some(c)) = (admission, connector) {
+            let mut update = DeliveryUpdate::to(DeliveryState::Deferred);
+            update.next_attempt_at = Some(rfc3339(retry_at_ms));
+            update.last_error = Some(format!("circuit breaker open for {}", c.target()));
+            self.ports
+                .runs
+                .update_delivery(&msg.run_id, &msg.connector, &update)
+                .await?;
+            self.outcome(&msg.connector, "deferred");
+            return Ok(Disposition::Requeue(Duration::from_millis(
+                retry_at_ms.saturating_sub(now),
+            )));
+        }
+        // From here a probe admission that finds nothing to do lets its lease run out
+        // (`probe_lease`), after which another delivery probes.
         let Some(record) = self.ports.runs.get_run(&msg.run_id).await? else {
             tracing::error!(run_id = %msg.run_id, "message for an unknown run; dropping it");
             return Ok(Disposition::Done);
@@ -154,9 +178,8 @@ impl DeliveryService {
         // Attempts in this generation, this one included: the retry schedule's position.
         let attempt_in_generation = delivery.attempts.len() as u32 - redrive_from + 1;
         let number = delivery.attempts.len() as u32 + 1;
-        let now = self.ports.clock.now_ms();
 
-        let Some(connector) = self.connectors.get(&msg.connector) else {
+        let Some(connector) = connector else {
             let reason = format!(
                 "connector {:?} is not configured here",
                 msg.connector.as_str()
@@ -169,24 +192,6 @@ impl DeliveryService {
                 .finish(msg, delivery, redrive, attempt_in_generation, outcome)
                 .await;
         };
-        let admission = self
-            .breakers
-            .admit(connector.target(), connector.breaker())
-            .await;
-        if let Admission::Reject { retry_at_ms } = admission {
-            let mut update = DeliveryUpdate::to(DeliveryState::Deferred);
-            update.next_attempt_at = Some(rfc3339(retry_at_ms));
-            update.last_error = Some(format!("circuit breaker open for {}", connector.target()));
-            update.redrive = redrive;
-            self.ports
-                .runs
-                .update_delivery(&msg.run_id, &msg.connector, &update)
-                .await?;
-            self.outcome(&msg.connector, "deferred");
-            return Ok(Disposition::Requeue(Duration::from_millis(
-                retry_at_ms.saturating_sub(now),
-            )));
-        }
         let mut update = DeliveryUpdate::to(DeliveryState::Delivering);
         update.last_error = delivery.last_error.clone();
         update.redrive = redrive;

@@ -113,6 +113,18 @@ impl SqliteStore {
         .map_err(db_err)?
     }
 
+    /// When the next queued message becomes visible (Unix ms), if any is queued.
+    pub async fn next_visible_at(&self) -> Result<Option<u64>, StoreError> {
+        self.with(|c| {
+            c.query_row("SELECT MIN(visible_at) FROM queue", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map(|v| v.map(|v| v as u64))
+            .map_err(db_err)
+        })
+        .await
+    }
+
     /// Messages in the queue (visible or not); for status pages and tests.
     pub async fn queue_len(&self) -> Result<u64, StoreError> {
         self.with(|c| {
@@ -233,7 +245,10 @@ impl RunStore for SqliteStore {
 /// The update semantics of [`RunStore::update_delivery`], shared with nothing else: the
 /// DynamoDB adapter expresses the same rules as an update expression.
 fn apply_update(record: &mut DeliveryRecord, update: DeliveryUpdate) {
-    if record.state == DeliveryState::Delivered {
+    let revives = record.state == DeliveryState::DeadLettered
+        && update.state != DeliveryState::DeadLettered
+        && update.redrive.is_none();
+    if record.state == DeliveryState::Delivered || revives {
         return;
     }
     if let Some(r) = update.redrive {

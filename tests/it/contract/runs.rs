@@ -266,7 +266,53 @@ async fn delivered_is_final_and_redrive_is_stored(store: &Port) {
     assert_eq!((d.generation, d.redrive_from), (2, 3));
 }
 
+async fn only_a_redrive_revives_a_dead_letter(store: &Port) {
+    let run = record(&["hook"]);
+    store.create_run(&run).await.unwrap();
+    let hook = name("hook");
+    let mut dead = DeliveryUpdate::to(DeliveryState::DeadLettered);
+    dead.last_error = Some("HTTP 400 Bad Request".into());
+    store
+        .update_delivery(&run.run_id, &hook, &dead)
+        .await
+        .unwrap();
+    let stale = DeliveryUpdate::to(DeliveryState::Deferred);
+    store
+        .update_delivery(&run.run_id, &hook, &stale)
+        .await
+        .unwrap();
+    let d = &store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0];
+    assert_eq!(
+        d.state,
+        DeliveryState::DeadLettered,
+        "a stale message cannot revive it"
+    );
+    assert_eq!(d.last_error.as_deref(), Some("HTTP 400 Bad Request"));
+    let mut redriven = DeliveryUpdate::to(DeliveryState::Delivering);
+    redriven.redrive = Some(Redrive {
+        generation: 1,
+        redrive_from: 1,
+    });
+    store
+        .update_delivery(&run.run_id, &hook, &redriven)
+        .await
+        .unwrap();
+    let d = &store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0];
+    assert_eq!((d.state, d.generation), (DeliveryState::Delivering, 1));
+}
+
 crate::contract!(create_and_get, create_then_get);
+crate::contract!(dead_letters_stay_dead, only_a_redrive_revives_a_dead_letter);
 crate::contract!(delivered_is_final, delivered_is_final_and_redrive_is_stored);
 crate::contract!(conditional_create, create_is_conditional);
 crate::contract!(delivery_updates, updates_follow_the_rules);

@@ -159,7 +159,9 @@ pub trait RunStore: Send + Sync {
     /// Sets the state of one delivery and appends `update.attempt` to its attempts. Fields of
     /// the update that are `None` are cleared, except `external_ref`, which is kept once set.
     /// `Delivered` is final: an update of a delivered delivery is ignored (a late duplicate
-    /// can never undo a delivery). Fails if the run or the delivery does not exist.
+    /// can never undo a delivery). `DeadLettered` is left only by an update that carries a
+    /// `redrive` (a stale message cannot revive it). Fails if the run or the delivery does
+    /// not exist.
     async fn update_delivery(
         &self,
         id: &RunId,

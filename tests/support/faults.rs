@@ -1,0 +1,47 @@
+//! Crash injection: crashes a delivery at each crash point with a fixed probability, by a
+//! deterministic sequence, and counts the crashes.
+
+use crate::fake_vendor::mix;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use testrelay_domain::ports::DeliveryMessage;
+use testrelay_domain::steps::{CrashPoint, Faults};
+
+pub struct RandomCrashes {
+    seed: u64,
+    percent: u64,
+    n: AtomicU64,
+    pub crashes: Mutex<HashMap<CrashPoint, u64>>,
+}
+
+impl RandomCrashes {
+    pub fn new(seed: u64, percent: u64) -> Self {
+        RandomCrashes {
+            seed,
+            percent,
+            n: AtomicU64::new(0),
+            crashes: Mutex::default(),
+        }
+    }
+
+    pub fn count(&self, point: CrashPoint) -> u64 {
+        self.crashes
+            .lock()
+            .unwrap()
+            .get(&point)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+impl Faults for RandomCrashes {
+    fn crash(&self, point: CrashPoint, _: &DeliveryMessage) -> bool {
+        let n = self.n.fetch_add(1, Ordering::SeqCst);
+        let crash = mix(self.seed, n) % 100 < self.percent;
+        if crash {
+            *self.crashes.lock().unwrap().entry(point).or_default() += 1;
+        }
+        crash
+    }
+}

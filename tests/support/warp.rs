@@ -1,0 +1,142 @@
+//! SQS with its timers on a manual clock. Messages really go through the SQS emulator
+//! (send, receive, delete, change visibility), but delays and visibility timeouts run on
+//! the test's [`ManualClock`]: a delayed send is held until the clock reaches it, and a
+//! received message that is not settled by its deadline is made visible again. So a
+//! fault-injection test covers hours of retries and crash recoveries without waiting.
+
+use async_trait::async_trait;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use testrelay_aws::SqsQueue;
+use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::ports::{
+    Clock, DeliveryMessage, DeliveryQueue, ManualClock, QueueConsumer, Received, StoreError,
+};
+
+/// How long a message received through the warp stays hidden in SQS in real time: longer
+/// than any test; the manual clock decides when it comes back.
+const REAL_VISIBILITY: Duration = Duration::from_secs(600);
+
+#[derive(Default)]
+struct Timers {
+    /// Delayed sends not yet in SQS: (due, message).
+    pending: Vec<(u64, DeliveryMessage)>,
+    /// Received, unsettled messages: receipt -> (kind, visible again at).
+    in_flight: HashMap<String, (ConnectorKind, u64)>,
+}
+
+pub struct WarpQueue {
+    inner: SqsQueue,
+    clock: Arc<ManualClock>,
+    timers: Mutex<Timers>,
+}
+
+impl WarpQueue {
+    pub fn new(inner: SqsQueue, clock: Arc<ManualClock>) -> Self {
+        WarpQueue {
+            inner,
+            clock,
+            timers: Mutex::default(),
+        }
+    }
+
+    /// The next time something becomes visible, if anything is waiting.
+    pub fn next_due(&self) -> Option<u64> {
+        let t = self.timers.lock().unwrap();
+        let pending = t.pending.iter().map(|(due, _)| *due);
+        let flying = t.in_flight.values().map(|(_, due)| *due);
+        pending.chain(flying).min()
+    }
+
+    /// Sends what is due at the clock's time and makes expired receives visible again.
+    pub async fn release_due(&self) -> Result<(), StoreError> {
+        let now = self.clock.now_ms();
+        let (sends, expired) = {
+            let mut t = self.timers.lock().unwrap();
+            let (due, later): (Vec<_>, Vec<_>) = t.pending.drain(..).partition(|(d, _)| *d <= now);
+            t.pending = later;
+            let expired: Vec<(String, ConnectorKind)> = t
+                .in_flight
+                .iter()
+                .filter(|(_, (_, d))| *d <= now)
+                .map(|(r, (k, _))| (r.clone(), *k))
+                .collect();
+            for (r, _) in &expired {
+                t.in_flight.remove(r);
+            }
+            (due, expired)
+        };
+        for (_, m) in sends {
+            self.inner.enqueue(&[m]).await?;
+        }
+        for (receipt, kind) in expired {
+            self.inner
+                .retry_later(kind, &receipt, Duration::ZERO)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl DeliveryQueue for WarpQueue {
+    async fn enqueue(&self, messages: &[DeliveryMessage]) -> Result<(), StoreError> {
+        self.inner.enqueue(messages).await
+    }
+
+    async fn enqueue_after(
+        &self,
+        message: &DeliveryMessage,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        if delay.is_zero() {
+            return self.inner.enqueue(std::slice::from_ref(message)).await;
+        }
+        let due = self.clock.now_ms() + delay.as_millis() as u64;
+        self.timers
+            .lock()
+            .unwrap()
+            .pending
+            .push((due, message.clone()));
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl QueueConsumer for WarpQueue {
+    async fn receive(
+        &self,
+        kind: ConnectorKind,
+        max: usize,
+        visibility: Duration,
+    ) -> Result<Vec<Received>, StoreError> {
+        let got = self.inner.receive(kind, max, REAL_VISIBILITY).await?;
+        let due = self.clock.now_ms() + visibility.as_millis() as u64;
+        let mut t = self.timers.lock().unwrap();
+        for r in &got {
+            t.in_flight.insert(r.receipt.clone(), (kind, due));
+        }
+        Ok(got)
+    }
+
+    async fn ack(&self, kind: ConnectorKind, receipt: &str) -> Result<(), StoreError> {
+        self.timers.lock().unwrap().in_flight.remove(receipt);
+        self.inner.ack(kind, receipt).await
+    }
+
+    async fn retry_later(
+        &self,
+        kind: ConnectorKind,
+        receipt: &str,
+        delay: Duration,
+    ) -> Result<(), StoreError> {
+        let due = self.clock.now_ms() + delay.as_millis() as u64;
+        self.timers
+            .lock()
+            .unwrap()
+            .in_flight
+            .insert(receipt.to_string(), (kind, due));
+        Ok(())
+    }
+}
