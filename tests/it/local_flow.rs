@@ -428,25 +428,12 @@ async fn status_and_health_routes() {
     assert_eq!(res.status(), 200);
     problem(t.get_run("01ARZ3NDEKTSV4RRFFQ69G5FAV").await, 404).await;
     problem(t.get_run("not-an-id").await, 404).await;
-    let res = t
-        .client
-        .get(format!("{}/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV", t.base))
-        .send()
-        .await
-        .unwrap();
-    problem(res, 401).await;
-    let res = t
-        .client
-        .get(format!("{}/v1/reports", t.base))
-        .send()
-        .await
-        .unwrap();
-    problem(res, 405).await;
-    let res = t
-        .client
-        .get(format!("{}/nowhere", t.base))
-        .send()
-        .await
-        .unwrap();
-    problem(res, 404).await;
+    let get = |path: &str| t.client.get(format!("{}{path}", t.base)).send();
+    problem(
+        get("/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV").await.unwrap(),
+        401,
+    )
+    .await;
+    problem(get("/v1/reports").await.unwrap(), 405).await;
+    problem(get("/nowhere").await.unwrap(), 404).await;
 }

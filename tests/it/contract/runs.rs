@@ -25,6 +25,17 @@ async fn aws_port() -> Fixture<Port> {
     }
 }
 
+/// The run's (first) delivery as stored now.
+async fn stored(store: &Port, run: &RunRecord) -> DeliveryRecord {
+    store
+        .get_run(&run.run_id)
+        .await
+        .unwrap()
+        .unwrap()
+        .deliveries[0]
+        .clone()
+}
+
 fn name(s: &str) -> ConnectorName {
     ConnectorName::parse(s).unwrap()
 }
@@ -126,12 +137,7 @@ async fn updates_follow_the_rules(store: &Port) {
         )
         .await
         .unwrap();
-    let d = &store
-        .get_run(&run.run_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries[0];
+    let d = &stored(store, &run).await;
     assert_eq!(d.state, DeliveryState::Retrying);
     assert_eq!(
         d.next_attempt_at.as_deref(),
@@ -152,12 +158,7 @@ async fn updates_follow_the_rules(store: &Port) {
         )
         .await
         .unwrap();
-    let d = &store
-        .get_run(&run.run_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries[0];
+    let d = &stored(store, &run).await;
     assert_eq!(d.state, DeliveryState::Delivered);
     assert_eq!(d.attempts, vec![attempt(1, false), attempt(2, true)]);
     assert_eq!(d.next_attempt_at, None, "cleared");
@@ -212,12 +213,7 @@ async fn concurrent_appends_lose_nothing(store: &Port) {
     for t in tasks {
         t.await.unwrap();
     }
-    let d = &store
-        .get_run(&run.run_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries[0];
+    let d = &stored(store, &run).await;
     let mut numbers: Vec<u32> = d.attempts.iter().map(|a| a.number).collect();
     numbers.sort();
     assert_eq!(numbers, (1..=12).collect::<Vec<_>>());
@@ -236,12 +232,7 @@ async fn delivered_is_final_and_redrive_is_stored(store: &Port) {
         .update_delivery(&run.run_id, &hook, &redriven)
         .await
         .unwrap();
-    let d = &store
-        .get_run(&run.run_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries[0];
+    let d = &stored(store, &run).await;
     assert_eq!((d.generation, d.redrive_from), (2, 3));
     let mut done = DeliveryUpdate::to(DeliveryState::Delivered);
     done.attempt = Some(attempt(1, true));
@@ -255,12 +246,7 @@ async fn delivered_is_final_and_redrive_is_stored(store: &Port) {
         .update_delivery(&run.run_id, &hook, &late)
         .await
         .expect("a late update of a delivered delivery is not an error");
-    let d = &store
-        .get_run(&run.run_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries[0];
+    let d = &stored(store, &run).await;
     assert_eq!(d.state, DeliveryState::Delivered, "delivered is final");
     assert_eq!(d.attempts, vec![attempt(1, true)]);
     assert_eq!((d.generation, d.redrive_from), (2, 3));
@@ -281,12 +267,7 @@ async fn only_a_redrive_revives_a_dead_letter(store: &Port) {
         .update_delivery(&run.run_id, &hook, &stale)
         .await
         .unwrap();
-    let d = &store
-        .get_run(&run.run_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries[0];
+    let d = &stored(store, &run).await;
     assert_eq!(
         d.state,
         DeliveryState::DeadLettered,
@@ -302,12 +283,7 @@ async fn only_a_redrive_revives_a_dead_letter(store: &Port) {
         .update_delivery(&run.run_id, &hook, &redriven)
         .await
         .unwrap();
-    let d = &store
-        .get_run(&run.run_id)
-        .await
-        .unwrap()
-        .unwrap()
-        .deliveries[0];
+    let d = &stored(store, &run).await;
     assert_eq!((d.state, d.generation), (DeliveryState::Delivering, 1));
 }
 
