@@ -12,7 +12,7 @@ use testrelay_domain::ports::{BlobStore, DeliveryState, QueueConsumer, RunStore,
 use testrelay_domain::retry::RetryPolicy;
 use testrelay_lambda::bootstrap::AwsApp;
 use testrelay_tests::aws::{Stack, put_secret};
-use testrelay_tests::local::API_KEY;
+use testrelay_tests::local::{ADMIN_KEY, API_KEY};
 use testrelay_tests::receiver::Receiver;
 
 const PLACEHOLDER: &str = "00000000000000000000000000";
@@ -29,6 +29,11 @@ async fn app(receiver: &Receiver) -> (Stack, AwsApp) {
 id = "ci"
 sha256 = "{}"
 
+[[api_keys]]
+id = "ops"
+sha256 = "{}"
+admin = true
+
 [projects.web]
 connectors = ["team-hook"]
 
@@ -39,6 +44,7 @@ allow_http = true
 secret = {{ secret = "{secret_name}" }}
 "#,
         hash_api_key(API_KEY),
+        hash_api_key(ADMIN_KEY),
         receiver.url()
     );
     let config = Config::from_toml(&toml, "test").unwrap();
@@ -245,4 +251,46 @@ async fn deliver_function_returns_a_failing_target_to_the_queue() {
     assert_eq!(d.state, DeliveryState::Retrying);
     assert_eq!(d.attempts[0].status_code, Some(503));
     assert!(d.next_attempt_at.is_some());
+}
+
+#[tokio::test]
+async fn a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api() {
+    let receiver = Receiver::start(400).await;
+    let (stack, app) = app(&receiver).await;
+    let id = ingest(&app).await;
+    let deliver = Deliver::new(&app, &id).await;
+    deliver.batch().await;
+    let d = &app.runs.get_run(&id).await.unwrap().unwrap().deliveries[0];
+    assert_eq!(d.state, DeliveryState::DeadLettered);
+    assert_eq!(d.last_error.as_deref(), Some("HTTP 400 Bad Request"));
+
+    let redrive = testrelay_tests::event("apigw-post-report.json")
+        .replace("POST /v1/reports", "POST /v1/deadletters/redrive")
+        .replace("\"/v1/reports\"", "\"/v1/deadletters/redrive\"")
+        .replace(
+            "project=web&branch=main&commit=abc123",
+            "kind=webhook&max=10",
+        )
+        .replace(API_KEY, ADMIN_KEY);
+    let (status, body) = invoke(&app, &redrive).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["redriven"], 1);
+    let dlq = aws_sdk_sqs::Client::new(&stack.sdk)
+        .receive_message()
+        .queue_url(&stack.dlq_url)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        dlq.messages.unwrap_or_default().is_empty(),
+        "moved out of the DLQ"
+    );
+    // The original ingest message and the redriven one (generation 1) are on the queue.
+    let msgs = app
+        .queue
+        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let generations: Vec<u32> = msgs.iter().map(|m| m.message.generation).collect();
+    assert!(generations.contains(&1), "{generations:?}");
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{Clock, ManualClock};
-use testrelay_domain::ports::{DeadLetter, DeadLetterStore, DeliveryMessage};
+use testrelay_domain::ports::{
+    DeadLetter, DeadLetterStore, DeliveryMessage, DeliveryQueue, QueueConsumer,
+};
 use testrelay_domain::retry::RetryPolicy;
 use testrelay_tests::corpus;
 use testrelay_tests::local::{ADMIN_KEY, API_KEY, spawn_app, spawn_app_with};
@@ -436,4 +438,36 @@ async fn status_and_health_routes() {
     .await;
     problem(get("/v1/reports").await.unwrap(), 405).await;
     problem(get("/nowhere").await.unwrap(), 404).await;
+}
+
+#[tokio::test]
+async fn a_delay_longer_than_the_queue_holds_is_served_in_hops() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let t = spawn_app_with(200, clock.clone(), RetryPolicy::default()).await;
+    let body: Value = t
+        .post_report("project=web", std::fs::read(corpus(JEST)).unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = RunId::parse(body["run_id"].as_str().unwrap()).unwrap();
+    // Replace the ingest message by one not due for an hour (as SQS hops would carry it).
+    let _ = t
+        .app
+        .store
+        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(7200))
+        .await
+        .unwrap();
+    let mut later = DeliveryMessage::new(
+        id.clone(),
+        ConnectorName::parse("hook").unwrap(),
+        ConnectorKind::Webhook,
+    );
+    later.not_before_ms = Some(clock.now_ms() + 3_600_000);
+    t.app.store.enqueue(&[later]).await.unwrap();
+    assert_eq!(t.dispatch_all_pending().await, 1, "seen early and put back");
+    assert_eq!(t.receiver.count().await, 0);
+    clock.advance(Duration::from_secs(3600));
+    assert_eq!(t.dispatch_all_pending().await, 1);
+    assert_eq!(t.receiver.count().await, 1, "delivered once due");
 }
