@@ -1,7 +1,8 @@
 //! SQLite adapter for runs, idempotency records and the durable delivery queue.
 //!
-//! One connection behind a mutex, used from blocking threads: every operation is a short
-//! transaction, so serialising them costs less than a pool would. WAL mode with
+//! One writing connection behind a mutex, used from blocking threads: every write is a short
+//! transaction, so serialising them costs less than a pool would. Reads (runs, breaker
+//! states) go through a second, read-only connection, which WAL lets run beside the writer. WAL mode with
 //! `synchronous=NORMAL` survives process crashes (not power loss of the last commits).
 //! Conditional writes are transactions with `BEGIN IMMEDIATE`, which gives the same
 //! all-or-nothing guarantee as DynamoDB's condition expressions.
@@ -70,6 +71,7 @@ CREATE TABLE IF NOT EXISTS state (
 #[derive(Clone)]
 pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
     clock: Arc<dyn Clock>,
     wake: Arc<Notify>,
 }
@@ -87,8 +89,14 @@ impl SqliteStore {
         let conn = Connection::open(path).map_err(db_err)?;
         conn.busy_timeout(Duration::from_secs(5)).map_err(db_err)?;
         conn.execute_batch(SCHEMA).map_err(db_err)?;
+        let reader = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(db_err)?;
+        reader
+            .busy_timeout(Duration::from_secs(5))
+            .map_err(db_err)?;
         Ok(SqliteStore {
             conn: Arc::new(Mutex::new(conn)),
+            reader: Arc::new(Mutex::new(reader)),
             clock,
             wake: Arc::new(Notify::new()),
         })
@@ -104,7 +112,23 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        Self::on(self.conn.clone(), f).await
+    }
+
+    /// Runs a read on the read-only connection.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        Self::on(self.reader.clone(), f).await
+    }
+
+    async fn on<T, F>(conn: Arc<Mutex<Connection>>, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().map_err(|_| db_err("connection poisoned"))?;
             f(&mut guard)
@@ -115,7 +139,7 @@ impl SqliteStore {
 
     /// When the next queued message becomes visible (Unix ms), if any is queued.
     pub async fn next_visible_at(&self) -> Result<Option<u64>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row("SELECT MIN(visible_at) FROM queue", [], |r| {
                 r.get::<_, Option<i64>>(0)
             })
@@ -127,7 +151,7 @@ impl SqliteStore {
 
     /// Messages in the queue (visible or not); for status pages and tests.
     pub async fn queue_len(&self) -> Result<u64, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
                 .map_err(db_err)
@@ -183,7 +207,7 @@ impl RunStore for SqliteStore {
 
     async fn get_run(&self, id: &RunId) -> Result<Option<RunRecord>, StoreError> {
         let id = id.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             let tx = c.transaction().map_err(db_err)?;
             let head: Option<String> = tx
                 .query_row("SELECT record FROM runs WHERE run_id = ?1", [&id], |r| {
@@ -415,7 +439,7 @@ impl DeadLetterStore for SqliteStore {
     }
 
     async fn list(&self, kind: ConnectorKind, max: usize) -> Result<Vec<Listed>, StoreError> {
-        self.with(move |c| {
+        self.read(move |c| {
             let mut stmt = c
                 .prepare_cached(
                     "SELECT id, letter FROM dead_letters WHERE kind = ?1 ORDER BY id LIMIT ?2",
@@ -557,7 +581,7 @@ impl QueueConsumer for SqliteStore {
 impl StateStore for SqliteStore {
     async fn load(&self, key: &str) -> Result<Option<Versioned>, StoreError> {
         let key = key.to_string();
-        self.with(move |c| {
+        self.read(move |c| {
             c.query_row(
                 "SELECT version, value FROM state WHERE key = ?1",
                 [&key],
