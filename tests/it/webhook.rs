@@ -136,6 +136,7 @@ async fn sends_the_documented_request() {
     // A retry after the step completed (a crash before bookkeeping) does not post again.
     let again = webhook.deliver(&run(), &ctx(now_ms), &steps).await.unwrap();
     assert_eq!(again.status_code, Some(204));
+    assert!(again.resumed && !delivered.resumed);
     // wiremock's header matcher splits values on commas, so the signature is checked here.
     let request = &server.received_requests().await.unwrap()[0];
     assert_eq!(

@@ -76,6 +76,7 @@ impl Connector for WebhookConnector {
         Ok(Delivered {
             status_code: step.value.parse().ok(),
             external_ref: None,
+            resumed: step.resumed,
         })
     }
 }

@@ -235,6 +235,9 @@ impl DeliveryService {
             ended.saturating_sub(now) as f64,
         );
         let signal = match &result {
+            // A step resumed from an earlier attempt made no call: it says nothing new about
+            // the target (and must not close a breaker as a probe would).
+            Ok(d) if d.resumed => Signal::Neutral,
             Ok(_) => Signal::Success,
             Err(e) => match e.class {
                 ErrorClass::Transient => Signal::Failure,

@@ -22,6 +22,8 @@ pub struct DeliveryContext {
 pub struct Delivered {
     pub status_code: Option<u16>,
     pub external_ref: Option<String>,
+    /// Every step was completed by an earlier attempt: nothing was called this time.
+    pub resumed: bool,
 }
 
 /// Why a delivery attempt failed, classified so that the delivery service knows whether
