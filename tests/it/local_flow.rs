@@ -117,6 +117,16 @@ async fn gzip_ctrf_and_playwright_are_accepted() {
     assert_eq!(t.receiver.verified_events().await.len(), 3);
 }
 
+/// Posts the jest report to project web; the accepted run's id.
+async fn accept_jest(t: &testrelay_tests::local::TestApp) -> String {
+    let res = t
+        .post_report("project=web", std::fs::read(corpus(JEST)).unwrap())
+        .await;
+    assert_eq!(res.status(), 202);
+    let body: Value = res.json().await.unwrap();
+    body["run_id"].as_str().unwrap().to_string()
+}
+
 async fn problem(res: reqwest::Response, status: u16) -> Value {
     assert_eq!(res.status(), status);
     assert_eq!(res.headers()["content-type"], "application/problem+json");
@@ -266,13 +276,7 @@ async fn transient_failures_are_retried_then_given_up_with_the_reason() {
         max_retry_after: Duration::from_secs(3600),
     };
     let t = spawn_app_with(503, clock.clone(), policy).await;
-    let body: Value = t
-        .post_report("project=web", std::fs::read(corpus(JEST)).unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = body["run_id"].as_str().unwrap().to_string();
+    let id = accept_jest(&t).await;
 
     assert_eq!(t.dispatch_all_pending().await, 1);
     let s: Value = t.get_run(&id).await.json().await.unwrap();
@@ -313,13 +317,7 @@ async fn permanent_failures_are_dead_lettered_then_redriven_once() {
         RetryPolicy::default(),
     )
     .await;
-    let body: Value = t
-        .post_report("project=web", std::fs::read(corpus(JEST)).unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = body["run_id"].as_str().unwrap().to_string();
+    let id = accept_jest(&t).await;
     assert_eq!(t.dispatch_all_pending().await, 1);
     let s: Value = t.get_run(&id).await.json().await.unwrap();
     let d = &s["deliveries"][0];
@@ -444,13 +442,7 @@ async fn status_and_health_routes() {
 async fn a_delay_longer_than_the_queue_holds_is_served_in_hops() {
     let clock = Arc::new(ManualClock::new(1_800_000_000_000));
     let t = spawn_app_with(200, clock.clone(), RetryPolicy::default()).await;
-    let body: Value = t
-        .post_report("project=web", std::fs::read(corpus(JEST)).unwrap())
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = RunId::parse(body["run_id"].as_str().unwrap()).unwrap();
+    let id = RunId::parse(&accept_jest(&t).await).unwrap();
     // Replace the ingest message by one not due for an hour (as SQS hops would carry it).
     let _ = t
         .app

@@ -91,10 +91,6 @@ impl DeliveryService {
         self
     }
 
-    pub fn breakers(&self) -> &Breakers {
-        &self.breakers
-    }
-
     fn outcome(&self, connector: &ConnectorName, outcome: &str) {
         self.ports.metrics.count(
             "DeliveryOutcome",

@@ -65,10 +65,6 @@ impl MemoryMetrics {
             .map(|(_, v)| v)
             .sum()
     }
-
-    pub fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.counters.lock().expect("not poisoned").clone()
-    }
 }
 
 impl Metrics for MemoryMetrics {
