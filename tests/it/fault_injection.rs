@@ -46,8 +46,9 @@ fn config(dir: &std::path::Path, url: &str) -> Config {
     let mut c = testrelay_tests::local::config(dir, url);
     c.server.delivery_concurrency = 16;
     for cfg in c.connectors.values_mut() {
-        let ConnectorConfig::Webhook(w) = cfg;
-        w.timeout_ms = 150;
+        if let ConnectorConfig::Webhook(w) = cfg {
+            w.timeout_ms = 150;
+        }
     }
     c
 }
@@ -267,8 +268,9 @@ async fn aws_adapters_lose_and_duplicate_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut config = config(dir.path(), &vendor.url);
     for cfg in config.connectors.values_mut() {
-        let ConnectorConfig::Webhook(w) = cfg;
-        w.secret = SecretRef::Secret(secret.clone());
+        if let ConnectorConfig::Webhook(w) = cfg {
+            w.secret = SecretRef::Secret(secret.clone());
+        }
     }
     let app = testrelay_lambda::bootstrap::AwsApp::new(config, &stack.sdk, stack.resources());
     let warp = Arc::new(WarpQueue::new(app.queue.clone(), clock.clone()));

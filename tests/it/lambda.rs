@@ -25,6 +25,9 @@ async fn app(receiver: &Receiver) -> (Stack, AwsApp) {
     put_secret(&stack.sdk, &secret_name, &receiver.secret_text).await;
     let toml = format!(
         r#"
+[network]
+allow = ["127.0.0.0/8"]   # the test receiver is on loopback
+
 [[api_keys]]
 id = "ci"
 sha256 = "{}"

@@ -310,6 +310,42 @@ async fn transient_failures_are_retried_then_given_up_with_the_reason() {
 }
 
 #[tokio::test]
+async fn throttling_does_not_use_up_the_retry_schedule() {
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let policy = RetryPolicy {
+        schedule: vec![Duration::from_secs(5), Duration::from_secs(60)],
+        jitter: 0.0,
+        max_retry_after: Duration::from_secs(3600),
+    };
+    let t = spawn_app_with(429, clock.clone(), policy).await;
+    let id = accept_jest(&t).await;
+    let max = testrelay_domain::delivery::MAX_THROTTLED as usize;
+    for n in 1..=max {
+        assert_eq!(t.dispatch_all_pending().await, 1, "attempt {n}");
+        let s: Value = t.get_run(&id).await.json().await.unwrap();
+        let d = &s["deliveries"][0];
+        if n < max {
+            // Three transient failures would have ended it; throttles back off instead.
+            assert_eq!(d["state"], "retrying", "after {n} throttled attempts");
+            assert_eq!(d["attempts"][n - 1]["error_class"], "throttled");
+        } else {
+            assert_eq!(d["state"], "dead_lettered");
+            assert!(
+                d["last_error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("throttled {max} times: HTTP 429")),
+                "{}",
+                d["last_error"]
+            );
+        }
+        // Backoff without Retry-After: 5 s doubling, at most 10 minutes.
+        clock.advance(Duration::from_secs(601));
+    }
+    assert_eq!(t.dispatch_all_pending().await, 0);
+}
+
+#[tokio::test]
 async fn permanent_failures_are_dead_lettered_then_redriven_once() {
     let t = spawn_app_with(
         400,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testrelay_connectors::webhook::WebhookConnector;
 use testrelay_domain::config::ConnectorKind;
-use testrelay_domain::config::{SecretRef, WebhookConfig};
+use testrelay_domain::config::{ConnectorConfig, SecretRef, WebhookConfig};
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::ids::RunId;
 use testrelay_domain::model::{Format, Report, RunMeta, Status, Suite, TestCase, TestRun};
@@ -54,7 +54,8 @@ fn ctx(now_ms: u64) -> DeliveryContext {
         event_id: "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV_team".into(),
         attempt: 1,
         now_ms,
-        status_path: "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
+        generation: 0,
+        status_url: "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV".into(),
     }
 }
 
@@ -74,18 +75,33 @@ fn steps() -> (Steps, tempfile::TempDir) {
     )
 }
 
-fn connector(url: String, secret: &str, timeout_ms: u64) -> WebhookConnector {
+/// The connector; its state lives in `steps`' store directory (`dir`).
+fn connector(
+    url: String,
+    secret: &str,
+    timeout_ms: u64,
+    dir: &tempfile::TempDir,
+) -> WebhookConnector {
     let config = WebhookConfig {
         url,
         secret: SecretRef::Env("UNUSED".into()),
         timeout_ms,
         allow_http: true,
         breaker: Default::default(),
+        rate_limit: None,
     };
+    let clock = Arc::new(SystemClock);
+    let store = SqliteStore::open(&dir.path().join("t.db"), clock.clone()).unwrap();
+    let allow =
+        testrelay_domain::config::Config::from_toml("[network]\nallow = [\"127.0.0.0/8\"]", "t")
+            .unwrap();
+    let env = testrelay_connectors::Env::new(&allow, Arc::new(store), clock);
     WebhookConnector::new(
-        testrelay_connectors::http::client(),
+        &ConnectorName::parse("team").unwrap(),
+        &ConnectorConfig::Webhook(config.clone()),
         &config,
         &SecretString::from(secret.to_string()),
+        &env,
     )
     .unwrap()
 }
@@ -129,8 +145,8 @@ async fn sends_the_documented_request() {
         .expect(1)
         .mount(&server)
         .await;
-    let (steps, _dir) = steps();
-    let webhook = connector(format!("{}/in", server.uri()), &secret, 5_000);
+    let (steps, dir) = steps();
+    let webhook = connector(format!("{}/in", server.uri()), &secret, 5_000, &dir);
     let delivered = webhook.deliver(&run(), &ctx(now_ms), &steps).await.unwrap();
     assert_eq!(delivered.status_code, Some(204));
     // A retry after the step completed (a crash before bookkeeping) does not post again.
@@ -159,11 +175,12 @@ async fn answer(template: ResponseTemplate) -> DeliveryError {
         .mount(&server)
         .await;
     let (_, secret) = WebhookSecret::generate();
-    let (steps, _dir) = steps();
+    let (steps, dir) = steps();
     let webhook = connector(
         format!("{}/in?token=s3cr3t-in-url", server.uri()),
         &secret,
         300,
+        &dir,
     );
     failed(
         webhook
@@ -215,11 +232,12 @@ async fn timeouts_and_refused_connections_are_transient_and_hide_the_url() {
     let port = listener.local_addr().unwrap().port();
     drop(listener);
     let (_, secret) = WebhookSecret::generate();
-    let (steps, _dir) = steps();
+    let (steps, dir) = steps();
     let webhook = connector(
         format!("http://127.0.0.1:{port}/in?token=s3cr3t-in-url"),
         &secret,
         300,
+        &dir,
     );
     let e = failed(
         webhook

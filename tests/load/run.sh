@@ -33,6 +33,9 @@ cat >"$work/testrelay.toml" <<TOML
 listen = "127.0.0.1:$port"
 data_dir = "$work/relay"
 
+[network]
+allow = ["127.0.0.1/32"]   # the receiver is on loopback
+
 [[api_keys]]
 id = "load"
 sha256 = "$hash"

@@ -36,7 +36,7 @@ impl RandomCrashes {
 }
 
 impl Faults for RandomCrashes {
-    fn crash(&self, point: CrashPoint, _: &DeliveryMessage) -> bool {
+    fn crash(&self, point: CrashPoint, _: &str, _: &DeliveryMessage) -> bool {
         let n = self.n.fetch_add(1, Ordering::SeqCst);
         let crash = mix(self.seed, n) % 100 < self.percent;
         if crash {

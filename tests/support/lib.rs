@@ -7,6 +7,7 @@ pub mod fake_vendor;
 pub mod faults;
 pub mod local;
 pub mod receiver;
+pub mod vendor;
 pub mod warp;
 
 use std::path::PathBuf;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use testrelay_cli::app::App;
 use testrelay_domain::config::{
-    ApiKeyConfig, Config, ConnectorConfig, ProjectConfig, SecretRef, ServerConfig, WebhookConfig,
-    hash_api_key,
+    ApiKeyConfig, Config, ConnectorConfig, NetworkConfig, ProjectConfig, SecretRef, ServerConfig,
+    WebhookConfig, hash_api_key,
 };
 use testrelay_domain::ids::{ConnectorName, KeyId, ProjectName};
 use testrelay_domain::ports::{Clock, SystemClock};
@@ -70,8 +70,13 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                 timeout_ms: 5_000,
                 allow_http: true,
                 breaker: Default::default(),
+                rate_limit: None,
             }),
         )]),
+        // Test receivers listen on loopback.
+        network: NetworkConfig {
+            allow: vec!["127.0.0.0/8".into()],
+        },
     }
 }
 
@@ -81,12 +86,23 @@ pub async fn spawn_app() -> TestApp {
 
 /// The app with a receiver answering `status`, on `clock`, retrying per `policy`.
 pub async fn spawn_app_with(status: u16, clock: Arc<dyn Clock>, policy: RetryPolicy) -> TestApp {
+    spawn_app_config(status, clock, policy, |_| {}).await
+}
+
+/// As [`spawn_app_with`], with the config changed by `edit` first.
+pub async fn spawn_app_config(
+    status: u16,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    edit: impl FnOnce(&mut Config),
+) -> TestApp {
     let receiver = Receiver::start(status).await;
     let dir = tempfile::tempdir().unwrap();
     testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()))
         .put("hook-secret", &receiver.secret_text)
         .unwrap();
-    let config = config(dir.path(), &receiver.url());
+    let mut config = config(dir.path(), &receiver.url());
+    edit(&mut config);
     let app = App::build(config, clock, policy).await.expect("app builds");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::operation::delete_item::DeleteItemError;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use std::collections::HashMap;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
@@ -398,10 +398,26 @@ impl IdempotencyStore for DynamoIdempotencyStore {
             .expression_attribute_values(":now", n(now_ms))
             .expression_attribute_values(":in_progress", s("in_progress"))
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .return_values(ReturnValue::AllOld)
             .send()
             .await;
         match result {
-            Ok(_) => Ok(Claim::Acquired),
+            Ok(out) => {
+                // The replaced record, if any: an unexpired one still in progress had a
+                // holder whose lease ran out.
+                let taken_over = out.attributes().is_some_and(|old| {
+                    old.get("status")
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                        == Some("in_progress")
+                        && old
+                            .get("expires_at")
+                            .and_then(|v| v.as_n().ok())
+                            .and_then(|n| n.parse::<u64>().ok())
+                            .is_some_and(|e| e > now_ms)
+                });
+                Ok(Claim::Acquired { taken_over })
+            }
             Err(e) => match e.as_service_error() {
                 Some(PutItemError::ConditionalCheckFailedException(c)) => {
                     let item = match c.item() {

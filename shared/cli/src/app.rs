@@ -56,7 +56,8 @@ impl App {
             .map_err(|e| format!("data directory {}: {e}", dir.display()))?;
         let blobs = Arc::new(FileBlobStore::new(dir.join("blobs")));
         let secrets = FileSecretStore::new(secrets_dir(dir));
-        let connectors = testrelay_connectors::build(&config, &secrets).await?;
+        let env = testrelay_connectors::Env::new(&config, Arc::new(store.clone()), clock.clone());
+        let connectors = testrelay_connectors::build(&config, &secrets, &env).await?;
         let metrics = Arc::new(MemoryMetrics::default());
         let ports = Ports {
             blobs: blobs.clone(),
@@ -76,7 +77,8 @@ impl App {
             clock,
             metrics: metrics.clone(),
         };
-        let mut delivery = DeliveryService::new(delivery_ports, connectors, policy);
+        let mut delivery = DeliveryService::new(delivery_ports, connectors, policy)
+            .with_public_url(config.server.public_url.clone());
         if let Some(f) = faults {
             delivery = delivery.with_faults(f);
         }

@@ -13,8 +13,8 @@ use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use testrelay_domain::config::{
-    ApiKeyConfig, Config, ConnectorConfig, ProjectConfig, SecretRef, ServerConfig, WebhookConfig,
-    hash_api_key,
+    ApiKeyConfig, Config, ConnectorConfig, NetworkConfig, ProjectConfig, SecretRef, ServerConfig,
+    WebhookConfig, hash_api_key,
 };
 use testrelay_domain::ids::{ConnectorName, KeyId, ProjectName};
 use testrelay_domain::signing::{WebhookSecret, verify};
@@ -89,8 +89,13 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
                 timeout_ms: 5_000,
                 allow_http: true,
                 breaker: Default::default(),
+                rate_limit: None,
             }),
         )]),
+        // The dev sink is on loopback, which connectors refuse unless allowed.
+        network: NetworkConfig {
+            allow: vec![format!("{}/32", addr.ip())],
+        },
     };
     config.validate().map_err(|e| e.to_string())?;
     Ok((config, key))

@@ -1,31 +1,247 @@
-//! The HTTP client every connector shares, and the classification of answers and transport
-//! errors into [`DeliveryError`]s.
+//! The HTTP layer every connector shares: one client that never follows redirects and
+//! refuses non-public addresses after DNS resolution (SSRF), a per-target rate limiter,
+//! and the classification of answers and transport errors into [`DeliveryError`]s.
 //!
-//! Policy: only 2xx is success; redirects are never followed (a redirect could send signed
-//! data elsewhere); 408, 5xx, timeouts and connection errors are transient; 429 is
-//! throttling; every other status is permanent. Error details never include URLs (webhook
-//! URLs often embed tokens) or response bodies.
+//! Policy: only 2xx is success; 408, 5xx, timeouts and connection errors are transient; 429
+//! is throttling (the target's `Retry-After` / `X-RateLimit-Reset` pauses every request to
+//! it); every other status is permanent. Error details never include URLs (webhook URLs
+//! often embed tokens) or response bodies.
 
+use crate::ratelimit::RateLimiter;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
+use testrelay_domain::config::RateLimit;
+use testrelay_domain::net::AddressPolicy;
 use testrelay_domain::ports::{DeliveryError, ErrorClass};
 
 pub const USER_AGENT: &str = concat!("testrelay/", env!("CARGO_PKG_VERSION"));
 
-pub fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(5))
-        .timeout(Duration::from_secs(30))
-        .user_agent(USER_AGENT)
-        .pool_idle_timeout(Duration::from_secs(60))
-        .build()
-        .expect("the TLS backend initialises")
+/// Requests wait this long at most for their rate-limit slot in process; a longer wait
+/// hands the delivery back to the queue as throttled.
+pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(20);
+/// Largest vendor answer read.
+const MAX_ANSWER: usize = 1024 * 1024;
+
+/// The HTTP client, address policy and rate limiter the connectors of a process share.
+#[derive(Clone)]
+pub struct Http {
+    client: reqwest::Client,
+    policy: Arc<AddressPolicy>,
+    limiter: Arc<RateLimiter>,
 }
 
-/// Seconds from a `Retry-After` header (the HTTP-date form is ignored).
+/// Where a request goes, for rate limiting: the target key and its limit.
+#[derive(Debug, Clone)]
+pub struct Limit {
+    pub key: String,
+    pub rate: Option<RateLimit>,
+}
+
+impl Http {
+    pub fn new(policy: AddressPolicy) -> Self {
+        let policy = Arc::new(policy);
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            // A proxy would resolve names itself, out of the address policy's sight.
+            .no_proxy()
+            .dns_resolver(GuardedResolver(policy.clone()))
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(30))
+            .user_agent(USER_AGENT)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .expect("the TLS backend initialises");
+        Http {
+            client,
+            policy,
+            limiter: Arc::new(RateLimiter::default()),
+        }
+    }
+
+    pub fn client(&self) -> &reqwest::Client {
+        &self.client
+    }
+
+    /// Sends `request` within `limit` and `timeout`; a non-2xx answer is an error.
+    pub async fn send(
+        &self,
+        limit: &Limit,
+        request: reqwest::RequestBuilder,
+        timeout: Duration,
+    ) -> Result<reqwest::Response, DeliveryError> {
+        let request = request
+            .timeout(timeout)
+            .build()
+            .map_err(|e| permanent(format!("could not build the request: {}", e.without_url())))?;
+        // Names are checked when resolved; literal addresses never reach the resolver.
+        if let Some(host) = request.url().host_str() {
+            let bare = host.trim_start_matches('[').trim_end_matches(']');
+            if let Ok(ip) = bare.parse::<IpAddr>() {
+                self.policy.check(ip).map_err(permanent)?;
+            }
+        }
+        let slot = match limit.rate {
+            Some(rate) => self.limiter.reserve(&limit.key, rate, MAX_SLOT_WAIT),
+            None => self.limiter.paused(&limit.key, MAX_SLOT_WAIT),
+        };
+        match slot {
+            Ok(wait) if wait.is_zero() => {}
+            Ok(wait) => tokio::time::sleep(wait).await,
+            Err(wait) => {
+                return Err(DeliveryError {
+                    class: ErrorClass::Throttled,
+                    status_code: None,
+                    detail: format!(
+                        "rate limit for {}: next slot in {} s",
+                        limit.key,
+                        wait.as_secs()
+                    ),
+                    retry_after: Some(wait),
+                });
+            }
+        }
+        let response = self
+            .client
+            .execute(request)
+            .await
+            .map_err(|e| transport_error(e, timeout))?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let e = status_error(status, response.headers());
+        if let (ErrorClass::Throttled, Some(pause)) = (e.class, e.retry_after) {
+            // Everything to this target waits as asked, not only this delivery. (Without
+            // a stated time, only this delivery backs off.)
+            self.limiter.pause(&limit.key, pause);
+        }
+        Err(e)
+    }
+}
+
+/// Reads a JSON answer (at most 1 MiB); an unreadable one is transient (a proxy's error
+/// page, a truncated body).
+pub async fn json<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+) -> Result<T, DeliveryError> {
+    let bytes = read(response).await?;
+    serde_json::from_slice(&bytes).map_err(|e| DeliveryError {
+        class: ErrorClass::Transient,
+        status_code: None,
+        detail: format!("unexpected answer from {what}: {e}"),
+        retry_after: None,
+    })
+}
+
+async fn read(mut response: reqwest::Response) -> Result<Vec<u8>, DeliveryError> {
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| DeliveryError {
+        class: ErrorClass::Transient,
+        status_code: None,
+        detail: format!("reading the answer failed: {}", e.without_url()),
+        retry_after: None,
+    })? {
+        if out.len() + chunk.len() > MAX_ANSWER {
+            return Err(DeliveryError {
+                class: ErrorClass::Transient,
+                status_code: None,
+                detail: "the answer is larger than 1 MiB".into(),
+                retry_after: None,
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+pub fn permanent(detail: impl Into<String>) -> DeliveryError {
+    DeliveryError {
+        class: ErrorClass::Permanent,
+        status_code: None,
+        detail: detail.into(),
+        retry_after: None,
+    }
+}
+
+/// Resolves names with the system resolver and drops addresses the policy refuses; a name
+/// with nothing left fails with [`Refused`].
+struct GuardedResolver(Arc<AddressPolicy>);
+
+/// A name resolved only to refused addresses.
+#[derive(Debug)]
+struct Refused(String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl reqwest::dns::Resolve for GuardedResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let policy = self.0.clone();
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let resolved: Vec<SocketAddr> =
+                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            let mut refusal = None;
+            let allowed: Vec<SocketAddr> = resolved
+                .into_iter()
+                .filter(|a| match policy.check(a.ip()) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        refusal.get_or_insert(e);
+                        false
+                    }
+                })
+                .collect();
+            if allowed.is_empty() {
+                let why = refusal.unwrap_or_else(|| "no address".into());
+                return Err(Box::new(Refused(format!(
+                    "{host} resolves to a refused address: {why}"
+                )))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+/// Seconds from `Retry-After`, or the time until `X-RateLimit-Reset` (Unix seconds or an
+/// ISO 8601 time, as Jira sends it). The HTTP-date form of `Retry-After` is ignored.
 pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
+        return Some(Duration::from_secs(secs));
+    }
+    let reset = header("x-ratelimit-reset")?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    let at = match reset.parse::<i64>() {
+        Ok(n) if n > 1_000_000_000 => n,
+        // A small number is a delay in seconds (some APIs send that).
+        Ok(n) => now + n,
+        Err(_) => {
+            time::OffsetDateTime::parse(reset, &time::format_description::well_known::Rfc3339)
+                .or_else(|_| {
+                    time::OffsetDateTime::parse(
+                        reset,
+                        &time::format_description::well_known::Iso8601::DEFAULT,
+                    )
+                })
+                .ok()?
+                .unix_timestamp()
+        }
+    };
+    Some(Duration::from_secs(at.saturating_sub(now).max(1) as u64))
 }
 
 /// Classifies a non-2xx answer.
@@ -59,8 +275,15 @@ pub fn status_error(
     }
 }
 
-/// Classifies a transport error, without its URL.
+/// Classifies a transport error, without its URL. A refused address is permanent.
 pub fn transport_error(e: reqwest::Error, timeout: Duration) -> DeliveryError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(err) = source {
+        if let Some(refused) = err.downcast_ref::<Refused>() {
+            return permanent(refused.0.clone());
+        }
+        source = err.source();
+    }
     let detail = if e.is_timeout() {
         format!("timed out after {} ms", timeout.as_millis())
     } else if e.is_connect() {
@@ -73,5 +296,32 @@ pub fn transport_error(e: reqwest::Error, timeout: Duration) -> DeliveryError {
         status_code: None,
         detail,
         retry_after: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::{HeaderMap, HeaderValue};
+
+    #[test]
+    fn retry_after_and_rate_limit_reset() {
+        let mut h = HeaderMap::new();
+        h.insert("retry-after", HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let mut h = HeaderMap::new();
+        let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(90);
+        let iso = at
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap();
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&iso).unwrap());
+        let d = retry_after(&h).unwrap().as_secs();
+        assert!((88..=90).contains(&d), "{d}");
+        let mut h = HeaderMap::new();
+        let epoch = (at.unix_timestamp()).to_string();
+        h.insert("x-ratelimit-reset", HeaderValue::from_str(&epoch).unwrap());
+        let d = retry_after(&h).unwrap().as_secs();
+        assert!((88..=90).contains(&d), "{d}");
+        assert_eq!(retry_after(&HeaderMap::new()), None);
     }
 }

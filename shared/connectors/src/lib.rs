@@ -1,33 +1,190 @@
-//! Connectors: one module per vendor over a shared HTTP client. Each turns a canonical
-//! [`TestRun`](testrelay_domain::model::TestRun) into the vendor's requests and classifies
-//! the answer as success, transient, throttled or permanent.
+//! Connectors: one module per vendor over a shared HTTP layer ([`http::Http`]: SSRF guard,
+//! no redirects, per-target rate limits). Each turns a canonical
+//! [`TestRun`](testrelay_domain::model::TestRun) into the vendor's requests, runs every
+//! side effect as an idempotent step, and classifies the answers as success, transient,
+//! throttled or permanent.
 
 pub mod http;
+pub mod jira;
+pub mod pagerduty;
+pub mod ratelimit;
+pub mod slack;
+pub mod teams;
+pub mod testrail;
 pub mod webhook;
 
+use http::{Http, Limit};
+use secrecy::SecretString;
 use std::sync::Arc;
-use testrelay_domain::config::{Config, ConnectorConfig};
+use std::time::Duration;
+use testrelay_domain::breaker::BreakerConfig;
+use testrelay_domain::config::{Config, ConnectorConfig, SecretRef};
 use testrelay_domain::delivery::Connectors;
-use testrelay_domain::ports::{SecretStore, resolve_secret};
+use testrelay_domain::ids::ConnectorName;
+use testrelay_domain::net::AddressPolicy;
+use testrelay_domain::ports::{
+    Clock, Connector, DeliveryError, SecretStore, StateStore, resolve_secret,
+};
+
+/// What every connector holds: the shared HTTP layer, its target's rate limit, timeout and
+/// breaker settings.
+#[derive(Clone)]
+pub struct Base {
+    pub http: Http,
+    pub limit: Limit,
+    pub timeout: Duration,
+    pub breaker: BreakerConfig,
+}
+
+impl Base {
+    pub fn new(http: Http, target: String, cfg: &ConnectorConfig) -> Self {
+        let common = cfg.common();
+        Base {
+            http,
+            limit: Limit {
+                key: target,
+                rate: common.rate_limit,
+            },
+            timeout: Duration::from_millis(common.timeout_ms),
+            breaker: common.breaker.clone(),
+        }
+    }
+
+    /// The circuit-breaker and rate-limit key.
+    pub fn target(&self) -> &str {
+        &self.limit.key
+    }
+
+    pub async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, DeliveryError> {
+        self.http.send(&self.limit, request, self.timeout).await
+    }
+}
+
+/// `kind`, `target` and `breaker` of a connector holding a [`Base`] as `base`.
+#[macro_export]
+macro_rules! basics {
+    ($kind:ident) => {
+        fn kind(&self) -> testrelay_domain::config::ConnectorKind {
+            testrelay_domain::config::ConnectorKind::$kind
+        }
+
+        fn target(&self) -> &str {
+            self.base.target()
+        }
+
+        fn breaker(&self) -> &testrelay_domain::breaker::BreakerConfig {
+            &self.base.breaker
+        }
+    };
+}
+
+/// What connectors that keep state across runs need (Slack's message per run, Jira's bug
+/// per fingerprint, PagerDuty's open incidents).
+#[derive(Clone)]
+pub struct Env {
+    pub http: Http,
+    pub state: Arc<dyn StateStore>,
+    pub clock: Arc<dyn Clock>,
+}
+
+impl Env {
+    pub fn new(config: &Config, state: Arc<dyn StateStore>, clock: Arc<dyn Clock>) -> Self {
+        Env {
+            http: Http::new(AddressPolicy::new(&config.network.allow)),
+            state,
+            clock,
+        }
+    }
+}
+
+/// `scheme://host:port` of a URL, for target keys (never the path: it may hold a token).
+pub fn origin(url: &reqwest::Url) -> String {
+    format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or(""),
+        url.port_or_known_default().unwrap_or(0)
+    )
+}
+
+pub fn parse_url(raw: &str, key: &str) -> Result<reqwest::Url, String> {
+    reqwest::Url::parse(raw).map_err(|e| format!("{key}: {e}"))
+}
 
 /// Builds every configured connector, resolving its secrets once (per process, or per Lambda
 /// cold start). Errors name the connector and the secret reference, never a value.
-pub async fn build(config: &Config, secrets: &dyn SecretStore) -> Result<Connectors, String> {
-    let client = http::client();
+pub async fn build(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    env: &Env,
+) -> Result<Connectors, String> {
     let mut out = Connectors::new();
     for (name, cfg) in &config.connectors {
-        let connector: Arc<dyn testrelay_domain::ports::Connector> = match cfg {
-            ConnectorConfig::Webhook(w) => {
-                let secret = resolve_secret(&w.secret, secrets)
-                    .await
-                    .map_err(|e| format!("connectors.{name}.secret ({}): {e}", w.secret))?;
-                Arc::new(
-                    webhook::WebhookConnector::new(client.clone(), w, &secret)
-                        .map_err(|e| format!("connectors.{name}: {e}"))?,
-                )
-            }
-        };
+        let connector = build_one(name, cfg, secrets, env)
+            .await
+            .map_err(|e| format!("connectors.{name}.{e}"))?;
         out.insert(name.clone(), connector);
     }
     Ok(out)
+}
+
+async fn secret(
+    key: &str,
+    reference: &SecretRef,
+    secrets: &dyn SecretStore,
+) -> Result<SecretString, String> {
+    resolve_secret(reference, secrets)
+        .await
+        .map_err(|e| format!("{key} ({reference}): {e}"))
+}
+
+async fn build_one(
+    name: &ConnectorName,
+    cfg: &ConnectorConfig,
+    secrets: &dyn SecretStore,
+    env: &Env,
+) -> Result<Arc<dyn Connector>, String> {
+    Ok(match cfg {
+        ConnectorConfig::Webhook(w) => {
+            let s = secret("secret", &w.secret, secrets).await?;
+            Arc::new(webhook::WebhookConnector::new(name, cfg, w, &s, env)?)
+        }
+        ConnectorConfig::Testrail(t) => {
+            let key = secret("api_key", &t.api_key, secrets).await?;
+            Arc::new(testrail::TestRail::new(cfg, t, key, env)?)
+        }
+        ConnectorConfig::Jira(j) => {
+            let token = secret("token", &j.token, secrets).await?;
+            let xray = match &j.xray {
+                Some(x) => match (&x.client_id, &x.client_secret) {
+                    (Some(id), Some(sec)) => Some((
+                        secret("xray.client_id", id, secrets).await?,
+                        secret("xray.client_secret", sec, secrets).await?,
+                    )),
+                    _ => None,
+                },
+                None => None,
+            };
+            Arc::new(jira::Jira::new(name, cfg, j, token, xray, env)?)
+        }
+        ConnectorConfig::Slack(s) => {
+            let auth = match (&s.token, &s.webhook_url) {
+                (Some(t), _) => slack::Auth::Token(secret("token", t, secrets).await?),
+                (None, Some(u)) => slack::Auth::Webhook(secret("webhook_url", u, secrets).await?),
+                (None, None) => return Err("token: not set".into()),
+            };
+            Arc::new(slack::Slack::new(cfg, s, auth, env)?)
+        }
+        ConnectorConfig::Teams(t) => {
+            let url = secret("url", &t.url, secrets).await?;
+            Arc::new(teams::Teams::new(cfg, t, &url, env)?)
+        }
+        ConnectorConfig::Pagerduty(p) => {
+            let key = secret("routing_key", &p.routing_key, secrets).await?;
+            Arc::new(pagerduty::PagerDuty::new(name, cfg, p, key, env)?)
+        }
+    })
 }

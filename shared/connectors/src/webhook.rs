@@ -1,69 +1,107 @@
 //! Generic webhooks: a `run.completed` event POSTed as JSON and signed per Standard Webhooks.
 //! `webhook-id` is the delivery's event id, the same on every retry, so receivers dedupe.
+//! An endpoint that answers 410 Gone is disabled (recorded in the state store, so every
+//! instance knows): later deliveries to it fail at once, saying so, until its URL changes
+//! or an operator re-enables it.
 
-use crate::http::{status_error, transport_error};
+use crate::{Base, Env, origin, parse_url};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
-use std::time::Duration;
-use testrelay_domain::breaker::BreakerConfig;
-use testrelay_domain::config::{ConnectorKind, WebhookConfig};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use testrelay_domain::config::{ConnectorConfig, WebhookConfig};
+use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::model::TestRun;
 use testrelay_domain::payload::run_completed;
 use testrelay_domain::ports::{
-    Connector, Delivered, DeliveryContext, DeliveryError, StepError, rfc3339,
+    Clock, Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StateStore,
+    StepError, rfc3339,
 };
 use testrelay_domain::signing::WebhookSecret;
 use testrelay_domain::steps::Steps;
 
 pub struct WebhookConnector {
-    client: reqwest::Client,
+    base: Base,
     url: reqwest::Url,
     secret: WebhookSecret,
-    timeout: Duration,
-    target: String,
-    breaker: BreakerConfig,
+    state: Arc<dyn StateStore>,
+    clock: Arc<dyn Clock>,
+    /// State-store key of this endpoint's disabled flag.
+    disabled_key: String,
+    url_hash: String,
+}
+
+/// Why an endpoint is disabled.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Disabled {
+    pub disabled: bool,
+    /// Hash of the URL that was disabled: a new URL is enabled again.
+    pub url_hash: String,
+    pub at: String,
+    pub reason: String,
+}
+
+/// The state-store key of a connector's disabled flag.
+pub fn disabled_key(connector: &ConnectorName) -> String {
+    format!("disabled/{connector}")
 }
 
 impl WebhookConnector {
     pub fn new(
-        client: reqwest::Client,
+        name: &ConnectorName,
+        cfg: &ConnectorConfig,
         config: &WebhookConfig,
         secret: &SecretString,
+        env: &Env,
     ) -> Result<Self, String> {
-        let url = reqwest::Url::parse(&config.url).map_err(|e| format!("url: {e}"))?;
+        let url = parse_url(&config.url, "url")?;
         let secret =
             WebhookSecret::parse(secret.expose_secret()).map_err(|e| format!("secret: {e}"))?;
         // One breaker per receiving server: endpoints on the same host fail together.
-        let target = format!(
-            "webhook:{}://{}:{}",
-            url.scheme(),
-            url.host_str().unwrap_or(""),
-            url.port_or_known_default().unwrap_or(0)
-        );
+        let target = format!("webhook:{}", origin(&url));
+        use sha2::Digest;
+        let url_hash = hex::encode(&sha2::Sha256::digest(config.url.as_bytes())[..8]);
         Ok(WebhookConnector {
-            client,
+            base: Base::new(env.http.clone(), target, cfg),
             url,
             secret,
-            timeout: Duration::from_millis(config.timeout_ms),
-            target,
-            breaker: config.breaker.clone(),
+            state: env.state.clone(),
+            clock: env.clock.clone(),
+            disabled_key: disabled_key(name),
+            url_hash,
         })
+    }
+
+    async fn disabled(&self) -> Result<Option<Disabled>, StepError> {
+        let Some(v) = self.state.load(&self.disabled_key).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_str::<Disabled>(&v.value)
+            .ok()
+            .filter(|d| d.disabled && d.url_hash == self.url_hash))
+    }
+
+    /// Records that the endpoint asked to be disabled (first writer wins; a lost race
+    /// means someone else recorded the same thing).
+    async fn disable(&self, reason: &str) -> Result<(), StepError> {
+        let current = self.state.load(&self.disabled_key).await?;
+        let record = Disabled {
+            disabled: true,
+            url_hash: self.url_hash.clone(),
+            at: rfc3339(self.clock.now_ms()),
+            reason: reason.to_string(),
+        };
+        let value = serde_json::to_string(&record).expect("serialisable");
+        self.state
+            .save(&self.disabled_key, &value, current.map(|c| c.version))
+            .await?;
+        Ok(())
     }
 }
 
 #[async_trait]
 impl Connector for WebhookConnector {
-    fn kind(&self) -> ConnectorKind {
-        ConnectorKind::Webhook
-    }
-
-    fn target(&self) -> &str {
-        &self.target
-    }
-
-    fn breaker(&self) -> &BreakerConfig {
-        &self.breaker
-    }
+    crate::basics!(Webhook);
 
     /// One step, `post`: the receiver dedupes a repeat on `webhook-id`.
     async fn deliver(
@@ -72,11 +110,45 @@ impl Connector for WebhookConnector {
         ctx: &DeliveryContext,
         steps: &Steps,
     ) -> Result<Delivered, StepError> {
-        let step = steps.once("post", || self.post(run, ctx)).await?;
-        Ok(Delivered {
-            status_code: step.value.parse().ok(),
-            external_ref: None,
-            resumed: step.resumed,
+        if let Some(d) = self.disabled().await? {
+            return Err(StepError::Failed(crate::http::permanent(format!(
+                "endpoint disabled since {}: {}; configure its new URL to enable it again",
+                d.at, d.reason
+            ))));
+        }
+        match steps.once("post", |_| self.post(run, ctx)).await {
+            Ok(step) => Ok(Delivered {
+                status_code: step.value.parse().ok(),
+                external_ref: None,
+                resumed: step.resumed,
+            }),
+            Err(StepError::Failed(e)) if e.status_code == Some(410) => {
+                self.disable("it answered 410 Gone").await?;
+                Err(StepError::Failed(DeliveryError {
+                    detail: "HTTP 410 Gone: the endpoint asked to be disabled; it is disabled now"
+                        .into(),
+                    class: ErrorClass::Permanent,
+                    ..e
+                }))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A signed `ping` event: receivers answer 2xx without acting on it.
+    async fn probe(&self) -> Result<Probe, DeliveryError> {
+        let now = self.clock.now_ms();
+        let id = format!("ping_{now}");
+        let body = serde_json::to_vec(&serde_json::json!({
+            "type": "ping",
+            "timestamp": rfc3339(now),
+            "data": {}
+        }))
+        .expect("serialisable");
+        self.signed(&id, now / 1000, body).await?;
+        Ok(Probe {
+            check: "POST signed ping event".into(),
+            detail: None,
         })
     }
 }
@@ -84,27 +156,29 @@ impl Connector for WebhookConnector {
 impl WebhookConnector {
     /// POSTs the signed event; the status code on success.
     async fn post(&self, run: &TestRun, ctx: &DeliveryContext) -> Result<String, DeliveryError> {
-        let event = run_completed(run, &ctx.status_path, &rfc3339(ctx.now_ms));
+        let event = run_completed(run, &ctx.status_url, &rfc3339(ctx.now_ms));
         let body = serde_json::to_vec(&event).expect("serialisable");
-        let timestamp = ctx.now_ms / 1000;
-        let signature = self.secret.sign(&ctx.event_id, timestamp, &body);
-        let response = self
-            .client
+        let response = self.signed(&ctx.event_id, ctx.now_ms / 1000, body).await?;
+        Ok(response.status().as_u16().to_string())
+    }
+
+    async fn signed(
+        &self,
+        id: &str,
+        timestamp: u64,
+        body: Vec<u8>,
+    ) -> Result<reqwest::Response, DeliveryError> {
+        let signature = self.secret.sign(id, timestamp, &body);
+        let request = self
+            .base
+            .http
+            .client()
             .post(self.url.clone())
-            .timeout(self.timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .header("webhook-id", &ctx.event_id)
+            .header("webhook-id", id)
             .header("webhook-timestamp", timestamp.to_string())
             .header("webhook-signature", signature)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| transport_error(e, self.timeout))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(status.as_u16().to_string())
-        } else {
-            Err(status_error(status, response.headers()))
-        }
+            .body(body);
+        self.base.send(request).await
     }
 }

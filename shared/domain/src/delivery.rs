@@ -39,6 +39,20 @@ pub enum Disposition {
     Crashed,
 }
 
+/// A delivery the target throttled this many times in one generation is dead-lettered.
+/// Throttled attempts do not use up the retry schedule (the target is up and asked us to
+/// wait), so this is what ends a delivery to a target that never stops throttling.
+pub const MAX_THROTTLED: u32 = 50;
+
+/// Where an attempt stands in its generation.
+#[derive(Debug, Clone, Copy)]
+struct Position {
+    /// 1-based position on the retry schedule (throttled attempts not counted).
+    attempt: u32,
+    /// Throttled attempts so far.
+    throttled: u32,
+}
+
 /// When testrelay's own stores fail, the message is simply tried again this much later.
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
 
@@ -62,6 +76,7 @@ pub struct DeliveryService {
     connectors: Connectors,
     policy: RetryPolicy,
     faults: Arc<dyn Faults>,
+    public_url: Option<String>,
 }
 
 /// An attempt's result on its way to the run record.
@@ -82,7 +97,15 @@ impl DeliveryService {
             connectors,
             policy,
             faults: Arc::new(NoFaults),
+            public_url: None,
         }
+    }
+
+    /// Where users reach this testrelay (`server.public_url`): links in messages point
+    /// at `<public_url>/v1/runs/<id>`; without it they are paths.
+    pub fn with_public_url(mut self, url: Option<String>) -> Self {
+        self.public_url = url.map(|u| u.trim_end_matches('/').to_string());
+        self
     }
 
     /// Crash injection, for fault-injection tests.
@@ -172,7 +195,20 @@ impl DeliveryService {
         });
         let redrive_from = redrive.map_or(delivery.redrive_from, |r| r.redrive_from);
         // Attempts in this generation, this one included: the retry schedule's position.
-        let attempt_in_generation = delivery.attempts.len() as u32 - redrive_from + 1;
+        // Throttled attempts do not move it (the target was up and asked us to wait), but
+        // too many of them end the delivery like any other exhausted schedule.
+        let this_generation = delivery
+            .attempts
+            .get(redrive_from as usize..)
+            .unwrap_or_default();
+        let throttled = this_generation
+            .iter()
+            .filter(|a| a.error_class == Some(ErrorClass::Throttled))
+            .count() as u32;
+        let position = Position {
+            attempt: this_generation.len() as u32 - throttled + 1,
+            throttled,
+        };
         let number = delivery.attempts.len() as u32 + 1;
 
         let Some(connector) = connector else {
@@ -184,9 +220,7 @@ impl DeliveryService {
                 attempt: attempt(number, now, now),
                 result: Err(permanent(reason)),
             };
-            return self
-                .finish(msg, delivery, redrive, attempt_in_generation, outcome)
-                .await;
+            return self.finish(msg, delivery, redrive, position, outcome).await;
         };
         let mut update = DeliveryUpdate::to(DeliveryState::Delivering);
         update.last_error = delivery.last_error.clone();
@@ -201,9 +235,7 @@ impl DeliveryService {
                 attempt: attempt(number, now, now),
                 result: Err(permanent("the stored report is missing".into())),
             };
-            return self
-                .finish(msg, delivery, None, attempt_in_generation, outcome)
-                .await;
+            return self.finish(msg, delivery, None, position, outcome).await;
         };
         let run: TestRun = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::new("blob store", format!("stored run unreadable: {e}")))?;
@@ -212,12 +244,18 @@ impl DeliveryService {
             self.ports.clock.clone(),
             self.faults.clone(),
             msg.clone(),
-        );
+        )
+        .after_attempts(delivery.attempts.len());
         let ctx = DeliveryContext {
             event_id: format!("evt_{}_{}", msg.run_id, msg.connector),
             attempt: number,
+            generation: msg.generation,
             now_ms: now,
-            status_path: format!("/v1/runs/{}", msg.run_id),
+            status_url: format!(
+                "{}/v1/runs/{}",
+                self.public_url.as_deref().unwrap_or(""),
+                msg.run_id
+            ),
         };
         let result = match connector.deliver(&run, &ctx, &steps).await {
             Ok(d) => Ok(d),
@@ -249,15 +287,13 @@ impl DeliveryService {
                 admission == Admission::Probe,
             )
             .await;
-        steps.crash(CrashPoint::AfterStep)?;
+        steps.crash(CrashPoint::AfterStep, "")?;
         let outcome = Outcome {
             attempt: attempt(number, now, ended),
             result,
         };
-        let disposition = self
-            .finish(msg, delivery, None, attempt_in_generation, outcome)
-            .await?;
-        steps.crash(CrashPoint::AfterRecord)?;
+        let disposition = self.finish(msg, delivery, None, position, outcome).await?;
+        steps.crash(CrashPoint::AfterRecord, "")?;
         Ok(disposition)
     }
 
@@ -266,9 +302,10 @@ impl DeliveryService {
         msg: &DeliveryMessage,
         delivery: &DeliveryRecord,
         redrive: Option<Redrive>,
-        attempt_in_generation: u32,
+        position: Position,
         outcome: Outcome,
     ) -> Result<Disposition, StepError> {
+        let attempt_in_generation = position.attempt;
         let Outcome {
             mut attempt,
             result,
@@ -302,10 +339,16 @@ impl DeliveryService {
         update.attempt = Some(attempt);
         let delay = match e.class {
             ErrorClass::Permanent => None,
-            ErrorClass::Transient | ErrorClass::Throttled => {
+            ErrorClass::Transient => {
                 self.policy
                     .delay_after(attempt_in_generation, e.retry_after, rand::random::<f64>())
             }
+            ErrorClass::Throttled if position.throttled + 1 >= MAX_THROTTLED => None,
+            ErrorClass::Throttled => Some(self.policy.after_throttle(
+                position.throttled,
+                e.retry_after,
+                rand::random::<f64>(),
+            )),
         };
         if let Some(delay) = delay {
             let now = self.ports.clock.now_ms();
@@ -322,6 +365,8 @@ impl DeliveryService {
         }
         let reason = if e.class == ErrorClass::Permanent {
             e.detail
+        } else if e.class == ErrorClass::Throttled {
+            format!("throttled {MAX_THROTTLED} times: {}", e.detail)
         } else {
             format!(
                 "gave up after {attempt_in_generation} attempts: {}",

@@ -192,7 +192,7 @@ impl IngestService {
                 .await
                 .map_err(|e| store_unavailable(&e))?
             {
-                Claim::Acquired => {}
+                Claim::Acquired { .. } => {}
                 Claim::Completed {
                     fingerprint: f,
                     response,

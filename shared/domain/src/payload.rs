@@ -9,7 +9,7 @@ pub const MAX_FAILURES: usize = 50;
 /// Traces are cut to this many bytes in the event; the full report stays in testrelay.
 pub const MAX_TRACE: usize = 4096;
 
-pub fn run_completed(run: &TestRun, status_path: &str, now: &str) -> Value {
+pub fn run_completed(run: &TestRun, status_url: &str, now: &str) -> Value {
     let failing = run
         .report
         .suites
@@ -29,7 +29,7 @@ pub fn run_completed(run: &TestRun, status_path: &str, now: &str) -> Value {
             "classname": case.classname,
             "status": case.status,
             "message": case.message,
-            "trace": case.trace.as_deref().map(|t| cut(t, MAX_TRACE)),
+            "trace": case.trace.as_deref().map(|t| crate::render::cut(t, MAX_TRACE)),
             "file": case.file,
             "line": case.line,
             "duration_ms": case.duration_ms,
@@ -40,7 +40,7 @@ pub fn run_completed(run: &TestRun, status_path: &str, now: &str) -> Value {
         "timestamp": now,
         "data": {
             "run_id": run.run_id,
-            "status_url": status_path,
+            "status_url": status_url,
             "received_at": run.received_at,
             "project": run.meta.project,
             "branch": run.meta.branch,
@@ -55,17 +55,6 @@ pub fn run_completed(run: &TestRun, status_path: &str, now: &str) -> Value {
             "failures_omitted": omitted,
         }
     })
-}
-
-fn cut(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 #[cfg(test)]

@@ -48,11 +48,39 @@ impl RetryPolicy {
         let asked = retry_after.map(|r| r.min(self.max_retry_after));
         Some(asked.map_or(jittered, |a| a.max(jittered)))
     }
+
+    /// The delay after the target throttled us for the `throttles`-th time (0-based) in
+    /// this generation: what it asked for (`Retry-After` / `X-RateLimit-Reset`, clamped),
+    /// else 5 s doubling up to 10 minutes, with jitter.
+    pub fn after_throttle(
+        &self,
+        throttles: u32,
+        retry_after: Option<Duration>,
+        unit: f64,
+    ) -> Duration {
+        if let Some(asked) = retry_after {
+            return asked.min(self.max_retry_after).max(Duration::from_secs(1));
+        }
+        let base = Duration::from_secs(5 << throttles.min(7)).min(Duration::from_secs(600));
+        let factor = 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
+        base.mul_f64(factor.max(0.0))
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn throttles_wait_as_asked_or_back_off() {
+        let p = RetryPolicy::default();
+        let s = Duration::from_secs;
+        assert_eq!(p.after_throttle(0, Some(s(7)), 0.5), s(7));
+        assert_eq!(p.after_throttle(3, Some(s(86_400)), 0.5), s(3600));
+        assert_eq!(p.after_throttle(0, None, 0.5), s(5));
+        assert_eq!(p.after_throttle(2, None, 0.5), s(20));
+        assert_eq!(p.after_throttle(30, None, 0.5), s(600));
+    }
 
     #[test]
     fn follows_the_schedule_with_bounded_jitter() {

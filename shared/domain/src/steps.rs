@@ -35,13 +35,14 @@ pub enum CrashPoint {
 
 /// Crash injection for tests; production uses [`NoFaults`].
 pub trait Faults: Send + Sync {
-    fn crash(&self, point: CrashPoint, message: &DeliveryMessage) -> bool;
+    /// `step` names the step for `BeforeCall` / `AfterCall`, and is empty otherwise.
+    fn crash(&self, point: CrashPoint, step: &str, message: &DeliveryMessage) -> bool;
 }
 
 pub struct NoFaults;
 
 impl Faults for NoFaults {
-    fn crash(&self, _: CrashPoint, _: &DeliveryMessage) -> bool {
+    fn crash(&self, _: CrashPoint, _: &str, _: &DeliveryMessage) -> bool {
         false
     }
 }
@@ -53,11 +54,22 @@ pub struct StepResult {
     pub resumed: bool,
 }
 
+/// What a step's call is told about earlier tries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepCall {
+    /// An earlier try of this delivery may have done this step without recording it (it
+    /// crashed after the call, or the call failed in a way that leaves the target's state
+    /// unknown, such as a timeout). A step that creates something looks for what it would
+    /// create (by the marker it puts on it) before creating it again.
+    pub check_first: bool,
+}
+
 pub struct Steps {
     store: Arc<dyn IdempotencyStore>,
     clock: Arc<dyn Clock>,
     faults: Arc<dyn Faults>,
     message: DeliveryMessage,
+    earlier_tries: bool,
 }
 
 impl Steps {
@@ -68,11 +80,18 @@ impl Steps {
         message: DeliveryMessage,
     ) -> Self {
         Steps {
+            earlier_tries: message.generation > 0,
             store,
             clock,
             faults,
             message,
         }
+    }
+
+    /// This delivery was attempted before (its run record lists attempts).
+    pub fn after_attempts(mut self, attempts: usize) -> Self {
+        self.earlier_tries |= attempts > 0;
+        self
     }
 
     fn key(&self, step: &str) -> String {
@@ -82,8 +101,8 @@ impl Steps {
         )
     }
 
-    pub(crate) fn crash(&self, point: CrashPoint) -> Result<(), StepError> {
-        if self.faults.crash(point, &self.message) {
+    pub(crate) fn crash(&self, point: CrashPoint, step: &str) -> Result<(), StepError> {
+        if self.faults.crash(point, step, &self.message) {
             Err(StepError::Crashed)
         } else {
             Ok(())
@@ -94,13 +113,13 @@ impl Steps {
     /// (then or now). `call` returns the external reference it created (or "").
     pub async fn once<F, Fut>(&self, step: &str, call: F) -> Result<StepResult, StepError>
     where
-        F: FnOnce() -> Fut,
+        F: FnOnce(StepCall) -> Fut,
         Fut: Future<Output = Result<String, DeliveryError>>,
     {
         let key = self.key(step);
         let now = self.clock.now_ms();
         let ttl = STEP_TTL.as_millis() as u64;
-        match self
+        let taken_over = match self
             .store
             .claim(
                 &key,
@@ -122,12 +141,13 @@ impl Steps {
                     retry_in: STEP_LEASE,
                 });
             }
-            Claim::Acquired => {}
-        }
-        self.crash(CrashPoint::BeforeCall)?;
-        match call().await {
+            Claim::Acquired { taken_over } => taken_over,
+        };
+        self.crash(CrashPoint::BeforeCall, step)?;
+        let check_first = taken_over || self.earlier_tries;
+        match call(StepCall { check_first }).await {
             Ok(value) => {
-                self.crash(CrashPoint::AfterCall)?;
+                self.crash(CrashPoint::AfterCall, step)?;
                 self.store
                     .complete(&key, step, &value, self.clock.now_ms() + ttl)
                     .await?;

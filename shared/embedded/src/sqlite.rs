@@ -314,6 +314,7 @@ impl IdempotencyStore for SqliteStore {
                 .optional()
                 .map_err(db_err)?;
             let now = now_ms as i64;
+            let mut taken_over = false;
             if let Some((fp, status, lease_until, expires_at, response)) = existing {
                 let live = expires_at > now;
                 if live && status == "completed" {
@@ -325,6 +326,7 @@ impl IdempotencyStore for SqliteStore {
                 if live && lease_until > now {
                     return Ok(Claim::InProgress { fingerprint: fp });
                 }
+                taken_over = live && status == "in_progress";
             }
             tx.execute(
                 "INSERT OR REPLACE INTO idempotency (key, fingerprint, status, lease_until, expires_at, response)
@@ -333,7 +335,7 @@ impl IdempotencyStore for SqliteStore {
             )
             .map_err(db_err)?;
             tx.commit().map_err(db_err)?;
-            Ok(Claim::Acquired)
+            Ok(Claim::Acquired { taken_over })
         })
         .await
     }

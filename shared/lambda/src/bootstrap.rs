@@ -88,7 +88,12 @@ impl AwsApp {
 
     /// Resolves connector secrets through Secrets Manager (or env/file references).
     pub async fn connectors(&self) -> Result<Connectors, String> {
-        testrelay_connectors::build(&self.config, &self.secrets).await
+        let env = testrelay_connectors::Env::new(
+            &self.config,
+            Arc::new(self.state.clone()),
+            Arc::new(SystemClock),
+        );
+        testrelay_connectors::build(&self.config, &self.secrets, &env).await
     }
 
     pub fn delivery_ports(&self) -> DeliveryPorts {
@@ -105,6 +110,7 @@ impl AwsApp {
 
     pub fn delivery_service(&self, connectors: Connectors, policy: RetryPolicy) -> DeliveryService {
         DeliveryService::new(self.delivery_ports(), connectors, policy)
+            .with_public_url(self.config.server.public_url.clone())
     }
 }
 

@@ -35,7 +35,7 @@ async fn claim_lease_complete(store: &Port) {
             .claim(&k, "fp1", T0, T0 + LEASE, T0 + TTL)
             .await
             .unwrap(),
-        Claim::Acquired
+        Claim::Acquired { taken_over: false }
     );
     assert_eq!(
         store
@@ -52,8 +52,8 @@ async fn claim_lease_complete(store: &Port) {
             .claim(&k, "fp2", T0 + LEASE, T0 + 2 * LEASE, T0 + TTL)
             .await
             .unwrap(),
-        Claim::Acquired,
-        "an expired lease (crashed holder) is taken over"
+        Claim::Acquired { taken_over: true },
+        "an expired lease (crashed holder) is taken over, and says so"
     );
     store
         .complete(&k, "fp2", r#"{"run_id":"x"}"#, T0 + TTL)
@@ -84,7 +84,7 @@ async fn expiry_is_checked_on_read(store: &Port) {
             .claim(&k, "fp", T0 + TTL, T0 + TTL + LEASE, T0 + 2 * TTL)
             .await
             .unwrap(),
-        Claim::Acquired
+        Claim::Acquired { taken_over: false }
     );
 }
 
@@ -100,7 +100,7 @@ async fn release_drops_only_in_progress(store: &Port) {
             .claim(&k, "fp", T0 + 1, T0 + LEASE, T0 + TTL)
             .await
             .unwrap(),
-        Claim::Acquired
+        Claim::Acquired { taken_over: false }
     );
     store.complete(&k, "fp", "done", T0 + TTL).await.unwrap();
     store.release(&k).await.unwrap();
@@ -130,7 +130,7 @@ async fn one_winner_among_concurrent_claims(store: &Port) {
         .collect();
     let mut acquired = 0;
     for t in tasks {
-        if t.await.unwrap() == Claim::Acquired {
+        if matches!(t.await.unwrap(), Claim::Acquired { .. }) {
             acquired += 1;
         }
     }

@@ -12,9 +12,12 @@ pub struct DeliveryContext {
     /// Stable across retries of the same (run, connector): receivers dedupe on it.
     pub event_id: String,
     pub attempt: u32,
+    /// 0, or how many times the delivery was redriven from the dead-letter store.
+    pub generation: u32,
     pub now_ms: u64,
-    /// Path of the run's status resource, e.g. `/v1/runs/01J...`.
-    pub status_path: String,
+    /// The run's status resource: `<server.public_url>/v1/runs/01J...`, or only the path
+    /// when no public URL is configured.
+    pub status_url: String,
 }
 
 /// What a successful delivery produced.
@@ -73,4 +76,16 @@ pub trait Connector: Send + Sync {
         ctx: &DeliveryContext,
         steps: &crate::steps::Steps,
     ) -> Result<Delivered, StepError>;
+    /// Checks that the target is reachable and accepts our credentials, without side
+    /// effects (TestRail `get_project`, Jira `myself`, Slack `auth.test`, ...).
+    async fn probe(&self) -> Result<Probe, DeliveryError>;
+}
+
+/// A successful health probe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// What was checked, e.g. `GET /rest/api/2/myself`.
+    pub check: String,
+    /// Anything worth showing (the account or project the credentials reach).
+    pub detail: Option<String>,
 }

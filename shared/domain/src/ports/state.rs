@@ -7,7 +7,9 @@ use async_trait::async_trait;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Claim {
     /// The caller now holds the key until `lease_until`: do the work, then `complete`.
-    Acquired,
+    /// `taken_over`: an earlier claim's lease ran out unfinished, so its holder may have
+    /// done the work before it crashed (look for it before doing it again).
+    Acquired { taken_over: bool },
     /// Another caller holds a live lease.
     InProgress { fingerprint: String },
     /// The work was done; here is what it produced.

@@ -2,6 +2,10 @@
 //! clear), projects and their routes, and connector settings with secrets referenced, not
 //! inlined. Validation happens once at start; every error names the offending key.
 
+mod connectors;
+
+pub use connectors::*;
+
 use crate::ids::{ConnectorName, KeyId, ProjectName};
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -22,6 +26,8 @@ pub struct Config {
     pub projects: BTreeMap<ProjectName, ProjectConfig>,
     #[serde(default)]
     pub connectors: BTreeMap<ConnectorName, ConnectorConfig>,
+    #[serde(default)]
+    pub network: NetworkConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -42,6 +48,10 @@ pub struct ServerConfig {
     /// How many deliveries one worker runs at once (`testrelay serve`).
     #[serde(default = "default_concurrency")]
     pub delivery_concurrency: usize,
+    /// Where users reach testrelay (`https://testrelay.example.com`): links to a run's
+    /// status in messages and cards. Paths only when unset.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 fn default_listen() -> String {
@@ -68,6 +78,7 @@ impl Default for ServerConfig {
             max_body_bytes: default_max_body(),
             max_decompressed_bytes: default_max_decompressed(),
             delivery_concurrency: default_concurrency(),
+            public_url: None,
         }
     }
 }
@@ -153,12 +164,49 @@ pub enum ConnectorConfig {
     /// A generic HTTPS endpoint that receives `run.completed` events signed per Standard
     /// Webhooks.
     Webhook(WebhookConfig),
+    /// TestRail: a run per report (or an existing run / plan), results in bulk.
+    Testrail(TestRailConfig),
+    /// Jira: Xray Test Executions and/or a bug per failing test.
+    Jira(JiraConfig),
+    /// Slack: a Block Kit message per run (bot token or incoming webhook).
+    Slack(SlackConfig),
+    /// Microsoft Teams: an Adaptive Card through a Workflows webhook.
+    Teams(TeamsConfig),
+    /// PagerDuty Events API v2: trigger on failure, resolve on green.
+    Pagerduty(PagerDutyConfig),
 }
 
 impl ConnectorConfig {
     pub fn kind(&self) -> ConnectorKind {
         match self {
             ConnectorConfig::Webhook(_) => ConnectorKind::Webhook,
+            ConnectorConfig::Testrail(_) => ConnectorKind::Testrail,
+            ConnectorConfig::Jira(_) => ConnectorKind::Jira,
+            ConnectorConfig::Slack(_) => ConnectorKind::Slack,
+            ConnectorConfig::Teams(_) => ConnectorKind::Teams,
+            ConnectorConfig::Pagerduty(_) => ConnectorKind::Pagerduty,
+        }
+    }
+
+    /// Timeout, breaker and rate limit (the configured one, else the vendor's documented
+    /// limit; webhooks have none unless configured).
+    pub fn common(&self) -> Common<'_> {
+        macro_rules! common {
+            ($c:expr, $default:expr) => {
+                Common {
+                    timeout_ms: $c.timeout_ms,
+                    breaker: &$c.breaker,
+                    rate_limit: $c.rate_limit.or($default),
+                }
+            };
+        }
+        match self {
+            ConnectorConfig::Webhook(c) => common!(c, None),
+            ConnectorConfig::Testrail(c) => common!(c, Some(TESTRAIL_RATE)),
+            ConnectorConfig::Jira(c) => common!(c, Some(JIRA_RATE)),
+            ConnectorConfig::Slack(c) => common!(c, Some(SLACK_RATE)),
+            ConnectorConfig::Teams(c) => common!(c, Some(TEAMS_RATE)),
+            ConnectorConfig::Pagerduty(c) => common!(c, Some(PAGERDUTY_RATE)),
         }
     }
 }
@@ -170,14 +218,31 @@ impl ConnectorConfig {
 #[serde(rename_all = "snake_case")]
 pub enum ConnectorKind {
     Webhook,
+    Testrail,
+    Jira,
+    Slack,
+    Teams,
+    Pagerduty,
 }
 
 impl ConnectorKind {
-    pub const ALL: [ConnectorKind; 1] = [ConnectorKind::Webhook];
+    pub const ALL: [ConnectorKind; 6] = [
+        ConnectorKind::Webhook,
+        ConnectorKind::Testrail,
+        ConnectorKind::Jira,
+        ConnectorKind::Slack,
+        ConnectorKind::Teams,
+        ConnectorKind::Pagerduty,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ConnectorKind::Webhook => "webhook",
+            ConnectorKind::Testrail => "testrail",
+            ConnectorKind::Jira => "jira",
+            ConnectorKind::Slack => "slack",
+            ConnectorKind::Teams => "teams",
+            ConnectorKind::Pagerduty => "pagerduty",
         }
     }
 
@@ -186,25 +251,14 @@ impl ConnectorKind {
     }
 }
 
-#[derive(Debug, Clone, Deserialize)]
+/// Outbound network policy. Connectors refuse private, loopback, link-local and cloud
+/// metadata addresses (checked on the resolved address, so DNS cannot smuggle them in)
+/// unless a network is listed here (`allow = ["10.1.0.0/16"]`).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub url: String,
-    /// A Standard Webhooks secret, `whsec_<base64>`.
-    pub secret: SecretRef,
-    /// Per-request timeout; capped at 30 s.
-    #[serde(default = "default_webhook_timeout")]
-    pub timeout_ms: u64,
-    /// Plain `http://` is refused unless this is set (local receivers, tests).
+pub struct NetworkConfig {
     #[serde(default)]
-    pub allow_http: bool,
-    /// Circuit-breaker settings for this endpoint's host (`[connectors.<name>.breaker]`).
-    #[serde(default)]
-    pub breaker: crate::breaker::BreakerConfig,
-}
-
-fn default_webhook_timeout() -> u64 {
-    10_000
+    pub allow: Vec<String>,
 }
 
 /// Everything wrong with a configuration, each naming its key.
@@ -227,6 +281,11 @@ impl Config {
     /// Parses and validates a TOML document. `origin` names it in errors (a path, an env var).
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| {
+            // Connector tables are read through their `kind` tag, which costs serde the
+            // position: find the connector and the line ourselves.
+            if let Some(found) = locate_connector_error(text, origin) {
+                return ConfigError(vec![found]);
+            }
             // toml's own Display quotes the offending source line, which could hold a secret
             // pasted by mistake; report the position and the message only.
             let at = match e.span() {
@@ -292,20 +351,18 @@ impl Config {
             }
         }
         for (name, connector) in &self.connectors {
-            match connector {
-                ConnectorConfig::Webhook(w) => {
-                    if let Err(e) = check_url(&w.url, w.allow_http) {
-                        errors.push(format!("connectors.{name}.url: {e}"));
-                    }
-                    if w.timeout_ms == 0 || w.timeout_ms > 30_000 {
-                        errors.push(format!(
-                            "connectors.{name}.timeout_ms: must be between 1 and 30000"
-                        ));
-                    }
-                    for p in w.breaker.problems() {
-                        errors.push(format!("connectors.{name}.breaker: {p}"));
-                    }
-                }
+            for p in connectors::problems(connector) {
+                errors.push(format!("connectors.{name}.{p}"));
+            }
+        }
+        if let Some(u) = &s.public_url
+            && let Err(e) = check_url(u, true)
+        {
+            errors.push(format!("server.public_url: {e}"));
+        }
+        for (i, net) in self.network.allow.iter().enumerate() {
+            if let Err(e) = crate::net::IpNet::parse(net) {
+                errors.push(format!("network.allow[{i}]: {e}"));
             }
         }
         if errors.is_empty() {
@@ -332,6 +389,48 @@ fn check_url(raw: &str, allow_http: bool) -> Result<(), String> {
         return Err("the URL has no host".into());
     }
     Ok(())
+}
+
+/// The first connector table that does not deserialize, as `origin: line N: connectors.x:
+/// message`, the line being the offending key's (unknown keys) or the table's header.
+fn locate_connector_error(text: &str, origin: &str) -> Option<String> {
+    let table: toml::Table = toml::from_str(text).ok()?;
+    let connectors = table.get("connectors")?.as_table()?;
+    for (name, value) in connectors {
+        let Err(e) = value.clone().try_into::<ConnectorConfig>() else {
+            continue;
+        };
+        let message = e.message().trim_end().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        let header = lines.iter().position(|l| {
+            let l = l.trim();
+            l == format!("[connectors.{name}]") || l == format!("[connectors.\"{name}\"]")
+        });
+        let key = message
+            .strip_prefix("unknown field `")
+            .and_then(|m| m.split('`').next());
+        let line = match (header, key) {
+            (Some(h), Some(key)) => lines[h + 1..]
+                .iter()
+                .take_while(|l| {
+                    let l = l.trim_start();
+                    !l.starts_with('[') || l.starts_with(&format!("[connectors.{name}."))
+                })
+                .position(|l| {
+                    l.trim_start()
+                        .strip_prefix(key)
+                        .is_some_and(|rest| rest.trim_start().starts_with('='))
+                })
+                .map_or(h, |i| h + 1 + i),
+            (Some(h), None) => h,
+            (None, _) => return Some(format!("{origin}: connectors.{name}: {message}")),
+        };
+        return Some(format!(
+            "{origin}: line {}: connectors.{name}: {message}",
+            line + 1
+        ));
+    }
+    None
 }
 
 /// SHA-256 of an API key, as configured in `api_keys[].sha256`.
@@ -368,7 +467,9 @@ secret = { env = "TEAM_SECRET" }
         assert_eq!(c.server.listen, "127.0.0.1:9999");
         assert_eq!(c.server.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
         let team = ConnectorName::parse("team").unwrap();
-        let ConnectorConfig::Webhook(w) = &c.connectors[&team];
+        let ConnectorConfig::Webhook(w) = &c.connectors[&team] else {
+            panic!("a webhook")
+        };
         assert_eq!(w.secret, SecretRef::Env("TEAM_SECRET".into()));
         assert_eq!(c.connector_kind(&team), Some(ConnectorKind::Webhook));
     }
@@ -416,6 +517,125 @@ secret = { env = "TEAM_SECRET" }
             "{e}"
         );
         assert!(!e.contains("whsec_abc"), "a secret was echoed: {e}");
+    }
+
+    #[test]
+    fn every_connector_kind_parses_with_defaults() {
+        let text = r#"
+[connectors.qa]
+kind = "testrail"
+url = "https://acme.testrail.io"
+user = "ci@acme.com"
+api_key = { secret = "tr" }
+project_id = 1
+
+[connectors.jira]
+kind = "jira"
+url = "https://acme.atlassian.net"
+deployment = "cloud"
+email = "ci@acme.com"
+token = { secret = "jira" }
+project_key = "SHOP"
+[connectors.jira.bugs]
+
+[connectors.chat]
+kind = "slack"
+token = { env = "SLACK_TOKEN" }
+channel = "C0123"
+
+[connectors.cards]
+kind = "teams"
+url = { secret = "teams-url" }
+
+[connectors.pager]
+kind = "pagerduty"
+routing_key = { secret = "pd" }
+"#;
+        let c = Config::from_toml(text, "t.toml").unwrap();
+        let kind = |n: &str| c.connector_kind(&ConnectorName::parse(n).unwrap()).unwrap();
+        assert_eq!(kind("qa"), ConnectorKind::Testrail);
+        assert_eq!(kind("jira"), ConnectorKind::Jira);
+        assert_eq!(kind("chat"), ConnectorKind::Slack);
+        assert_eq!(kind("cards"), ConnectorKind::Teams);
+        assert_eq!(kind("pager"), ConnectorKind::Pagerduty);
+        let qa = &c.connectors[&ConnectorName::parse("qa").unwrap()];
+        assert_eq!(qa.common().rate_limit, Some(TESTRAIL_RATE));
+        let ConnectorConfig::Testrail(t) = qa else {
+            panic!()
+        };
+        assert_eq!(
+            (t.status.failed, t.status.skipped, t.batch_size),
+            (5, None, 100)
+        );
+    }
+
+    #[test]
+    fn connector_errors_name_their_key() {
+        let text = r#"
+[network]
+allow = ["10.0.0.0/33"]
+
+[connectors.qa]
+kind = "testrail"
+url = "http://acme.testrail.io"
+user = ""
+api_key = { secret = "tr" }
+project_id = 1
+run_id = 2
+plan_id = 3
+batch_size = 0
+rate_limit = { per_minute = 0 }
+
+[connectors.jira]
+kind = "jira"
+url = "https://acme.atlassian.net"
+deployment = "cloud"
+token = { secret = "jira" }
+project_key = "shop"
+[connectors.jira.xray]
+
+[connectors.chat]
+kind = "slack"
+token = { env = "SLACK_TOKEN" }
+
+[connectors.pager]
+kind = "pagerduty"
+routing_key = { secret = "pd" }
+severity = { failed = "sev1" }
+timeout_ms = 60000
+"#;
+        let e = Config::from_toml(text, "t.toml").unwrap_err();
+        let all = e.to_string();
+        for expected in [
+            "network.allow[0]: \"10.0.0.0/33\": the prefix length must be 0 to 32",
+            "connectors.qa.url: plain http is refused",
+            "connectors.qa.run_id, plan_id: set one or neither",
+            "connectors.qa.batch_size: must be between 1 and 1000",
+            "connectors.qa.user: must be the account's email",
+            "connectors.qa.rate_limit: per_minute must be at least 1",
+            "connectors.jira.email: Jira Cloud authenticates with email + API token",
+            "connectors.jira.project_key: must be a Jira project key",
+            "connectors.jira.xray: Xray Cloud needs client_id and client_secret",
+            "connectors.chat.set token and channel, or webhook_url",
+            "connectors.pager.severity.failed: must be one of critical, error, warning, info",
+            "connectors.pager.timeout_ms: must be between 1 and 30000",
+        ] {
+            assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
+        }
+        assert_eq!(e.0.len(), 12, "{all}");
+        // A misspelt key names its line; a missing one its table's.
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\n\n[connectors.x]\nkind = \"slack\"\nchanel = \"C1\"\n\n[connectors.y]\nkind = \"teams\"\n";
+        let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml: line 6: connectors.x: unknown field `chanel`"),
+            "{e}"
+        );
+        let text = "[connectors.y]\nkind = \"teams\"\nmax_failures = 3\n";
+        let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();
+        assert!(
+            e.contains("t.toml: line 1: connectors.y: missing field `url`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! The PagerDuty delivery Lambda: SQS batches of PagerDuty deliveries.
+
+#[tokio::main]
+async fn main() -> Result<(), testrelay_lambda::bootstrap::BoxError> {
+    testrelay_lambda::deliver::main(testrelay_domain::config::ConnectorKind::Pagerduty).await
+}

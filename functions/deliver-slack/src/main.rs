@@ -1,0 +1,6 @@
+//! The Slack delivery Lambda: SQS batches of Slack deliveries.
+
+#[tokio::main]
+async fn main() -> Result<(), testrelay_lambda::bootstrap::BoxError> {
+    testrelay_lambda::deliver::main(testrelay_domain::config::ConnectorKind::Slack).await
+}

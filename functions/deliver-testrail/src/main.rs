@@ -1,0 +1,6 @@
+//! The TestRail delivery Lambda: SQS batches of TestRail deliveries.
+
+#[tokio::main]
+async fn main() -> Result<(), testrelay_lambda::bootstrap::BoxError> {
+    testrelay_lambda::deliver::main(testrelay_domain::config::ConnectorKind::Testrail).await
+}

@@ -1,0 +1,367 @@
+//! Slack: one Block Kit message per run, through a bot token (`chat.postMessage`, and
+//! `chat.update` when a redriven delivery finds the message already posted) or an incoming
+//! webhook.
+//!
+//! Exactly once: the message's `ts` is the step's result. Posts carry message metadata
+//! (`testrelay_run` with the event id), so a retry that cannot know whether an earlier try
+//! posted (a crash after the call, a timeout) looks in the channel's recent history first
+//! (needs the `channels:history` scope; without it, it posts). Incoming webhooks have no
+//! history: in that one window they may post twice.
+
+use crate::http::{json, permanent};
+use crate::{Base, Env, origin, parse_url};
+use async_trait::async_trait;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use testrelay_domain::config::{ConnectorConfig, SlackConfig};
+use testrelay_domain::model::{RunOutcome, TestRun};
+use testrelay_domain::ports::{
+    Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StepError,
+};
+use testrelay_domain::render;
+use testrelay_domain::steps::{StepCall, Steps};
+
+/// Slack's documented limits, with room to spare.
+pub const MAX_BLOCKS: usize = 50;
+pub const MAX_SECTION: usize = 3000;
+pub const MAX_HEADER: usize = 150;
+/// Total text budget (Slack refuses messages around 13k characters of blocks).
+pub const MAX_TOTAL: usize = 11_000;
+
+pub enum Auth {
+    Token(SecretString),
+    Webhook(SecretString),
+}
+
+pub struct Slack {
+    base: Base,
+    auth: Auth,
+    channel: String,
+    api: String,
+    max_failures: usize,
+}
+
+impl Slack {
+    pub fn new(
+        cfg: &ConnectorConfig,
+        c: &SlackConfig,
+        auth: Auth,
+        env: &Env,
+    ) -> Result<Self, String> {
+        let channel = c.channel.clone().unwrap_or_default();
+        let target = match &auth {
+            // Slack limits posting per channel.
+            Auth::Token(_) => format!("slack:{channel}"),
+            Auth::Webhook(u) => {
+                let url = parse_url(u.expose_secret(), "webhook_url")?;
+                if url.scheme() != "https" && !c.allow_http {
+                    return Err(
+                        "webhook_url: plain http is refused; use https or set allow_http = true"
+                            .into(),
+                    );
+                }
+                format!("slack-webhook:{}", origin(&url))
+            }
+        };
+        Ok(Slack {
+            base: Base::new(env.http.clone(), target, cfg),
+            auth,
+            channel,
+            api: c.api_url.trim_end_matches('/').to_string(),
+            max_failures: c.max_failures,
+        })
+    }
+
+    async fn call(&self, method: &str, body: &Value) -> Result<Api, DeliveryError> {
+        let Auth::Token(token) = &self.auth else {
+            return Err(permanent("no bot token configured"));
+        };
+        let request = self
+            .base
+            .http
+            .client()
+            .post(format!("{}/{method}", self.api))
+            .bearer_auth(token.expose_secret())
+            .json(body);
+        let answer: Api = json(self.base.send(request).await?, "Slack").await?;
+        if answer.ok {
+            Ok(answer)
+        } else {
+            Err(api_error(
+                method,
+                answer.error.as_deref().unwrap_or("unknown"),
+            ))
+        }
+    }
+
+    async fn post(
+        &self,
+        run: &TestRun,
+        ctx: &DeliveryContext,
+        call: StepCall,
+    ) -> Result<String, DeliveryError> {
+        if call.check_first
+            && let Some(ts) = self.find_posted(run, ctx).await
+        {
+            return Ok(ts);
+        }
+        let mut message = render(run, &ctx.status_url, self.max_failures);
+        message["channel"] = json!(self.channel);
+        message["unfurl_links"] = json!(false);
+        message["metadata"] = json!({
+            "event_type": "testrelay_run",
+            "event_payload": { "event_id": ctx.event_id, "run_id": run.run_id.to_string() }
+        });
+        let answer = match self.call("chat.postMessage", &message).await {
+            // Slack's own limits moved: fall back to the plain text message.
+            Err(e) if e.detail.contains("invalid_blocks") || e.detail.contains("too_long") => {
+                message["blocks"] = json!([]);
+                self.call("chat.postMessage", &message).await?
+            }
+            other => other?,
+        };
+        answer
+            .ts
+            .ok_or_else(|| permanent("chat.postMessage answered without a ts"))
+    }
+
+    /// The `ts` of a message an earlier try posted for this event, if the channel's recent
+    /// history shows one. Best effort: any failure means "not found".
+    async fn find_posted(&self, run: &TestRun, ctx: &DeliveryContext) -> Option<String> {
+        let Auth::Token(token) = &self.auth else {
+            return None;
+        };
+        let oldest = run_received_secs(run).saturating_sub(60);
+        let request = self
+            .base
+            .http
+            .client()
+            .get(format!("{}/conversations.history", self.api))
+            .bearer_auth(token.expose_secret())
+            .query(&[
+                ("channel", self.channel.as_str()),
+                ("oldest", &oldest.to_string()),
+                ("include_all_metadata", "true"),
+                ("limit", "200"),
+            ]);
+        let response = self.base.send(request).await.ok()?;
+        let history: History = json(response, "Slack").await.ok()?;
+        history.messages.into_iter().find_map(|m| {
+            let payload = m.metadata?.event_payload;
+            (payload.get("event_id")?.as_str()? == ctx.event_id).then_some(m.ts)
+        })
+    }
+
+    async fn update(
+        &self,
+        run: &TestRun,
+        ctx: &DeliveryContext,
+        ts: &str,
+    ) -> Result<String, DeliveryError> {
+        let mut message = render(run, &ctx.status_url, self.max_failures);
+        message["channel"] = json!(self.channel);
+        message["ts"] = json!(ts);
+        self.call("chat.update", &message).await?;
+        Ok(ts.to_string())
+    }
+
+    async fn post_webhook(
+        &self,
+        url: &SecretString,
+        run: &TestRun,
+        ctx: &DeliveryContext,
+    ) -> Result<String, DeliveryError> {
+        let message = render(run, &ctx.status_url, self.max_failures);
+        let request = self
+            .base
+            .http
+            .client()
+            .post(url.expose_secret())
+            .json(&message);
+        self.base.send(request).await?;
+        Ok(String::new())
+    }
+}
+
+fn run_received_secs(run: &TestRun) -> u64 {
+    time::OffsetDateTime::parse(
+        &run.received_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| t.unix_timestamp().max(0) as u64)
+    .unwrap_or(0)
+}
+
+#[derive(Deserialize)]
+struct Api {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    ts: Option<String>,
+    #[serde(default)]
+    team: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct History {
+    #[serde(default)]
+    messages: Vec<HistoryMessage>,
+}
+
+#[derive(Deserialize)]
+struct HistoryMessage {
+    ts: String,
+    #[serde(default)]
+    metadata: Option<Metadata>,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    #[serde(default)]
+    event_payload: serde_json::Map<String, Value>,
+}
+
+/// Slack answers HTTP 200 with `ok: false` and an error code.
+fn api_error(method: &str, code: &str) -> DeliveryError {
+    let class = match code {
+        "ratelimited" => ErrorClass::Throttled,
+        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
+            ErrorClass::Transient
+        }
+        _ => ErrorClass::Permanent,
+    };
+    DeliveryError {
+        class,
+        status_code: Some(200),
+        detail: format!("Slack {method}: {code}"),
+        retry_after: None,
+    }
+}
+
+#[async_trait]
+impl Connector for Slack {
+    crate::basics!(Slack);
+
+    async fn deliver(
+        &self,
+        run: &TestRun,
+        ctx: &DeliveryContext,
+        steps: &Steps,
+    ) -> Result<Delivered, StepError> {
+        if let Auth::Webhook(url) = &self.auth {
+            let step = steps
+                .once("post", |_| self.post_webhook(url, run, ctx))
+                .await?;
+            return Ok(Delivered {
+                status_code: Some(200),
+                external_ref: None,
+                resumed: step.resumed,
+            });
+        }
+        let posted = steps.once("post", |call| self.post(run, ctx, call)).await?;
+        let mut resumed = posted.resumed;
+        // A redrive of a delivery whose message is out there updates it, once per redrive.
+        if posted.resumed && ctx.generation > 0 {
+            let step = format!("update/{}", ctx.generation);
+            let updated = steps
+                .once(&step, |_| self.update(run, ctx, &posted.value))
+                .await?;
+            resumed = updated.resumed;
+        }
+        Ok(Delivered {
+            status_code: Some(200),
+            external_ref: Some(format!("slack:{}/{}", self.channel, posted.value)),
+            resumed,
+        })
+    }
+
+    async fn probe(&self) -> Result<Probe, DeliveryError> {
+        match &self.auth {
+            Auth::Token(_) => {
+                let a = self.call("auth.test", &json!({})).await?;
+                Ok(Probe {
+                    check: "POST auth.test".into(),
+                    detail: Some(format!(
+                        "{} in {}",
+                        a.user.unwrap_or_default(),
+                        a.team.unwrap_or_default()
+                    )),
+                })
+            }
+            Auth::Webhook(_) => Ok(Probe {
+                check: "incoming webhook (cannot be checked without posting)".into(),
+                detail: None,
+            }),
+        }
+    }
+}
+
+/// The message: `text` (notifications, and the fallback) and `blocks`.
+pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
+    let failed = run.summary.outcome() == RunOutcome::Failed;
+    let icon = if failed { ":x:" } else { ":white_check_mark:" };
+    let headline = render::headline(run);
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
+            "text": render::cut(&format!("{} {}", if failed { "❌" } else { "✅" }, render::context(run)), MAX_HEADER)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": render::cut(&format!("{icon} *{}*\n{}", escape(&headline), escape(&render::counts(run))), MAX_SECTION)}}),
+    ];
+    let mut budget = MAX_TOTAL.saturating_sub(text_len(&blocks) + 600);
+    let total = render::failure_count(run);
+    let mut listed = 0u64;
+    for (suite, case) in render::failures(run).take(max_failures) {
+        let mut line = format!(
+            "*{}*",
+            escape(&render::cut(&render::title(suite, case), 300))
+        );
+        if let Some(reason) = render::reason(case, 400) {
+            line.push_str(&format!("\n```{}```", reason.replace('`', "'")));
+        }
+        // Leave room for the context block and the "+N more" line.
+        if line.len() > budget || blocks.len() + 2 >= MAX_BLOCKS {
+            break;
+        }
+        budget -= line.len();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": line}}));
+        listed += 1;
+    }
+    let mut links = Vec::new();
+    if total > listed {
+        links.push(render::more(total - listed, "failures"));
+    }
+    links.push(link(status_url, "Run status"));
+    if let Some(b) = &run.meta.build_url {
+        links.push(link(b, "Build"));
+    }
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": links.join(" · ")}]}),
+    );
+    json!({
+        "text": format!("{} — {}", render::context(run), headline),
+        "blocks": blocks,
+    })
+}
+
+fn link(url: &str, text: &str) -> String {
+    if url.starts_with("http") {
+        format!("<{}|{text}>", url.replace('|', "%7C").replace('>', "%3E"))
+    } else {
+        format!("{text}: {}", escape(url))
+    }
+}
+
+/// Slack's three control characters in mrkdwn.
+fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+fn text_len(blocks: &[Value]) -> usize {
+    blocks.iter().map(|b| b.to_string().len()).sum()
+}

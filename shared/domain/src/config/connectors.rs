@@ -1,0 +1,468 @@
+//! Connector settings, one table per kind (`[connectors.<name>] kind = "..."`), and their
+//! validation. Credentials are secret references; URLs that embed a token (Teams workflow,
+//! Slack incoming webhook) are secrets too.
+
+use super::{SecretRef, check_url};
+use crate::breaker::BreakerConfig;
+use serde::Deserialize;
+
+/// A token bucket per target: `per_minute` requests on average, up to `burst` at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub per_minute: u32,
+    #[serde(default = "one")]
+    pub burst: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+impl RateLimit {
+    pub const fn new(per_minute: u32, burst: u32) -> Self {
+        RateLimit { per_minute, burst }
+    }
+
+    fn problems(&self) -> Vec<String> {
+        let mut p = Vec::new();
+        if self.per_minute == 0 {
+            p.push("per_minute must be at least 1".into());
+        }
+        if self.burst == 0 {
+            p.push("burst must be at least 1".into());
+        }
+        p
+    }
+}
+
+fn default_timeout() -> u64 {
+    10_000
+}
+
+/// What every connector has besides its vendor settings.
+pub struct Common<'a> {
+    pub timeout_ms: u64,
+    pub breaker: &'a BreakerConfig,
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookConfig {
+    pub url: String,
+    /// A Standard Webhooks secret, `whsec_<base64>`.
+    pub secret: SecretRef,
+    /// Per-request timeout; capped at 30 s.
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    /// Plain `http://` is refused unless this is set (local receivers, tests).
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Circuit-breaker settings for this endpoint's host (`[connectors.<name>.breaker]`).
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    /// No limit unless configured.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// TestRail's documented throttle on Cloud Professional is about 180 requests a minute.
+pub const TESTRAIL_RATE: RateLimit = RateLimit::new(180, 10);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRailConfig {
+    /// The instance, e.g. `https://acme.testrail.io`.
+    pub url: String,
+    /// The account's email.
+    pub user: String,
+    /// An API key (My Settings -> API Keys) or the password.
+    pub api_key: SecretRef,
+    pub project_id: u64,
+    /// Required when the project has several suites (suite_mode 3).
+    #[serde(default)]
+    pub suite_id: Option<u64>,
+    /// Add results to this existing run (its case list is extended) instead of creating one.
+    #[serde(default)]
+    pub run_id: Option<u64>,
+    /// Create each run as an entry of this test plan.
+    #[serde(default)]
+    pub plan_id: Option<u64>,
+    #[serde(default)]
+    pub milestone_id: Option<u64>,
+    /// Name of created runs; `{project}`, `{branch}`, `{commit}`, `{environment}`, `{run_id}`
+    /// are filled in.
+    #[serde(default = "default_testrail_run_name")]
+    pub run_name: String,
+    /// Close created runs once their results are in (cannot be undone in TestRail).
+    #[serde(default)]
+    pub close_run: bool,
+    #[serde(default)]
+    pub status: TestRailStatusMap,
+    /// Results per `add_results_for_cases` call.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+fn default_testrail_run_name() -> String {
+    "{project} {branch} {commit}".into()
+}
+fn default_batch() -> usize {
+    100
+}
+
+/// TestRail `status_id` per outcome. Skipped tests are not posted unless `skipped` is set
+/// (4 = Retest is what the popular CLI uses); flaky tests are posted as `flaky` (passed by
+/// default) with a comment saying they needed retries.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestRailStatusMap {
+    #[serde(default = "st_passed")]
+    pub passed: u32,
+    #[serde(default = "st_failed")]
+    pub failed: u32,
+    #[serde(default = "st_failed")]
+    pub error: u32,
+    #[serde(default)]
+    pub skipped: Option<u32>,
+    #[serde(default = "st_passed")]
+    pub flaky: u32,
+}
+
+fn st_passed() -> u32 {
+    1
+}
+fn st_failed() -> u32 {
+    5
+}
+
+impl Default for TestRailStatusMap {
+    fn default() -> Self {
+        TestRailStatusMap {
+            passed: 1,
+            failed: 5,
+            error: 5,
+            skipped: None,
+            flaky: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JiraDeployment {
+    /// Atlassian Cloud: Basic `email:api_token`; Xray Cloud.
+    Cloud,
+    /// Jira Server / Data Center: Bearer personal access token; Xray Server/DC.
+    DataCenter,
+}
+
+pub const JIRA_RATE: RateLimit = RateLimit::new(100, 10);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JiraConfig {
+    /// e.g. `https://acme.atlassian.net` or `https://jira.acme.internal`.
+    pub url: String,
+    pub deployment: JiraDeployment,
+    /// The account's email (Cloud only).
+    #[serde(default)]
+    pub email: Option<String>,
+    /// API token (Cloud) or personal access token (Data Center).
+    pub token: SecretRef,
+    pub project_key: String,
+    /// Import each run into Xray as a Test Execution.
+    #[serde(default)]
+    pub xray: Option<XrayConfig>,
+    /// Open a bug per failing test (one per fingerprint, ever; later runs comment).
+    #[serde(default)]
+    pub bugs: Option<BugsConfig>,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XrayConfig {
+    /// Xray Cloud API key (Cloud only).
+    #[serde(default)]
+    pub client_id: Option<SecretRef>,
+    #[serde(default)]
+    pub client_secret: Option<SecretRef>,
+    /// Xray Cloud's base URL (Cloud only).
+    #[serde(default = "default_xray_url")]
+    pub url: String,
+    #[serde(default)]
+    pub test_plan_key: Option<String>,
+    #[serde(default)]
+    pub environments: Vec<String>,
+    /// The Jira issue type testrelay creates the Test Execution as.
+    #[serde(default = "default_exec_type")]
+    pub execution_issue_type: String,
+}
+
+fn default_xray_url() -> String {
+    "https://xray.cloud.getxray.app".into()
+}
+fn default_exec_type() -> String {
+    "Test Execution".into()
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BugsConfig {
+    #[serde(default = "default_bug_type")]
+    pub issue_type: String,
+    #[serde(default)]
+    pub labels: Vec<String>,
+    #[serde(default)]
+    pub priority: Option<String>,
+    /// Bugs opened per run at most; the rest are listed in the last one's comment.
+    #[serde(default = "default_max_bugs")]
+    pub max_per_run: usize,
+}
+
+fn default_bug_type() -> String {
+    "Bug".into()
+}
+fn default_max_bugs() -> usize {
+    10
+}
+
+/// Slack allows about one message a second per channel.
+pub const SLACK_RATE: RateLimit = RateLimit::new(60, 3);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackConfig {
+    /// Bot token (`xoxb-...`) for `chat.postMessage` / `chat.update`.
+    #[serde(default)]
+    pub token: Option<SecretRef>,
+    /// Channel id (`C0123...`) with `token`.
+    #[serde(default)]
+    pub channel: Option<String>,
+    /// Incoming-webhook URL instead of a token (no updates: a re-send posts again).
+    #[serde(default)]
+    pub webhook_url: Option<SecretRef>,
+    #[serde(default = "default_slack_api")]
+    pub api_url: String,
+    /// Failures listed in the message before "+N more".
+    #[serde(default = "default_max_failures")]
+    pub max_failures: usize,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+fn default_slack_api() -> String {
+    "https://slack.com/api".into()
+}
+fn default_max_failures() -> usize {
+    10
+}
+
+pub const TEAMS_RATE: RateLimit = RateLimit::new(60, 5);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsConfig {
+    /// The Workflows webhook URL (it carries a signature: keep it secret).
+    pub url: SecretRef,
+    #[serde(default = "default_max_failures")]
+    pub max_failures: usize,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// PagerDuty documents about 120 events a minute per routing key.
+pub const PAGERDUTY_RATE: RateLimit = RateLimit::new(120, 10);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PagerDutyConfig {
+    /// The integration's routing key (Events API v2).
+    pub routing_key: SecretRef,
+    #[serde(default = "default_pd_url")]
+    pub url: String,
+    /// `{project}`, `{branch}`, `{suite}`, `{environment}` are filled in; at most 255 chars.
+    #[serde(default = "default_dedup")]
+    pub dedup_key: String,
+    /// What `{suite}` stands for (a name for this set of tests).
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    #[serde(default)]
+    pub severity: Severity,
+    /// Resolve the incident when a later run with the same dedup key passes.
+    #[serde(default = "yes")]
+    pub resolve: bool,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+fn default_pd_url() -> String {
+    "https://events.pagerduty.com".into()
+}
+fn default_dedup() -> String {
+    "{project}:{branch}:{suite}".into()
+}
+fn default_suite() -> String {
+    "tests".into()
+}
+fn yes() -> bool {
+    true
+}
+
+/// PagerDuty severity of a failed run: `failed` when only assertions failed, `errored`
+/// when tests could not run (errors, crashes).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Severity {
+    #[serde(default = "sev_error")]
+    pub failed: String,
+    #[serde(default = "sev_critical")]
+    pub errored: String,
+}
+
+fn sev_error() -> String {
+    "error".into()
+}
+fn sev_critical() -> String {
+    "critical".into()
+}
+
+impl Default for Severity {
+    fn default() -> Self {
+        Severity {
+            failed: sev_error(),
+            errored: sev_critical(),
+        }
+    }
+}
+
+const SEVERITIES: [&str; 4] = ["critical", "error", "warning", "info"];
+
+/// Problems with one connector's settings, each prefixed with the key it is about.
+pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
+    use super::ConnectorConfig as C;
+    let mut p = Vec::new();
+    let mut url = |key: &str, raw: &str, allow_http: bool| {
+        if let Err(e) = check_url(raw, allow_http) {
+            p.push(format!("{key}: {e}"));
+        }
+    };
+    match cfg {
+        C::Webhook(w) => url("url", &w.url, w.allow_http),
+        C::Testrail(t) => url("url", &t.url, t.allow_http),
+        C::Jira(j) => {
+            url("url", &j.url, j.allow_http);
+            if let Some(x) = &j.xray
+                && j.deployment == JiraDeployment::Cloud
+            {
+                url("xray.url", &x.url, j.allow_http);
+            }
+        }
+        C::Slack(s) => url("api_url", &s.api_url, s.allow_http),
+        C::Pagerduty(d) => url("url", &d.url, d.allow_http),
+        C::Teams(_) => {}
+    }
+    match cfg {
+        C::Testrail(t) => {
+            if t.run_id.is_some() && t.plan_id.is_some() {
+                p.push("run_id, plan_id: set one or neither (neither creates a run)".into());
+            }
+            if t.batch_size == 0 || t.batch_size > 1000 {
+                p.push("batch_size: must be between 1 and 1000".into());
+            }
+            if t.user.trim().is_empty() {
+                p.push("user: must be the account's email".into());
+            }
+        }
+        C::Jira(j) => {
+            if j.deployment == JiraDeployment::Cloud && j.email.is_none() {
+                p.push("email: Jira Cloud authenticates with email + API token".into());
+            }
+            if j.project_key.is_empty()
+                || !j
+                    .project_key
+                    .bytes()
+                    .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            {
+                p.push("project_key: must be a Jira project key such as PROJ".into());
+            }
+            if let Some(x) = &j.xray
+                && j.deployment == JiraDeployment::Cloud
+                && (x.client_id.is_none() || x.client_secret.is_none())
+            {
+                p.push(
+                    "xray: Xray Cloud needs client_id and client_secret (an Xray API key)".into(),
+                );
+            }
+            if j.xray.is_none() && j.bugs.is_none() {
+                p.push("set [xray], [bugs] or both: otherwise there is nothing to do".into());
+            }
+        }
+        C::Slack(s) => match (&s.token, &s.channel, &s.webhook_url) {
+            (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+            _ => p.push("set token and channel, or webhook_url (not both)".into()),
+        },
+        C::Pagerduty(d) => {
+            for (k, v) in [
+                ("severity.failed", &d.severity.failed),
+                ("severity.errored", &d.severity.errored),
+            ] {
+                if !SEVERITIES.contains(&v.as_str()) {
+                    p.push(format!("{k}: must be one of {}", SEVERITIES.join(", ")));
+                }
+            }
+            if d.dedup_key.is_empty() || d.dedup_key.len() > 200 {
+                p.push("dedup_key: must be 1 to 200 characters before filling in".into());
+            }
+        }
+        C::Webhook(_) | C::Teams(_) => {}
+    }
+    let common = cfg.common();
+    if common.timeout_ms == 0 || common.timeout_ms > 30_000 {
+        p.push("timeout_ms: must be between 1 and 30000".into());
+    }
+    for b in common.breaker.problems() {
+        p.push(format!("breaker: {b}"));
+    }
+    if let Some(r) = common.rate_limit {
+        for e in r.problems() {
+            p.push(format!("rate_limit: {e}"));
+        }
+    }
+    p
+}

@@ -1,0 +1,11 @@
+//! Every connector against wiremock: the exact requests its vendor documents, how answers
+//! are classified, a crash at each step, rendering within the vendor's limits (10,000
+//! failures) and the rendered fixtures README shows. Plus the shared HTTP layer: SSRF
+//! refusal, rate limiting and `Retry-After`.
+
+mod jira;
+mod limits;
+mod pagerduty;
+mod slack;
+mod teams;
+mod testrail;

@@ -1,0 +1,227 @@
+//! Slack against wiremock: the documented `chat.postMessage` / `chat.update` requests, the
+//! `ok: false` error codes, incoming webhooks, crash recovery through message metadata, and
+//! Slack's size limits with 10,000 failures.
+
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use testrelay_connectors::slack;
+use testrelay_domain::ports::ErrorClass;
+use testrelay_domain::steps::CrashPoint;
+use testrelay_tests::vendor::*;
+use wiremock::matchers::{body_partial_json, header, method, path};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const TOKEN: &str = "xoxb-test-token-1234";
+
+async fn slack(h: &Harness, server: &MockServer) -> Arc<dyn testrelay_domain::ports::Connector> {
+    h.secret("slack-bot", TOKEN);
+    h.connector(
+        "c",
+        &format!(
+            "kind = \"slack\"\ntoken = {{ secret = \"slack-bot\" }}\nchannel = \"C0123\"\napi_url = \"{}/api\"\nallow_http = true",
+            server.uri()
+        ),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn posts_once_then_updates_on_redrive() {
+    let server = MockServer::start().await;
+    let h = Harness::new();
+    let c = slack(&h, &server).await;
+    let run = sample_run();
+    let expected = slack::render(&run, &ctx("c", 0).status_url, 10);
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(header("content-type", "application/json"))
+        .and(body_partial_json(json!({
+            "channel": "C0123",
+            "text": expected["text"],
+            "blocks": expected["blocks"],
+            "unfurl_links": false,
+            "metadata": {"event_type": "testrelay_run",
+                         "event_payload": {"event_id": format!("evt_{RUN_ID}_c"), "run_id": RUN_ID}}
+        })))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "channel": "C0123", "ts": "1795341600.000100"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .and(body_partial_json(
+            json!({"channel": "C0123", "ts": "1795341600.000100", "blocks": expected["blocks"]}),
+        ))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"ok": true, "ts": "1795341600.000100"})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+
+    let d = deliver(&h, c.as_ref(), &run, 0).await.unwrap();
+    assert_eq!(
+        d.external_ref.as_deref(),
+        Some("slack:C0123/1795341600.000100")
+    );
+    assert!(!d.resumed);
+    // A duplicate message: nothing is sent again.
+    assert!(deliver(&h, c.as_ref(), &run, 0).await.unwrap().resumed);
+    // A redrive (generation 1) updates the message it finds, once.
+    let redriven = deliver(&h, c.as_ref(), &run, 1).await.unwrap();
+    assert!(!redriven.resumed);
+    assert!(deliver(&h, c.as_ref(), &run, 1).await.unwrap().resumed);
+}
+
+#[tokio::test]
+async fn maps_slack_error_codes() {
+    for (code, class) in [
+        ("ratelimited", ErrorClass::Throttled),
+        ("internal_error", ErrorClass::Transient),
+        ("invalid_auth", ErrorClass::Permanent),
+        ("channel_not_found", ErrorClass::Permanent),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(
+                ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": code})),
+            )
+            .mount(&server)
+            .await;
+        let h = Harness::new();
+        let c = slack(&h, &server).await;
+        let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+        assert_eq!(e.class, class, "{code}");
+        assert!(e.detail.contains(code), "{}", e.detail);
+        assert!(!e.detail.contains(TOKEN));
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "30"))
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = slack(&h, &server).await;
+    let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+    assert_eq!(
+        (e.class, e.retry_after),
+        (
+            ErrorClass::Throttled,
+            Some(std::time::Duration::from_secs(30))
+        )
+    );
+}
+
+#[tokio::test]
+async fn incoming_webhook_mode() {
+    let server = MockServer::start().await;
+    let run = sample_run();
+    let expected = slack::render(&run, &ctx("c", 0).status_url, 10);
+    Mock::given(method("POST"))
+        .and(path("/services/T000/B000/XXXX"))
+        .and(body_partial_json(
+            json!({"text": expected["text"], "blocks": expected["blocks"]}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    h.secret(
+        "slack-hook",
+        &format!("{}/services/T000/B000/XXXX", server.uri()),
+    );
+    let c = h
+        .connector(
+            "c",
+            "kind = \"slack\"\nwebhook_url = { secret = \"slack-hook\" }\nallow_http = true",
+        )
+        .await;
+    deliver(&h, c.as_ref(), &run, 0).await.unwrap();
+    assert!(deliver(&h, c.as_ref(), &run, 0).await.unwrap().resumed);
+}
+
+/// A Slack channel that keeps what is posted (with metadata) and shows it in its history.
+async fn fake_slack() -> (MockServer, Arc<Mutex<Vec<Value>>>) {
+    let server = MockServer::start().await;
+    let messages: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let m = messages.clone();
+    Mock::given(method("POST"))
+        .and(path("/api/chat.postMessage"))
+        .respond_with(move |r: &Request| {
+            let body: Value = r.body_json().unwrap();
+            let mut all = m.lock().unwrap();
+            let ts = format!("1795341600.{:06}", all.len() + 1);
+            all.push(json!({"ts": ts, "metadata": body["metadata"]}));
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "ts": ts}))
+        })
+        .mount(&server)
+        .await;
+    let m = messages.clone();
+    Mock::given(method("GET"))
+        .and(path("/api/conversations.history"))
+        .respond_with(move |_: &Request| {
+            let all = m.lock().unwrap().clone();
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "messages": all}))
+        })
+        .mount(&server)
+        .await;
+    (server, messages)
+}
+
+#[tokio::test]
+async fn a_crash_before_or_after_posting_never_posts_twice() {
+    for point in [CrashPoint::BeforeCall, CrashPoint::AfterCall] {
+        let (server, messages) = fake_slack().await;
+        let h = Harness::new();
+        let c = slack(&h, &server).await;
+        let d = crash_then_retry(&h, c.as_ref(), &sample_run(), point, "post").await;
+        assert_eq!(messages.lock().unwrap().len(), 1, "{point:?}");
+        assert_eq!(
+            d.external_ref.as_deref(),
+            Some("slack:C0123/1795341600.000001")
+        );
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_failures_stay_within_slack_limits() {
+    let run = run_with_failures(10_000);
+    let m = slack::render(&run, &ctx("c", 0).status_url, 10_000);
+    let blocks = m["blocks"].as_array().unwrap();
+    assert!(blocks.len() <= slack::MAX_BLOCKS);
+    let total: usize = blocks.iter().map(|b| b.to_string().len()).sum();
+    assert!(total <= 13_000, "{total} characters of blocks");
+    for b in blocks {
+        if let Some(t) = b["text"]["text"].as_str() {
+            assert!(t.chars().count() <= slack::MAX_SECTION);
+        }
+    }
+    assert!(blocks[0]["text"]["text"].as_str().unwrap().chars().count() <= slack::MAX_HEADER);
+    let last = blocks.last().unwrap()["elements"][0]["text"]
+        .as_str()
+        .unwrap();
+    assert!(last.contains("more failures"), "{last}");
+    assert!(
+        last.contains(&format!("<{PUBLIC}/v1/runs/{RUN_ID}|Run status>")),
+        "{last}"
+    );
+    assert!(
+        m["text"]
+            .as_str()
+            .unwrap()
+            .contains("10000 of 10001 failed")
+    );
+}
+
+#[tokio::test]
+async fn rendered_message_fixture() {
+    let m = slack::render(&sample_run(), &ctx("c", 0).status_url, 10);
+    fixture("slack-message.json", &m);
+}

@@ -1,0 +1,353 @@
+//! TestRail against wiremock: the documented requests (Basic auth, `add_run` with the
+//! matched case ids, `add_results_for_cases` in batches, `close_run`), the probe, and a
+//! stateful fake TestRail for a crash at every step.
+
+use base64::Engine;
+use serde_json::{Value, json};
+use std::sync::{Arc, Mutex};
+use testrelay_connectors::testrail;
+use testrelay_domain::ports::ErrorClass;
+use testrelay_domain::steps::CrashPoint;
+use testrelay_tests::vendor::*;
+use wiremock::matchers::{body_json, header, method};
+use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+
+const KEY: &str = "tr-api-key-0123456789";
+
+fn basic() -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("ci@example.com:{KEY}"))
+    )
+}
+
+async fn testrail(
+    h: &Harness,
+    server: &MockServer,
+    extra: &str,
+) -> Arc<dyn testrelay_domain::ports::Connector> {
+    h.secret("tr", KEY);
+    h.connector(
+        "c",
+        &format!(
+            "kind = \"testrail\"\nurl = \"{}\"\nuser = \"ci@example.com\"\napi_key = {{ secret = \"tr\" }}\nproject_id = 7\nsuite_id = 3\nallow_http = true\n{extra}",
+            server.uri()
+        ),
+    )
+    .await
+}
+
+/// The defaults, as a user who sets only the required keys gets them.
+fn plain_config() -> testrelay_domain::config::TestRailConfig {
+    let config = connector_config(
+        "c",
+        "kind = \"testrail\"\nurl = \"https://x.testrail.io\"\nuser = \"u\"\napi_key = { secret = \"tr\" }\nproject_id = 7",
+    );
+    match one(&config) {
+        testrelay_domain::config::ConnectorConfig::Testrail(t) => t.clone(),
+        _ => unreachable!(),
+    }
+}
+
+/// TestRail puts the endpoint in the query string: `index.php?/api/v2/add_run/7`.
+fn endpoint(e: &'static str) -> impl wiremock::Match {
+    EndpointIs(e)
+}
+
+struct EndpointIs(&'static str);
+
+impl wiremock::Match for EndpointIs {
+    fn matches(&self, r: &Request) -> bool {
+        r.url.path() == "/index.php"
+            && r.url
+                .query()
+                .is_some_and(|q| q == format!("/api/v2/{}", self.0))
+    }
+}
+
+#[tokio::test]
+async fn creates_a_run_posts_results_and_closes_it() {
+    let server = MockServer::start().await;
+    let run = sample_run();
+    let plan = testrail::plan(&run, &ctx("c", 0), &plain_config());
+    assert_eq!(plan.unmatched, 1, "'has no case id' is counted");
+    assert_eq!(plan.skipped, 1, "skipped tests are not posted by default");
+    let ids: Vec<u64> = plan.results.iter().map(|p| p.case_id).collect();
+    assert_eq!(ids, vec![101, 102, 103, 104, 105, 106]);
+    let failed = &plan.results[2].body;
+    assert_eq!(failed["status_id"], 5);
+    assert_eq!(failed["elapsed"], "1m 6s");
+    assert_eq!(failed["version"], "a1b2c3d");
+    let comment = failed["comment"].as_str().unwrap();
+    assert!(comment.contains("AssertionError: expected 200, got 503"));
+    assert!(comment.contains("    at checkout (shop/checkout.spec.ts:42:7)"));
+    assert!(
+        comment.contains("Branch: main")
+            && comment.contains("Build: https://ci.example.com/builds/812")
+    );
+    assert_eq!(plan.results[3].body["status_id"], 1, "flaky is passed...");
+    assert!(
+        plan.results[3].body["comment"]
+            .as_str()
+            .unwrap()
+            .starts_with("flaky: passed after 1 retry")
+    );
+    assert_eq!(plan.results[5].body["status_id"], 5, "error is failed");
+
+    Mock::given(method("POST"))
+        .and(endpoint("add_run/7"))
+        .and(header("authorization", basic().as_str()))
+        .and(header("content-type", "application/json"))
+        .and(CaseIds(vec![101, 102, 103, 104, 105, 106]))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": 501, "url": "https://x.testrail.io/index.php?/runs/view/501"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let batch_one: Vec<&Value> = plan.results[..4].iter().map(|p| &p.body).collect();
+    let batch_two: Vec<&Value> = plan.results[4..].iter().map(|p| &p.body).collect();
+    for (batch, n) in [(batch_one, 4), (batch_two, 2)] {
+        Mock::given(method("POST"))
+            .and(endpoint("add_results_for_cases/501"))
+            .and(header("authorization", basic().as_str()))
+            .and(body_json(json!({ "results": batch })))
+            .respond_with(
+                ResponseTemplate::new(200)
+                    .set_body_json((0..n).map(|i| json!({"id": 9000 + i})).collect::<Vec<_>>()),
+            )
+            .expect(1)
+            .mount(&server)
+            .await;
+    }
+    Mock::given(method("POST"))
+        .and(endpoint("close_run/501"))
+        .and(header("authorization", basic().as_str()))
+        .respond_with(
+            ResponseTemplate::new(200).set_body_json(json!({"id": 501, "is_completed": true})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = testrail(&h, &server, "batch_size = 4\nclose_run = true").await;
+    let d = deliver(&h, c.as_ref(), &run, 0).await.unwrap();
+    assert_eq!(
+        d.external_ref.as_deref(),
+        Some(
+            "testrail:run/501 (6 results; 1 tests without a case id, not posted; 1 skipped, not posted)"
+        )
+    );
+    assert!(deliver(&h, c.as_ref(), &run, 0).await.unwrap().resumed);
+}
+
+/// The add_run body lists exactly these case ids, with include_all false and the marker.
+struct CaseIds(Vec<u64>);
+
+impl wiremock::Match for CaseIds {
+    fn matches(&self, r: &Request) -> bool {
+        let Ok(b) = r.body_json::<Value>() else {
+            return false;
+        };
+        let ids: Vec<u64> = b["case_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
+        ids == self.0
+            && b["include_all"] == false
+            && b["suite_id"] == 3
+            && b["name"] == "web main a1b2c3d"
+            && b["refs"] == "a1b2c3d"
+            && b["description"]
+                .as_str()
+                .is_some_and(|d| d.contains(&format!("testrelay run {RUN_ID}")))
+    }
+}
+
+#[tokio::test]
+async fn probe_reads_the_project() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(endpoint("get_project/7"))
+        .and(header("authorization", basic().as_str()))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": 7, "name": "Shop", "suite_mode": 3})),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = testrail(&h, &server, "").await;
+    let p = c.probe().await.unwrap();
+    assert_eq!(p.detail.as_deref(), Some("Shop"));
+}
+
+#[tokio::test]
+async fn throttling_and_auth_errors() {
+    for (status, class) in [
+        (429, ErrorClass::Throttled),
+        (401, ErrorClass::Permanent),
+        (503, ErrorClass::Transient),
+    ] {
+        let server = MockServer::start().await;
+        Mock::given(method("POST"))
+            .respond_with(ResponseTemplate::new(status).insert_header("retry-after", "12"))
+            .mount(&server)
+            .await;
+        let h = Harness::new();
+        let c = testrail(&h, &server, "").await;
+        let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+        assert_eq!(e.class, class);
+        assert!(!e.detail.contains(KEY));
+    }
+}
+
+#[derive(Default)]
+struct FakeTestRail {
+    runs: Vec<Value>,
+    /// (run id, case id, status)
+    results: Vec<(u64, u64, u64)>,
+    closed: Vec<u64>,
+}
+
+/// A TestRail that keeps runs, results and closings, and answers lookups from them.
+async fn fake_testrail() -> (MockServer, Arc<Mutex<FakeTestRail>>) {
+    let server = MockServer::start().await;
+    let state: Arc<Mutex<FakeTestRail>> = Arc::default();
+    let s = state.clone();
+    Mock::given(wiremock::matchers::any())
+        .respond_with(move |r: &Request| {
+            let q = r.url.query().unwrap_or("").trim_start_matches("/api/v2/").to_string();
+            let mut st = s.lock().unwrap();
+            let id_after = |prefix: &str| -> u64 {
+                q[prefix.len()..].split('&').next().unwrap().parse().unwrap()
+            };
+            let body = || r.body_json::<Value>().unwrap();
+            let answer = if q.starts_with("add_run/") {
+                let id = 500 + st.runs.len() as u64 + 1;
+                let mut run = body();
+                run["id"] = json!(id);
+                st.runs.push(run.clone());
+                run
+            } else if q.starts_with("get_runs/") {
+                json!({"offset": 0, "limit": 250, "size": st.runs.len(), "_links": {"next": null, "prev": null}, "runs": st.runs})
+            } else if q.starts_with("add_results_for_cases/") {
+                let run = id_after("add_results_for_cases/");
+                let results = body()["results"].as_array().unwrap().clone();
+                for x in &results {
+                    st.results.push((run, x["case_id"].as_u64().unwrap(), x["status_id"].as_u64().unwrap()));
+                }
+                json!(results.iter().enumerate().map(|(i, _)| json!({"id": i})).collect::<Vec<_>>())
+            } else if q.starts_with("get_tests/") {
+                let run = id_after("get_tests/");
+                let case_ids = st.runs.iter().find(|r| r["id"] == run).map(|r| r["case_ids"].clone()).unwrap_or(json!([]));
+                let tests: Vec<Value> = case_ids.as_array().unwrap().iter().map(|c| {
+                    let status = st.results.iter().rev().find(|(r, cid, _)| *r == run && json!(cid) == *c).map_or(3, |x| x.2);
+                    json!({"case_id": c, "status_id": status})
+                }).collect();
+                json!({"offset": 0, "limit": 250, "size": tests.len(), "_links": {"next": null}, "tests": tests})
+            } else if q.starts_with("close_run/") {
+                let run = id_after("close_run/");
+                st.closed.push(run);
+                json!({"id": run, "is_completed": true})
+            } else if q.starts_with("get_run/") {
+                let run = id_after("get_run/");
+                json!({"id": run, "is_completed": st.closed.contains(&run)})
+            } else {
+                return ResponseTemplate::new(404);
+            };
+            ResponseTemplate::new(200).set_body_json(answer)
+        })
+        .mount(&server)
+        .await;
+    (server, state)
+}
+
+#[tokio::test]
+async fn a_crash_at_any_step_creates_one_run_and_posts_each_result_once() {
+    for step in ["run", "results/0", "results/1", "close"] {
+        for point in [CrashPoint::BeforeCall, CrashPoint::AfterCall] {
+            let (server, state) = fake_testrail().await;
+            let h = Harness::new();
+            let c = testrail(&h, &server, "batch_size = 4\nclose_run = true").await;
+            let d = crash_then_retry(&h, c.as_ref(), &sample_run(), point, step).await;
+            let st = state.lock().unwrap();
+            assert_eq!(st.runs.len(), 1, "{step} {point:?}: runs");
+            let mut cases: Vec<u64> = st.results.iter().map(|r| r.1).collect();
+            cases.sort();
+            assert_eq!(
+                cases,
+                vec![101, 102, 103, 104, 105, 106],
+                "{step} {point:?}: results"
+            );
+            assert_eq!(st.closed, vec![501], "{step} {point:?}: closed");
+            assert!(d.external_ref.unwrap().starts_with("testrail:run/501"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_failures_post_in_bounded_batches() {
+    let t = &plain_config();
+    let plan = testrail::plan(&run_with_failures(10_000), &ctx("c", 0), t);
+    assert_eq!(plan.results.len(), 10_001);
+    for p in &plan.results {
+        assert!(p.body["comment"].as_str().unwrap().len() <= testrail::MAX_COMMENT);
+    }
+    let biggest = plan
+        .results
+        .chunks(t.batch_size)
+        .map(|b| {
+            serde_json::to_vec(&json!({"results": b.iter().map(|p| &p.body).collect::<Vec<_>>()}))
+                .unwrap()
+                .len()
+        })
+        .max()
+        .unwrap();
+    assert!(
+        biggest < 1_000_000,
+        "{biggest} bytes in one add_results_for_cases call"
+    );
+}
+
+#[tokio::test]
+async fn existing_run_is_extended_not_replaced() {
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(endpoint("get_tests/42"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"offset": 0, "limit": 250, "size": 2, "_links": {"next": null}, "tests": [{"case_id": 101, "status_id": 3}, {"case_id": 900, "status_id": 3}]})))
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(endpoint("update_run/42"))
+        .and(body_json(
+            json!({"include_all": false, "case_ids": [101, 102, 103, 104, 105, 106, 900]}),
+        ))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 42})))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(endpoint("add_results_for_cases/42"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = testrail(&h, &server, "run_id = 42").await;
+    deliver(&h, c.as_ref(), &sample_run(), 0).await.unwrap();
+}
+
+#[tokio::test]
+async fn rendered_results_fixture() {
+    let t = &plain_config();
+    let plan = testrail::plan(&sample_run(), &ctx("c", 0), t);
+    let results: Vec<&Value> = plan.results.iter().map(|p| &p.body).collect();
+    fixture(
+        "testrail-add-results-for-cases.json",
+        &json!({ "results": results }),
+    );
+}
