@@ -483,3 +483,33 @@ async fn rendered_import_fixture() {
         &jira::xray_import(&sample_run(), "SHOP-200", jc),
     );
 }
+
+#[tokio::test]
+async fn rate_limit_reset_is_honoured() {
+    let server = MockServer::start().await;
+    let reset = time::OffsetDateTime::now_utc() + time::Duration::seconds(120);
+    let iso = reset
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    Mock::given(method("POST"))
+        .and(path("/rest/api/2/issue"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("x-ratelimit-reset", iso.as_str())
+                .insert_header("x-ratelimit-limit", "100")
+                .insert_header("x-ratelimit-remaining", "0"),
+        )
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = cloud(&h, &server, &server, "").await;
+    let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+    assert_eq!(e.class, testrelay_domain::ports::ErrorClass::Throttled);
+    let wait = e.retry_after.unwrap().as_secs();
+    assert!((115..=120).contains(&wait), "{wait}");
+    assert!(!e.detail.contains(TOKEN));
+    // Every request to this Jira now waits out the reset: the next one is held back.
+    let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+    assert!(e.detail.starts_with("rate limit for jira:"), "{}", e.detail);
+}

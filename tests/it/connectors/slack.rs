@@ -225,3 +225,21 @@ async fn rendered_message_fixture() {
     let m = slack::render(&sample_run(), &ctx("c", 0).status_url, 10);
     fixture("slack-message.json", &m);
 }
+
+#[tokio::test]
+async fn probe_is_auth_test() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/api/auth.test"))
+        .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"ok": true, "team": "Acme", "user": "testrelay", "team_id": "T1", "user_id": "U1"}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = slack(&h, &server).await;
+    let p = c.probe().await.unwrap();
+    assert_eq!(p.detail.as_deref(), Some("testrelay in Acme"));
+}

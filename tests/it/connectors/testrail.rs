@@ -98,7 +98,7 @@ async fn creates_a_run_posts_results_and_closes_it() {
         .and(endpoint("add_run/7"))
         .and(header("authorization", basic().as_str()))
         .and(header("content-type", "application/json"))
-        .and(CaseIds(vec![101, 102, 103, 104, 105, 106]))
+        .and(CaseIds(vec![101, 102, 103, 104, 105, 106], true))
         .respond_with(ResponseTemplate::new(200).set_body_json(
             json!({"id": 501, "url": "https://x.testrail.io/index.php?/runs/view/501"}),
         ))
@@ -142,7 +142,8 @@ async fn creates_a_run_posts_results_and_closes_it() {
 }
 
 /// The add_run body lists exactly these case ids, with include_all false and the marker.
-struct CaseIds(Vec<u64>);
+/// (and, for `add_run`, the short commit as `refs`).
+struct CaseIds(Vec<u64>, bool);
 
 impl wiremock::Match for CaseIds {
     fn matches(&self, r: &Request) -> bool {
@@ -159,7 +160,7 @@ impl wiremock::Match for CaseIds {
             && b["include_all"] == false
             && b["suite_id"] == 3
             && b["name"] == "web main a1b2c3d"
-            && b["refs"] == "a1b2c3d"
+            && (!self.1 || b["refs"] == "a1b2c3d")
             && b["description"]
                 .as_str()
                 .is_some_and(|d| d.contains(&format!("testrelay run {RUN_ID}")))
@@ -350,4 +351,29 @@ async fn rendered_results_fixture() {
         "testrail-add-results-for-cases.json",
         &json!({ "results": results }),
     );
+}
+
+#[tokio::test]
+async fn plan_entries_are_created_in_the_configured_plan() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(endpoint("add_plan_entry/12"))
+        .and(header("authorization", basic().as_str()))
+        .and(CaseIds(vec![101, 102, 103, 104, 105, 106], false))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"id": "3933d74b-4282-4c1f-be62-a641ab427063", "suite_id": 3, "runs": [{"id": 77, "url": "x"}]}),
+        ))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(endpoint("add_results_for_cases/77"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = testrail(&h, &server, "plan_id = 12").await;
+    let d = deliver(&h, c.as_ref(), &sample_run(), 0).await.unwrap();
+    assert!(d.external_ref.unwrap().starts_with("testrail:run/77"));
 }
