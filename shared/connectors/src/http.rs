@@ -83,7 +83,9 @@ impl Http {
         }
         let slot = match limit.rate {
             Some(rate) => self.limiter.reserve(&limit.key, rate, MAX_SLOT_WAIT),
-            None => self.limiter.paused(&limit.key, MAX_SLOT_WAIT),
+            // Without a limit there is no bucket to pause: the delivery that was throttled
+            // waits as asked (its retry honours Retry-After), others go ahead.
+            None => Ok(Duration::ZERO),
         };
         match slot {
             Ok(wait) if wait.is_zero() => {}
@@ -111,7 +113,7 @@ impl Http {
             return Ok(response);
         }
         let e = status_error(status, response.headers());
-        if let (ErrorClass::Throttled, Some(pause)) = (e.class, e.retry_after) {
+        if let (ErrorClass::Throttled, Some(pause), Some(_)) = (e.class, e.retry_after, limit.rate) {
             // Everything to this target waits as asked, not only this delivery. (Without
             // a stated time, only this delivery backs off.)
             self.limiter.pause(&limit.key, pause);

@@ -56,18 +56,6 @@ impl RateLimiter {
         Ok(wait)
     }
 
-    /// For targets without a rate limit: how long a pause still holds requests to `key`
-    /// (`Err` when longer than `max_wait`).
-    pub fn paused(&self, key: &str, max_wait: Duration) -> Result<Duration, Duration> {
-        let now = Instant::now();
-        let buckets = self.buckets.lock().expect("rate limiter lock");
-        let wait = buckets
-            .get(key)
-            .and_then(|b| b.paused_until)
-            .map_or(Duration::ZERO, |p| p.saturating_duration_since(now));
-        if wait > max_wait { Err(wait) } else { Ok(wait) }
-    }
-
     /// The target asked us to stop for `pause`: nothing to `key` leaves before then.
     pub fn pause(&self, key: &str, pause: Duration) {
         let until = Instant::now() + pause;
@@ -114,13 +102,12 @@ mod tests {
             l.reserve("t", limit, HOUR).unwrap(),
             Duration::from_secs(30)
         );
-        assert_eq!(l.paused("t", HOUR), Ok(Duration::from_secs(30)));
+        // The next request is held back too: a wait past max_wait takes no slot.
         assert_eq!(
-            l.paused("t", Duration::from_secs(1)),
+            l.reserve("t", limit, Duration::from_secs(1)),
             Err(Duration::from_secs(30))
         );
         tokio::time::advance(Duration::from_secs(31)).await;
         assert!(l.reserve("t", limit, HOUR).unwrap() < Duration::from_millis(200));
-        assert_eq!(l.paused("t", HOUR), Ok(Duration::ZERO));
     }
 }
