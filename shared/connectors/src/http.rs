@@ -113,7 +113,8 @@ impl Http {
             return Ok(response);
         }
         let e = status_error(status, response.headers());
-        if let (ErrorClass::Throttled, Some(pause), Some(_)) = (e.class, e.retry_after, limit.rate) {
+        if let (ErrorClass::Throttled, Some(pause), Some(_)) = (e.class, e.retry_after, limit.rate)
+        {
             // Everything to this target waits as asked, not only this delivery. (Without
             // a stated time, only this delivery backs off.)
             self.limiter.pause(&limit.key, pause);
