@@ -218,7 +218,9 @@ async fn embedded_adapters_lose_and_duplicate_nothing() {
             idempotency: Arc::new(app.store.clone()),
             queue: Arc::new(app.store.clone()),
             dead_letters: Arc::new(app.store.clone()),
+            state: Arc::new(app.store.clone()),
             clock: clock.clone(),
+            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
         },
     ));
     let ids = submit_all(ingest).await;
@@ -303,7 +305,9 @@ async fn aws_adapters_lose_and_duplicate_nothing() {
             idempotency: Arc::new(app.idempotency.clone()),
             queue: warp.clone(),
             dead_letters: Arc::new(app.dead_letters.clone()),
+            state: Arc::new(app.state.clone()),
             clock: clock.clone(),
+            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
         },
     ));
     let ids = submit_all(ingest).await;

@@ -5,6 +5,7 @@
 mod connectors;
 mod contract;
 mod fault_injection;
+mod health;
 mod lambda;
 mod local_flow;
 mod send;

@@ -89,6 +89,7 @@ fn connector(
         allow_http: true,
         breaker: Default::default(),
         rate_limit: None,
+        probe_url: None,
     };
     let clock = Arc::new(SystemClock);
     let store = SqliteStore::open(&dir.path().join("t.db"), clock.clone()).unwrap();

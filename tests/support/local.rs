@@ -71,12 +71,14 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                 allow_http: true,
                 breaker: Default::default(),
                 rate_limit: None,
+                probe_url: None,
             }),
         )]),
         // Test receivers listen on loopback.
         network: NetworkConfig {
             allow: vec!["127.0.0.0/8".into()],
         },
+        health: Default::default(),
     }
 }
 

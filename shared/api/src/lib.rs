@@ -45,6 +45,7 @@ pub fn router(ingest: Arc<IngestService>) -> Router {
         .route("/v1/runs/{id}", get(run_status))
         .route("/v1/deadletters", get(list_dead_letters))
         .route("/v1/deadletters/redrive", post(redrive))
+        .route("/v1/health", get(health))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -136,6 +137,15 @@ async fn redrive(
         .await
         .map_err(Problem)?;
     Ok(axum::Json(serde_json::json!({ "redriven": n })).into_response())
+}
+
+async fn health(
+    State(ingest): State<Arc<IngestService>>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let report = ingest.health(auth.as_deref()).await.map_err(Problem)?;
+    Ok(axum::Json(report).into_response())
 }
 
 async fn healthz() -> Response {

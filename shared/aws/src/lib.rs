@@ -13,7 +13,7 @@ pub use dynamodb::{DynamoIdempotencyStore, DynamoRunStore, DynamoStateStore};
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerStore;
 pub use sqs::SqsDeadLetters;
-pub use sqs::SqsQueue;
+pub use sqs::{SqsQueue, SqsStats};
 
 use std::collections::HashMap;
 use testrelay_domain::config::ConnectorKind;

@@ -2,13 +2,15 @@
 //! queue by redrive policy (set up in infra/). Messages are small JSON references.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, SendMessageBatchRequestEntry};
+use aws_sdk_sqs::types::{
+    MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
+};
 use std::collections::HashMap;
 use std::time::Duration;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::ports::{
     Clock, DeadLetter, DeadLetterStore, DeliveryMessage, DeliveryQueue, Listed, QueueConsumer,
-    Received, StoreError, SystemClock, rfc3339,
+    QueueDepth, QueueStats, Received, StoreError, SystemClock, rfc3339,
 };
 
 const BACKEND: &str = "SQS";
@@ -296,5 +298,63 @@ impl DeadLetterStore for SqsDeadLetters {
             .await
             .map_err(err)?;
         Ok(())
+    }
+}
+
+/// Queue depths from SQS queue attributes (SQS does not report the oldest message's age:
+/// CloudWatch's `ApproximateAgeOfOldestMessage` alarm watches that).
+#[derive(Clone)]
+pub struct SqsStats {
+    client: aws_sdk_sqs::Client,
+    queues: HashMap<ConnectorKind, String>,
+    dead_letter_queues: HashMap<ConnectorKind, String>,
+}
+
+impl SqsStats {
+    pub fn new(
+        sdk: &aws_config::SdkConfig,
+        queues: HashMap<ConnectorKind, String>,
+        dead_letter_queues: HashMap<ConnectorKind, String>,
+    ) -> Self {
+        SqsStats {
+            client: aws_sdk_sqs::Client::new(sdk),
+            queues,
+            dead_letter_queues,
+        }
+    }
+
+    /// Visible + in flight + delayed messages of one queue.
+    async fn depth(&self, url: Option<&String>, kind: ConnectorKind) -> Result<u64, StoreError> {
+        let url = url.ok_or_else(|| {
+            StoreError::new(
+                BACKEND,
+                format!("no queue configured for {}", kind.as_str()),
+            )
+        })?;
+        let out = self
+            .client
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+            .send()
+            .await
+            .map_err(err)?;
+        Ok(out
+            .attributes()
+            .map(|a| a.values().filter_map(|v| v.parse::<u64>().ok()).sum())
+            .unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl QueueStats for SqsStats {
+    async fn stats(&self, kind: ConnectorKind, _now_ms: u64) -> Result<QueueDepth, StoreError> {
+        Ok(QueueDepth {
+            depth: self.depth(self.queues.get(&kind), kind).await?,
+            oldest_age_ms: None,
+            dead_letters: self.depth(self.dead_letter_queues.get(&kind), kind).await?,
+        })
     }
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use testrelay_domain::config::{Config, ConnectorKind};
 use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
+use testrelay_domain::health::HealthService;
 use testrelay_domain::ingest::{IngestService, Ports};
 use testrelay_domain::metrics::MemoryMetrics;
 use testrelay_domain::ports::Clock;
@@ -22,6 +23,7 @@ pub struct App {
     pub workers: Vec<Worker>,
     pub metrics: Arc<MemoryMetrics>,
     pub delivery: Arc<DeliveryService>,
+    pub health: Arc<HealthService>,
 }
 
 /// Paths inside the data directory.
@@ -65,7 +67,9 @@ impl App {
             idempotency: Arc::new(store.clone()),
             queue: Arc::new(store.clone()),
             dead_letters: Arc::new(store.clone()),
+            state: Arc::new(store.clone()),
             clock: clock.clone(),
+            metrics: metrics.clone(),
         };
         let ingest = Arc::new(IngestService::new(config.clone(), ports));
         let delivery_ports = DeliveryPorts {
@@ -74,9 +78,17 @@ impl App {
             idempotency: Arc::new(store.clone()),
             state: Arc::new(store.clone()),
             dead_letters: Arc::new(store.clone()),
-            clock,
+            clock: clock.clone(),
             metrics: metrics.clone(),
         };
+        let health = Arc::new(HealthService::new(
+            connectors.clone(),
+            Arc::new(store.clone()),
+            Arc::new(store.clone()),
+            clock.clone(),
+            metrics.clone(),
+            config.health.clone(),
+        ));
         let mut delivery = DeliveryService::new(delivery_ports, connectors, policy)
             .with_public_url(config.server.public_url.clone());
         if let Some(f) = faults {
@@ -93,8 +105,25 @@ impl App {
                 concurrency: config.server.delivery_concurrency,
             })
             .collect();
+        let prometheus = metrics.clone();
+        let router = testrelay_api::router(ingest).route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = prometheus.prometheus();
+                async move {
+                    (
+                        [(
+                            axum::http::header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        text,
+                    )
+                }
+            }),
+        );
         Ok(App {
-            router: testrelay_api::router(ingest),
+            router,
+            health,
             config,
             store,
             workers,
@@ -113,6 +142,21 @@ impl App {
             .cloned()
             .map(|w| tokio::spawn(w.run(self.store.wake(), shutdown.clone())))
             .collect()
+    }
+
+    /// Runs the health checks now and then every `[health] interval_s` until `shutdown`.
+    pub fn spawn_health(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let health = self.health.clone();
+        tokio::spawn(async move {
+            loop {
+                let report = health.check().await;
+                tracing::debug!(status = report.status.as_str(), "health checked");
+                tokio::select! {
+                    _ = tokio::time::sleep(health.interval()) => {}
+                    _ = shutdown.changed() => return,
+                }
+            }
+        })
     }
 
     /// Delivers everything that is due now, synchronously; returns how many messages it

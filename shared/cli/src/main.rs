@@ -142,7 +142,8 @@ async fn serve(config_path: Option<PathBuf>, listen: String, data_dir: PathBuf) 
         }
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let workers = app.spawn_workers(stop_rx);
+    let mut workers = app.spawn_workers(stop_rx.clone());
+    workers.push(app.spawn_health(stop_rx));
     print_banner(local, &data_dir, config_path.as_deref(), dev_key.as_deref());
     let served = axum::serve(listener, router)
         .with_graceful_shutdown(async {

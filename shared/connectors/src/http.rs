@@ -23,6 +23,16 @@ pub const MAX_SLOT_WAIT: Duration = Duration::from_secs(20);
 /// Largest vendor answer read.
 const MAX_ANSWER: usize = 1024 * 1024;
 
+tokio::task_local! {
+    static UNLIMITED: ();
+}
+
+/// Runs `f` with its requests outside the rate limiter: health probes, a few a target per
+/// check, must not wait behind (or time out behind) a backlog of deliveries.
+pub async fn unlimited<F: std::future::Future>(f: F) -> F::Output {
+    UNLIMITED.scope((), f).await
+}
+
 /// The HTTP client, address policy and rate limiter the connectors of a process share.
 #[derive(Clone)]
 pub struct Http {
@@ -81,7 +91,8 @@ impl Http {
                 self.policy.check(ip).map_err(permanent)?;
             }
         }
-        let slot = match limit.rate {
+        let rate = limit.rate.filter(|_| UNLIMITED.try_with(|_| ()).is_err());
+        let slot = match rate {
             Some(rate) => self.limiter.reserve(&limit.key, rate, MAX_SLOT_WAIT),
             // Without a limit there is no bucket to pause: the delivery that was throttled
             // waits as asked (its retry honours Retry-After), others go ahead.

@@ -421,15 +421,18 @@ impl Connector for Jira {
     }
 
     async fn probe(&self) -> Result<Probe, DeliveryError> {
-        let request = self.jira(reqwest::Method::GET, "/rest/api/2/myself");
-        let me: Value = json(self.base.send(request).await?, "Jira").await?;
-        if self.c.xray.is_some() && self.c.deployment == JiraDeployment::Cloud {
-            self.xray_bearer().await?;
-        }
-        Ok(Probe {
-            check: "GET /rest/api/2/myself".into(),
-            detail: me["displayName"].as_str().map(str::to_string),
+        crate::http::unlimited(async {
+            let request = self.jira(reqwest::Method::GET, "/rest/api/2/myself");
+            let me: Value = json(self.base.send(request).await?, "Jira").await?;
+            if self.c.xray.is_some() && self.c.deployment == JiraDeployment::Cloud {
+                self.xray_bearer().await?;
+            }
+            Ok(Probe {
+                check: "GET /rest/api/2/myself".into(),
+                detail: me["displayName"].as_str().map(str::to_string),
+            })
         })
+        .await
     }
 }
 

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use testrelay_domain::config::{ConnectorConfig, PagerDutyConfig};
+use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
@@ -176,19 +177,48 @@ impl Connector for PagerDuty {
         })
     }
 
+    /// DEGRADED and CRITICAL trigger (warning / critical) under one dedup key, HEALTHY
+    /// resolves it.
+    async fn alert(&self, alert: &HealthAlert) -> Result<(), DeliveryError> {
+        let dedup = format!("testrelay-health:{}", self.name);
+        let mut event = json!({
+            "routing_key": self.routing_key.expose_secret(),
+            "dedup_key": dedup,
+        });
+        match alert.status {
+            Overall::Healthy => event["event_action"] = json!("resolve"),
+            status => {
+                event["event_action"] = json!("trigger");
+                event["payload"] = json!({
+                    "summary": render::cut(&alert.title(), MAX_SUMMARY),
+                    "source": "testrelay",
+                    "severity": if status == Overall::Critical { "critical" } else { "warning" },
+                    "timestamp": alert.at,
+                    "component": "testrelay",
+                    "class": "health",
+                    "custom_details": { "problems": alert.problems },
+                });
+            }
+        }
+        self.send(&event).await.map(|_| ())
+    }
+
     /// The Events API has no read-only call: this checks that it answers at all (any HTTP
     /// answer below 500 to a GET of the enqueue URL), not the routing key.
     async fn probe(&self) -> Result<Probe, DeliveryError> {
-        let request = self.base.http.client().get(&self.url);
-        match self.base.send(request).await {
-            Ok(_) => {}
-            Err(e) if e.status_code.is_some_and(|c| c < 500 && c != 429) => {}
-            Err(e) => return Err(e),
-        }
-        Ok(Probe {
-            check: "GET /v2/enqueue (reachability; the routing key cannot be checked)".into(),
-            detail: None,
+        crate::http::unlimited(async {
+            let request = self.base.http.client().get(&self.url);
+            match self.base.send(request).await {
+                Ok(_) => {}
+                Err(e) if e.status_code.is_some_and(|c| c < 500 && c != 429) => {}
+                Err(e) => return Err(e),
+            }
+            Ok(Probe {
+                check: "GET /v2/enqueue (reachability; the routing key cannot be checked)".into(),
+                detail: None,
+            })
         })
+        .await
     }
 }
 

@@ -15,6 +15,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use testrelay_domain::config::{ConnectorConfig, SlackConfig};
+use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
     Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StepError,
@@ -279,24 +280,58 @@ impl Connector for Slack {
         })
     }
 
-    async fn probe(&self) -> Result<Probe, DeliveryError> {
+    async fn alert(&self, alert: &HealthAlert) -> Result<(), DeliveryError> {
+        let icon = match alert.status {
+            Overall::Healthy => ":white_check_mark:",
+            Overall::Degraded => ":warning:",
+            Overall::Critical => ":rotating_light:",
+        };
+        let mut text = format!("{icon} *{}*", escape(&alert.title()));
+        for p in alert.problems.iter().take(20) {
+            text.push_str(&format!("\n• {}", escape(&render::cut(p, 300))));
+        }
+        let mut message = json!({
+            "text": alert.title(),
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": render::cut(&text, MAX_SECTION)}}],
+        });
         match &self.auth {
             Auth::Token(_) => {
-                let a = self.call("auth.test", &json!({})).await?;
-                Ok(Probe {
-                    check: "POST auth.test".into(),
-                    detail: Some(format!(
-                        "{} in {}",
-                        a.user.unwrap_or_default(),
-                        a.team.unwrap_or_default()
-                    )),
-                })
+                message["channel"] = json!(self.channel);
+                self.call("chat.postMessage", &message).await.map(|_| ())
             }
-            Auth::Webhook(_) => Ok(Probe {
-                check: "incoming webhook (cannot be checked without posting)".into(),
-                detail: None,
-            }),
+            Auth::Webhook(url) => {
+                let request = self
+                    .base
+                    .http
+                    .client()
+                    .post(url.expose_secret())
+                    .json(&message);
+                self.base.send(request).await.map(|_| ())
+            }
         }
+    }
+
+    async fn probe(&self) -> Result<Probe, DeliveryError> {
+        crate::http::unlimited(async {
+            match &self.auth {
+                Auth::Token(_) => {
+                    let a = self.call("auth.test", &json!({})).await?;
+                    Ok(Probe {
+                        check: "POST auth.test".into(),
+                        detail: Some(format!(
+                            "{} in {}",
+                            a.user.unwrap_or_default(),
+                            a.team.unwrap_or_default()
+                        )),
+                    })
+                }
+                Auth::Webhook(_) => Ok(Probe {
+                    check: "incoming webhook (cannot be checked without posting)".into(),
+                    detail: None,
+                }),
+            }
+        })
+        .await
     }
 }
 

@@ -11,6 +11,7 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use testrelay_domain::config::{ConnectorConfig, TeamsConfig};
+use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
     Connector, Delivered, DeliveryContext, DeliveryError, Probe, StepError,
@@ -73,6 +74,37 @@ impl Connector for Teams {
             external_ref: None,
             resumed: step.resumed,
         })
+    }
+
+    async fn alert(&self, alert: &HealthAlert) -> Result<(), DeliveryError> {
+        let color = match alert.status {
+            Overall::Healthy => "Good",
+            Overall::Degraded => "Warning",
+            Overall::Critical => "Attention",
+        };
+        let mut body = vec![
+            json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder",
+            "wrap": true, "color": color, "text": alert.title()}),
+        ];
+        for p in alert.problems.iter().take(20) {
+            body.push(json!({"type": "TextBlock", "wrap": true, "text": render::cut(p, 300)}));
+        }
+        let card = json!({
+            "type": "message",
+            "attachments": [{
+                "contentType": "application/vnd.microsoft.card.adaptive",
+                "contentUrl": null,
+                "content": {"$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+                    "type": "AdaptiveCard", "version": "1.4", "body": body},
+            }]
+        });
+        let request = self
+            .base
+            .http
+            .client()
+            .post(self.url.expose_secret())
+            .json(&card);
+        self.base.send(request).await.map(|_| ())
     }
 
     async fn probe(&self) -> Result<Probe, DeliveryError> {

@@ -330,18 +330,21 @@ impl Connector for TestRail {
     }
 
     async fn probe(&self) -> Result<Probe, DeliveryError> {
-        let project: Value = self
-            .get(&format!("get_project/{}", self.c.project_id))
-            .await?;
-        if project["suite_mode"].as_u64() == Some(3) && self.c.suite_id.is_none() {
-            return Err(permanent(
-                "the project has several suites (suite_mode 3): set suite_id",
-            ));
-        }
-        Ok(Probe {
-            check: format!("GET get_project/{}", self.c.project_id),
-            detail: project["name"].as_str().map(str::to_string),
+        crate::http::unlimited(async {
+            let project: Value = self
+                .get(&format!("get_project/{}", self.c.project_id))
+                .await?;
+            if project["suite_mode"].as_u64() == Some(3) && self.c.suite_id.is_none() {
+                return Err(permanent(
+                    "the project has several suites (suite_mode 3): set suite_id",
+                ));
+            }
+            Ok(Probe {
+                check: format!("GET get_project/{}", self.c.project_id),
+                detail: project["name"].as_str().map(str::to_string),
+            })
         })
+        .await
     }
 }
 

@@ -10,6 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use testrelay_domain::config::{ConnectorConfig, WebhookConfig};
+use testrelay_domain::health::HealthAlert;
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::model::TestRun;
 use testrelay_domain::payload::run_completed;
@@ -29,6 +30,7 @@ pub struct WebhookConnector {
     /// State-store key of this endpoint's disabled flag.
     disabled_key: String,
     url_hash: String,
+    probe_url: Option<reqwest::Url>,
 }
 
 /// Why an endpoint is disabled.
@@ -69,6 +71,11 @@ impl WebhookConnector {
             clock: env.clock.clone(),
             disabled_key: disabled_key(name),
             url_hash,
+            probe_url: config
+                .probe_url
+                .as_deref()
+                .map(|u| parse_url(u, "probe_url"))
+                .transpose()?,
         })
     }
 
@@ -135,21 +142,50 @@ impl Connector for WebhookConnector {
         }
     }
 
-    /// A signed `ping` event: receivers answer 2xx without acting on it.
-    async fn probe(&self) -> Result<Probe, DeliveryError> {
+    /// A signed `health.changed` event.
+    async fn alert(&self, alert: &HealthAlert) -> Result<(), DeliveryError> {
         let now = self.clock.now_ms();
-        let id = format!("ping_{now}");
         let body = serde_json::to_vec(&serde_json::json!({
-            "type": "ping",
+            "type": "health.changed",
             "timestamp": rfc3339(now),
-            "data": {}
+            "data": alert,
         }))
         .expect("serialisable");
-        self.signed(&id, now / 1000, body).await?;
-        Ok(Probe {
-            check: "POST signed ping event".into(),
-            detail: None,
+        self.signed(&format!("health_{now}"), now / 1000, body)
+            .await
+            .map(|_| ())
+    }
+
+    /// A signed `ping` event: receivers answer 2xx without acting on it.
+    async fn probe(&self) -> Result<Probe, DeliveryError> {
+        crate::http::unlimited(async {
+            if let Some(url) = &self.probe_url {
+                let request = self.base.http.client().get(url.clone());
+                match self.base.send(request).await {
+                    Ok(_) => {}
+                    Err(e) if e.status_code.is_some_and(|c| c < 500 && c != 429) => {}
+                    Err(e) => return Err(e),
+                }
+                return Ok(Probe {
+                    check: "GET probe_url".into(),
+                    detail: None,
+                });
+            }
+            let now = self.clock.now_ms();
+            let id = format!("ping_{now}");
+            let body = serde_json::to_vec(&serde_json::json!({
+                "type": "ping",
+                "timestamp": rfc3339(now),
+                "data": {}
+            }))
+            .expect("serialisable");
+            self.signed(&id, now / 1000, body).await?;
+            Ok(Probe {
+                check: "POST signed ping event".into(),
+                detail: None,
+            })
         })
+        .await
     }
 }
 

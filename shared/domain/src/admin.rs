@@ -39,6 +39,18 @@ impl IngestService {
         }
     }
 
+    /// The latest health report (any valid API key); 404 before the first check.
+    pub async fn health(
+        &self,
+        authorization: Option<&str>,
+    ) -> Result<crate::health::HealthReport, ApiError> {
+        self.authenticate(authorization)?;
+        crate::health::HealthService::latest(self.ports.state.as_ref())
+            .await
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .ok_or_else(|| ApiError::not_found("no health check has run yet".to_string()))
+    }
+
     /// Dead letters of `kind` (default webhook), up to `max` (default 50).
     pub async fn dead_letters(
         &self,

@@ -34,7 +34,10 @@ pub struct Ports {
     pub idempotency: Arc<dyn IdempotencyStore>,
     pub queue: Arc<dyn DeliveryQueue>,
     pub dead_letters: Arc<dyn crate::ports::DeadLetterStore>,
+    /// Health reports (`GET /v1/health`).
+    pub state: Arc<dyn crate::ports::StateStore>,
     pub clock: Arc<dyn Clock>,
+    pub metrics: Arc<dyn crate::metrics::Metrics>,
 }
 
 /// A report upload as the HTTP edge received it.
@@ -276,6 +279,10 @@ impl IngestService {
             deliveries = connectors.len(),
             "run accepted"
         );
+        self.ports.metrics.count("RunsAccepted", &[], 1);
+        self.ports
+            .metrics
+            .count("TestsAccepted", &[], summary.total);
         Ok(SubmitResult {
             accepted,
             replayed: false,

@@ -10,6 +10,7 @@ pub mod breakers;
 pub mod config;
 pub mod delivery;
 pub mod error;
+pub mod health;
 pub mod ids;
 pub mod ingest;
 pub mod metrics;

@@ -17,7 +17,7 @@ use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{
     Claim, Clock, Created, DeadLetter, DeadLetterStore, DeliveryMessage, DeliveryQueue,
     DeliveryRecord, DeliveryState, DeliveryUpdate, IdempotencyStore, Listed, QueueConsumer,
-    Received, RunRecord, RunStore, StateStore, StoreError, Versioned,
+    QueueDepth, QueueStats, Received, RunRecord, RunStore, StateStore, StoreError, Versioned,
 };
 use tokio::sync::Notify;
 
@@ -155,6 +155,37 @@ impl SqliteStore {
             c.query_row("SELECT COUNT(*) FROM queue", [], |r| r.get::<_, i64>(0))
                 .map(|n| n as u64)
                 .map_err(db_err)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl QueueStats for SqliteStore {
+    /// Depth counts every message of the kind (due, delayed or in flight); the oldest age is
+    /// how long the longest-due message has been waiting.
+    async fn stats(&self, kind: ConnectorKind, now_ms: u64) -> Result<QueueDepth, StoreError> {
+        let kind = kind.as_str().to_string();
+        self.read(move |c| {
+            let (depth, oldest): (i64, Option<i64>) = c
+                .query_row(
+                    "SELECT COUNT(*), MIN(CASE WHEN visible_at <= ?2 THEN visible_at END) FROM queue WHERE kind = ?1",
+                    params![kind, now_ms as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(db_err)?;
+            let dead: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM dead_letters WHERE kind = ?1",
+                    [&kind],
+                    |r| r.get(0),
+                )
+                .map_err(db_err)?;
+            Ok(QueueDepth {
+                depth: depth as u64,
+                oldest_age_ms: oldest.map(|t| now_ms.saturating_sub(t as u64)),
+                dead_letters: dead as u64,
+            })
         })
         .await
     }

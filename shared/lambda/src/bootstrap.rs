@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use testrelay_aws::{
     DynamoIdempotencyStore, DynamoRunStore, DynamoStateStore, Resources, S3BlobStore,
-    SecretsManagerStore, SqsDeadLetters, SqsQueue,
+    SecretsManagerStore, SqsDeadLetters, SqsQueue, SqsStats,
 };
 use testrelay_domain::config::Config;
 use testrelay_domain::delivery::{Connectors, DeliveryPorts, DeliveryService};
@@ -47,6 +47,7 @@ pub struct AwsApp {
     pub idempotency: DynamoIdempotencyStore,
     pub queue: SqsQueue,
     pub dead_letters: SqsDeadLetters,
+    pub stats: SqsStats,
     pub state: DynamoStateStore,
     pub secrets: SecretsManagerStore,
     pub metrics: Arc<dyn Metrics>,
@@ -68,6 +69,11 @@ impl AwsApp {
             runs: DynamoRunStore::new(sdk, resources.runs_table),
             idempotency: DynamoIdempotencyStore::new(sdk, resources.state_table.clone()),
             state: DynamoStateStore::new(sdk, resources.state_table),
+            stats: SqsStats::new(
+                sdk,
+                resources.queues.clone(),
+                resources.dead_letter_queues.clone(),
+            ),
             queue: SqsQueue::new(sdk, resources.queues),
             dead_letters: SqsDeadLetters::new(sdk, resources.dead_letter_queues),
             secrets: SecretsManagerStore::new(sdk),
@@ -82,7 +88,9 @@ impl AwsApp {
             idempotency: Arc::new(self.idempotency.clone()),
             queue: Arc::new(self.queue.clone()),
             dead_letters: Arc::new(self.dead_letters.clone()),
+            state: Arc::new(self.state.clone()),
             clock: Arc::new(SystemClock),
+            metrics: self.metrics.clone(),
         }
     }
 
@@ -106,6 +114,20 @@ impl AwsApp {
             clock: Arc::new(SystemClock),
             metrics: self.metrics.clone(),
         }
+    }
+
+    pub fn health_service(
+        &self,
+        connectors: Connectors,
+    ) -> testrelay_domain::health::HealthService {
+        testrelay_domain::health::HealthService::new(
+            connectors,
+            Arc::new(self.state.clone()),
+            Arc::new(self.stats.clone()),
+            Arc::new(SystemClock),
+            self.metrics.clone(),
+            self.config.health.clone(),
+        )
     }
 
     pub fn delivery_service(&self, connectors: Connectors, policy: RetryPolicy) -> DeliveryService {

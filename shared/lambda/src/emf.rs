@@ -11,12 +11,20 @@ pub const NAMESPACE: &str = "testrelay";
 /// Writes EMF lines to `out` (stdout on Lambda).
 pub struct EmfMetrics<W: Write + Send> {
     out: std::sync::Mutex<W>,
+    namespace: String,
 }
 
 impl EmfMetrics<std::io::Stdout> {
+    /// On stdout, in the namespace `TESTRELAY_METRICS_NAMESPACE` (default `testrelay`; the
+    /// SAM template sets `testrelay/<stage>`).
     pub fn stdout() -> Self {
+        let namespace = std::env::var("TESTRELAY_METRICS_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| NAMESPACE.to_string());
         EmfMetrics {
             out: std::sync::Mutex::new(std::io::stdout()),
+            namespace,
         }
     }
 }
@@ -25,6 +33,7 @@ impl<W: Write + Send> EmfMetrics<W> {
     pub fn new(out: W) -> Self {
         EmfMetrics {
             out: std::sync::Mutex::new(out),
+            namespace: NAMESPACE.to_string(),
         }
     }
 
@@ -38,7 +47,7 @@ impl<W: Write + Send> EmfMetrics<W> {
             "_aws": {
                 "Timestamp": SystemClock.now_ms(),
                 "CloudWatchMetrics": [{
-                    "Namespace": NAMESPACE,
+                    "Namespace": self.namespace,
                     "Dimensions": [names],
                     "Metrics": [{"Name": name, "Unit": unit}],
                 }],
@@ -60,6 +69,10 @@ impl<W: Write + Send> Metrics for EmfMetrics<W> {
 
     fn millis(&self, name: &'static str, dims: Dims<'_>, value: f64) {
         self.emit(name, "Milliseconds", dims, value.into());
+    }
+
+    fn gauge(&self, name: &'static str, dims: Dims<'_>, value: f64) {
+        self.emit(name, "None", dims, value.into());
     }
 }
 

@@ -159,3 +159,38 @@ async fn a_burst_of_200_runs_stays_within_the_rate_limit_and_finishes() {
         "200 requests at 50/s took only {took:?}"
     );
 }
+
+#[tokio::test]
+async fn webhook_probes_sign_a_ping_or_get_the_probe_url() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(wiremock::matchers::path("/hook"))
+        .and(wiremock::matchers::body_partial_json(
+            serde_json::json!({"type": "ping"}),
+        ))
+        .and(wiremock::matchers::header_exists("webhook-signature"))
+        .respond_with(ResponseTemplate::new(204))
+        .expect(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(wiremock::matchers::path("/health"))
+        .respond_with(ResponseTemplate::new(503))
+        .expect(1)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = webhook_to(&h, &format!("{}/hook", server.uri())).await;
+    assert_eq!(c.probe().await.unwrap().check, "POST signed ping event");
+    let c = h
+        .connector(
+            "c",
+            &format!(
+                "kind = \"webhook\"\nurl = \"{0}/hook\"\nprobe_url = \"{0}/health\"\nsecret = {{ secret = \"hook\" }}\nallow_http = true",
+                server.uri()
+            ),
+        )
+        .await;
+    let e = c.probe().await.unwrap_err();
+    assert_eq!(e.status_code, Some(503));
+}

@@ -7,6 +7,7 @@ mod queue;
 mod runs;
 mod secrets;
 mod state;
+mod stats;
 
 use std::sync::Arc;
 use testrelay_domain::ports::SystemClock;

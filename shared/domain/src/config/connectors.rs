@@ -65,6 +65,10 @@ pub struct WebhookConfig {
     /// No limit unless configured.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// The health check GETs this URL (any answer below 500 is healthy) instead of posting
+    /// a signed `ping` event to `url`.
+    #[serde(default)]
+    pub probe_url: Option<String>,
 }
 
 /// TestRail's documented throttle on Cloud Professional is about 180 requests a minute.
@@ -383,7 +387,12 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
         }
     };
     match cfg {
-        C::Webhook(w) => url("url", &w.url, w.allow_http),
+        C::Webhook(w) => {
+            url("url", &w.url, w.allow_http);
+            if let Some(p) = &w.probe_url {
+                url("probe_url", p, w.allow_http);
+            }
+        }
         C::Testrail(t) => url("url", &t.url, t.allow_http),
         C::Jira(j) => {
             url("url", &j.url, j.allow_http);

@@ -28,6 +28,8 @@ pub struct Config {
     pub connectors: BTreeMap<ConnectorName, ConnectorConfig>,
     #[serde(default)]
     pub network: NetworkConfig,
+    #[serde(default)]
+    pub health: HealthConfig,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -251,6 +253,57 @@ impl ConnectorKind {
     }
 }
 
+/// Health checks (`[health]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthConfig {
+    /// Seconds between checks in `testrelay serve` (on AWS the schedule does this).
+    #[serde(default = "default_health_interval")]
+    pub interval_s: u64,
+    /// Each probe's timeout.
+    #[serde(default = "default_health_timeout")]
+    pub timeout_ms: u64,
+    /// Connectors whose failure makes the whole status CRITICAL (others: DEGRADED).
+    #[serde(default)]
+    pub critical: Vec<ConnectorName>,
+    /// The connector that carries alerts on status transitions (slack, teams, pagerduty or
+    /// webhook).
+    #[serde(default)]
+    pub alert: Option<ConnectorName>,
+    /// Checks kept per connector.
+    #[serde(default = "default_health_history")]
+    pub history: usize,
+    /// A queue whose oldest message is older than this is DEGRADED.
+    #[serde(default = "default_queue_age")]
+    pub max_queue_age_s: u64,
+}
+
+fn default_health_interval() -> u64 {
+    300
+}
+fn default_health_timeout() -> u64 {
+    10_000
+}
+fn default_health_history() -> usize {
+    20
+}
+fn default_queue_age() -> u64 {
+    900
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        HealthConfig {
+            interval_s: default_health_interval(),
+            timeout_ms: default_health_timeout(),
+            critical: Vec::new(),
+            alert: None,
+            history: default_health_history(),
+            max_queue_age_s: default_queue_age(),
+        }
+    }
+}
+
 /// Outbound network policy. Connectors refuse private, loopback, link-local and cloud
 /// metadata addresses (checked on the resolved address, so DNS cannot smuggle them in)
 /// unless a network is listed here (`allow = ["10.1.0.0/16"]`).
@@ -359,6 +412,34 @@ impl Config {
             && let Err(e) = check_url(u, true)
         {
             errors.push(format!("server.public_url: {e}"));
+        }
+        let h = &self.health;
+        if h.interval_s < 10 {
+            errors.push("health.interval_s: must be at least 10".into());
+        }
+        if h.timeout_ms == 0 || h.timeout_ms > 60_000 {
+            errors.push("health.timeout_ms: must be between 1 and 60000".into());
+        }
+        if h.history == 0 || h.history > 100 {
+            errors.push("health.history: must be between 1 and 100".into());
+        }
+        for (i, c) in h.critical.iter().enumerate() {
+            if !self.connectors.contains_key(c) {
+                errors.push(format!(
+                    "health.critical[{i}]: unknown connector {:?}",
+                    c.as_str()
+                ));
+            }
+        }
+        if let Some(a) = &h.alert {
+            match self.connector_kind(a) {
+                None => errors.push(format!("health.alert: unknown connector {:?}", a.as_str())),
+                Some(ConnectorKind::Testrail | ConnectorKind::Jira) => errors.push(format!(
+                    "health.alert: {:?} cannot carry alerts; use a slack, teams, pagerduty or webhook connector",
+                    a.as_str()
+                )),
+                Some(_) => {}
+            }
         }
         for (i, net) in self.network.allow.iter().enumerate() {
             if let Err(e) = crate::net::IpNet::parse(net) {

@@ -79,6 +79,17 @@ pub trait Connector: Send + Sync {
     /// Checks that the target is reachable and accepts our credentials, without side
     /// effects (TestRail `get_project`, Jira `myself`, Slack `auth.test`, ...).
     async fn probe(&self) -> Result<Probe, DeliveryError>;
+    /// Sends a health alert (status transitions) through this connector, when it can carry
+    /// one (Slack, Teams, PagerDuty, webhooks).
+    async fn alert(&self, alert: &crate::health::HealthAlert) -> Result<(), DeliveryError> {
+        let _ = alert;
+        Err(DeliveryError {
+            class: super::ErrorClass::Permanent,
+            status_code: None,
+            detail: format!("a {} connector cannot carry alerts", self.kind().as_str()),
+            retry_after: None,
+        })
+    }
 }
 
 /// A successful health probe.

@@ -120,3 +120,20 @@ pub trait DeadLetterStore: Send + Sync {
     async fn list(&self, kind: ConnectorKind, max: usize) -> Result<Vec<Listed>, StoreError>;
     async fn remove(&self, kind: ConnectorKind, handle: &str) -> Result<(), StoreError>;
 }
+
+/// How a connector kind's queue is doing, for health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Messages waiting (visible or delayed) or in flight.
+    pub depth: u64,
+    /// Age of the oldest waiting message, where the queue can tell (locally; not SQS).
+    pub oldest_age_ms: Option<u64>,
+    /// Messages in the dead-letter store.
+    pub dead_letters: u64,
+}
+
+/// Queue statistics: SQS queue attributes in AWS, counts locally.
+#[async_trait]
+pub trait QueueStats: Send + Sync {
+    async fn stats(&self, kind: ConnectorKind, now_ms: u64) -> Result<QueueDepth, StoreError>;
+}
