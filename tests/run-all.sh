@@ -7,13 +7,17 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 
 venv="$root/target/venv"
-moto_spec='moto[dynamodb,s3]==5.2.5'
-installed=$("$venv/bin/pip" show moto 2>/dev/null || true)
-if [ ! -x "$venv/bin/moto_server" ] || ! grep -q '^Version: 5.2.5$' <<<"$installed"; then
-  echo "== installing moto into $venv"
+# moto (the local AWS), the SAM CLI, cfn-lint and the SAM translator (offline template
+# checks), cargo-lambda (builds and runs the real function binaries; it brings zig).
+requirements="tests/requirements.txt"
+stamp="$venv/.requirements"
+if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
+  echo "== installing $(tr '\n' ' ' <"$requirements")into $venv"
   python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet --disable-pip-version-check "$moto_spec" flask flask-cors
+  "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$stamp"
 fi
+export PATH="$venv/bin:$PATH"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 log="$root/target/moto.log"
@@ -40,3 +44,12 @@ echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== cargo test"
 cargo test --workspace --locked
+echo "== infra: function/crate match, sam validate --lint, cfn-lint on the translated template"
+"$venv/bin/python" tests/infra/check.py
+echo "== lambda: every function binary run by cargo lambda watch + invoke with its event"
+"$venv/bin/python" tests/lambda/invoke.py
+echo "== lambda: cargo lambda build (host, --compiler cargo), cold start and zip size"
+functions=$(for f in functions/*/; do printf -- '-p %s ' "$(basename "$f")"; done)
+# shellcheck disable=SC2086
+cargo lambda build --compiler cargo --output-format zip --lambda-dir target/lambda-debug $functions 2>&1 | tail -1
+"$venv/bin/python" tests/lambda/coldstart.py target/lambda-debug 3
