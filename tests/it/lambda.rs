@@ -59,7 +59,7 @@ secret = {{ secret = "{secret_name}" }}
 /// the status and the JSON body of the API Gateway response.
 async fn invoke(app: &AwsApp, event: &str) -> (u16, Value) {
     let request: LambdaRequest = serde_json::from_str(event).expect("an API Gateway event");
-    let mut adapter = Adapter::from(testrelay_lambda::ingest::router(app));
+    let mut adapter = Adapter::from(testrelay_lambda::ingest::router(app).await.unwrap());
     let response = adapter
         .call(LambdaEvent::new(request, Context::default()))
         .await

@@ -6,6 +6,7 @@ mod connectors;
 mod contract;
 mod fault_injection;
 mod health;
+mod hooks;
 mod lambda;
 mod local_flow;
 mod send;

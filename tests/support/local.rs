@@ -79,6 +79,7 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
             allow: vec!["127.0.0.0/8".into()],
         },
         health: Default::default(),
+        hooks: Default::default(),
     }
 }
 
@@ -98,11 +99,25 @@ pub async fn spawn_app_config(
     policy: RetryPolicy,
     edit: impl FnOnce(&mut Config),
 ) -> TestApp {
+    spawn_app_secrets(status, clock, policy, edit, &[]).await
+}
+
+/// As [`spawn_app_config`], with more `(name, value)` secrets in the data directory.
+pub async fn spawn_app_secrets(
+    status: u16,
+    clock: Arc<dyn Clock>,
+    policy: RetryPolicy,
+    edit: impl FnOnce(&mut Config),
+    secrets: &[(&str, &str)],
+) -> TestApp {
     let receiver = Receiver::start(status).await;
     let dir = tempfile::tempdir().unwrap();
-    testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()))
-        .put("hook-secret", &receiver.secret_text)
-        .unwrap();
+    let store =
+        testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()));
+    store.put("hook-secret", &receiver.secret_text).unwrap();
+    for (name, value) in secrets {
+        store.put(name, value).unwrap();
+    }
     let mut config = config(dir.path(), &receiver.url());
     edit(&mut config);
     let app = App::build(config, clock, policy).await.expect("app builds");

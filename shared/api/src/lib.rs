@@ -31,7 +31,7 @@ impl IntoResponse for Problem {
         let mut res = (status, axum::Json(self.0.to_problem_json())).into_response();
         res.headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
-        if status == StatusCode::UNAUTHORIZED {
+        if status == StatusCode::UNAUTHORIZED && self.0.slug == "unauthorized" {
             res.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
@@ -46,6 +46,7 @@ pub fn router(ingest: Arc<IngestService>) -> Router {
         .route("/v1/deadletters", get(list_dead_letters))
         .route("/v1/deadletters/redrive", post(redrive))
         .route("/v1/health", get(health))
+        .route("/v1/hooks/{source}", post(submit_hook))
         .route("/healthz", get(healthz))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
@@ -92,6 +93,60 @@ async fn submit_report(
             .insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     Ok(res)
+}
+
+struct HeaderLookup<'a>(&'a HeaderMap);
+
+impl testrelay_domain::hooks::Headers for HeaderLookup<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// A provider's signed delivery: 202 with the run, 200 with the same run for a delivery
+/// seen before (or for a verified event with nothing to relay).
+async fn submit_hook(
+    State(ingest): State<Arc<IngestService>>,
+    Path(source): Path<String>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Result<Response, Problem> {
+    use testrelay_domain::hook_ingest::{HookOutcome, HookRequest};
+    let limit = ingest.max_body_bytes();
+    let headers = request.headers().clone();
+    let declared =
+        header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
+    let too_large = || Problem(ApiError::body_too_large(limit));
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let body = axum::body::to_bytes(request.into_body(), limit)
+        .await
+        .map_err(|_| too_large())?;
+    let outcome = ingest
+        .submit_hook(HookRequest {
+            source: &source,
+            headers: &HeaderLookup(&headers),
+            query: query.as_deref(),
+            body,
+        })
+        .await
+        .map_err(Problem)?;
+    Ok(match outcome {
+        HookOutcome::Accepted(r) => {
+            let status = if r.replayed {
+                StatusCode::OK
+            } else {
+                StatusCode::ACCEPTED
+            };
+            (status, axum::Json(&r.accepted)).into_response()
+        }
+        HookOutcome::Ignored(why) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({ "ignored": why })),
+        )
+            .into_response(),
+    })
 }
 
 async fn run_status(

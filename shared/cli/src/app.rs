@@ -71,7 +71,8 @@ impl App {
             clock: clock.clone(),
             metrics: metrics.clone(),
         };
-        let ingest = Arc::new(IngestService::new(config.clone(), ports));
+        let hooks = testrelay_domain::hook_ingest::HookSecrets::resolve(&config, &secrets).await?;
+        let ingest = Arc::new(IngestService::new(config.clone(), ports).with_hooks(hooks));
         let delivery_ports = DeliveryPorts {
             runs: Arc::new(store.clone()),
             blobs,

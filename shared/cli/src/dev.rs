@@ -98,6 +98,7 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
             allow: vec![format!("{}/32", addr.ip())],
         },
         health: Default::default(),
+        hooks: Default::default(),
     };
     config.validate().map_err(|e| e.to_string())?;
     Ok((config, key))

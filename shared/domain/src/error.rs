@@ -32,6 +32,15 @@ impl ApiError {
     pub fn unauthorized(detail: impl Into<String>) -> Self {
         Self::new(401, "unauthorized", "Missing or invalid API key", detail)
     }
+    /// A hook request whose signature did not verify; the detail never says which part.
+    pub fn bad_signature() -> Self {
+        Self::new(
+            401,
+            "invalid-signature",
+            "Invalid signature",
+            "the request's signature could not be verified",
+        )
+    }
     pub fn forbidden(detail: impl Into<String>) -> Self {
         Self::new(403, "forbidden", "This API key may not do that", detail)
     }

@@ -83,9 +83,21 @@ pub struct RunStatus {
 }
 
 pub struct IngestService {
-    config: Arc<Config>,
+    pub(crate) config: Arc<Config>,
     keys: HashMap<String, ApiKeyConfig>,
     pub(crate) ports: Ports,
+    pub(crate) hooks: crate::hook_ingest::HookSecrets,
+}
+
+/// A report ready to be accepted.
+pub(crate) struct Accept {
+    pub project: ProjectName,
+    pub meta: RunMeta,
+    pub report: crate::model::Report,
+    /// The idempotency record that makes a repeat replay the first answer.
+    pub claim_key: Option<String>,
+    /// What a repeat must match (a hash of the request).
+    pub fingerprint: String,
 }
 
 /// Run metadata from the query string, checked.
@@ -107,7 +119,14 @@ impl IngestService {
             config,
             keys,
             ports,
+            hooks: Default::default(),
         }
+    }
+
+    /// The `[hooks.*]` sources' secrets (resolved at start): enables `/v1/hooks/{source}`.
+    pub fn with_hooks(mut self, hooks: crate::hook_ingest::HookSecrets) -> Self {
+        self.hooks = hooks;
+        self
     }
 
     /// The largest body accepted on the wire.
@@ -143,7 +162,7 @@ impl IngestService {
     pub async fn submit(&self, req: Submission) -> Result<SubmitResult, ApiError> {
         let key = self.authenticate(req.authorization.as_deref())?;
         let params = parse_params(req.query.as_deref().unwrap_or(""))?;
-        let project = self.config.projects.get(&params.project).ok_or_else(|| {
+        self.config.projects.get(&params.project).ok_or_else(|| {
             ApiError::not_found(format!(
                 "unknown project {:?}: it must be configured under [projects.{}]",
                 params.project.as_str(),
@@ -174,13 +193,35 @@ impl IngestService {
         )?;
         let report = parse::parse(&body, params.format)
             .map_err(|e| ApiError::invalid_report(e.to_string()))?;
-        let summary = report.summary();
-
-        let now = self.ports.clock.now_ms();
         let claim_key = idempotency_key
             .as_ref()
             .map(|k| format!("ingest/{}/{}", key.id, k.as_str()));
         let fingerprint = request_fingerprint(req.query.as_deref().unwrap_or(""), &req.body);
+        self.accept(Accept {
+            project: params.project,
+            meta: params.meta,
+            report,
+            claim_key,
+            fingerprint,
+        })
+        .await
+    }
+
+    /// Stores and enqueues a parsed, authorised report; with a `claim_key`, at most once
+    /// (a repeat with the same fingerprint replays the first answer).
+    pub(crate) async fn accept(&self, a: Accept) -> Result<SubmitResult, ApiError> {
+        let Accept {
+            project: project_name,
+            meta,
+            report,
+            claim_key,
+            fingerprint,
+        } = a;
+        let project = self.config.projects.get(&project_name).ok_or_else(|| {
+            ApiError::not_found(format!("unknown project {:?}", project_name.as_str()))
+        })?;
+        let summary = report.summary();
+        let now = self.ports.clock.now_ms();
         if let Some(claim_key) = &claim_key {
             match self
                 .ports
@@ -234,7 +275,7 @@ impl IngestService {
         let run = TestRun {
             run_id: run_id.clone(),
             received_at: received_at.clone(),
-            meta: params.meta.clone(),
+            meta,
             summary,
             report,
         };
@@ -273,7 +314,7 @@ impl IngestService {
         }
         tracing::info!(
             run_id = %run_id,
-            project = %params.project,
+            project = %project_name,
             tests = summary.total,
             failed = summary.failed + summary.errored,
             deliveries = connectors.len(),

@@ -11,6 +11,8 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod health;
+pub mod hook_ingest;
+pub mod hooks;
 pub mod ids;
 pub mod ingest;
 pub mod metrics;

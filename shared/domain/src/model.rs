@@ -11,6 +11,9 @@ pub enum Format {
     Junit,
     Ctrf,
     Playwright,
+    /// A GitHub Actions `workflow_run` / `check_run` event received on a hook (one test per
+    /// workflow or check run); never a report format of `/v1/reports`.
+    Github,
 }
 
 impl Format {
@@ -19,6 +22,7 @@ impl Format {
             Format::Junit => "junit",
             Format::Ctrf => "ctrf",
             Format::Playwright => "playwright",
+            Format::Github => "github",
         }
     }
 

@@ -203,6 +203,7 @@ fn check(
                 return Err(format!("{} tests parsed, {n} in the document", s.total));
             }
         }
+        Format::Github => return Err("the corpus holds no GitHub events".into()),
     }
     Ok(())
 }

@@ -30,6 +30,9 @@ pub struct Config {
     pub network: NetworkConfig,
     #[serde(default)]
     pub health: HealthConfig,
+    /// Inbound signed webhooks, by source name (`POST /v1/hooks/<source>`).
+    #[serde(default)]
+    pub hooks: BTreeMap<String, HookConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -253,6 +256,42 @@ impl ConnectorKind {
     }
 }
 
+/// An inbound webhook source (`[hooks.<source>]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HookConfig {
+    pub scheme: crate::hooks::SchemeName,
+    /// Every active secret (two during a rotation).
+    pub secrets: Vec<SecretRef>,
+    #[serde(default)]
+    pub format: HookFormat,
+    /// The project runs from this source belong to.
+    pub project: ProjectName,
+    /// Accepted clock difference, either way, for schemes that sign a timestamp.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_s: u64,
+    /// The generic scheme's settings (`scheme = "hmac"`).
+    #[serde(default)]
+    pub hmac: Option<crate::hooks::HmacScheme>,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// What a hook's body is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HookFormat {
+    /// A JUnit XML, CTRF or Playwright report, as on `/v1/reports` (metadata in the query).
+    #[default]
+    Report,
+    /// GitHub `workflow_run` / `check_run` events; completed ones become runs.
+    Github,
+    /// `{"report": ..., "format"?, "branch"?, "commit"?, "build_url"?, "environment"?}`.
+    Envelope,
+}
+
 /// Health checks (`[health]`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -439,6 +478,35 @@ impl Config {
                     a.as_str()
                 )),
                 Some(_) => {}
+            }
+        }
+        for (name, hook) in &self.hooks {
+            let at = format!("hooks.{name}");
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+            {
+                errors.push(format!("{at}: a source name is 1-64 of a-z, 0-9, - and _"));
+            }
+            if hook.secrets.is_empty() || hook.secrets.len() > 5 {
+                errors.push(format!("{at}.secrets: list 1 to 5 secrets"));
+            }
+            if !self.projects.contains_key(&hook.project) {
+                errors.push(format!(
+                    "{at}.project: unknown project {:?}",
+                    hook.project.as_str()
+                ));
+            }
+            if hook.tolerance_s == 0 || hook.tolerance_s > 3600 {
+                errors.push(format!("{at}.tolerance_s: must be between 1 and 3600"));
+            }
+            let generic = hook.scheme == crate::hooks::SchemeName::Hmac;
+            if generic != hook.hmac.is_some() {
+                errors.push(format!(
+                    "{at}.hmac: set [{at}.hmac] exactly when scheme = \"hmac\""
+                ));
             }
         }
         for (i, net) in self.network.allow.iter().enumerate() {
@@ -717,6 +785,36 @@ timeout_ms = 60000
             e.contains("t.toml: line 1: connectors.y: missing field `url`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn hook_sources_are_validated() {
+        let text = r#"
+[projects.web]
+
+[hooks.GitHub]
+scheme = "hmac"
+secrets = []
+project = "api"
+tolerance_s = 0
+"#;
+        let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();
+        for expected in [
+            "hooks.GitHub: a source name is 1-64 of a-z, 0-9, - and _",
+            "hooks.GitHub.secrets: list 1 to 5 secrets",
+            "hooks.GitHub.project: unknown project \"api\"",
+            "hooks.GitHub.tolerance_s: must be between 1 and 3600",
+            "hooks.GitHub.hmac: set [hooks.GitHub.hmac] exactly when scheme = \"hmac\"",
+        ] {
+            assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+        }
+        let e = Config::from_toml(
+            "[projects.web]\n[hooks.gh]\nscheme = \"gitlab\"\nsecrets = [{ env = \"X\" }]\nproject = \"web\"\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("t.toml: line 3") && e.contains("gitlab"), "{e}");
     }
 
     #[test]

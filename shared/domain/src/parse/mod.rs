@@ -108,6 +108,10 @@ pub fn parse(input: &[u8], format: Option<Format>) -> Result<Report, ReportError
         Format::Junit => junit::parse(body),
         Format::Ctrf => ctrf::parse(body),
         Format::Playwright => playwright::parse(body),
+        Format::Github => Err(ReportError::new(
+            Some(Format::Github),
+            "GitHub events are accepted on /v1/hooks/<source>, not as reports".to_string(),
+        )),
     }
 }
 
