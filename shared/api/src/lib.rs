@@ -60,11 +60,12 @@ fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<St
         .map(str::to_string)
 }
 
-async fn submit_report(
-    State(ingest): State<Arc<IngestService>>,
-    RawQuery(query): RawQuery,
+/// The request's headers and body, refused with 413 beyond `max_body_bytes` (by its
+/// declared length before reading, or while reading).
+async fn read_body(
+    ingest: &IngestService,
     request: Request,
-) -> Result<Response, Problem> {
+) -> Result<(HeaderMap, axum::body::Bytes), Problem> {
     let limit = ingest.max_body_bytes();
     let headers = request.headers().clone();
     let declared =
@@ -76,6 +77,15 @@ async fn submit_report(
     let body = axum::body::to_bytes(request.into_body(), limit)
         .await
         .map_err(|_| too_large())?;
+    Ok((headers, body))
+}
+
+async fn submit_report(
+    State(ingest): State<Arc<IngestService>>,
+    RawQuery(query): RawQuery,
+    request: Request,
+) -> Result<Response, Problem> {
+    let (headers, body) = read_body(&ingest, request).await?;
     let submission = Submission {
         authorization: header_str(&headers, header::AUTHORIZATION),
         query,
@@ -112,17 +122,7 @@ async fn submit_hook(
     request: Request,
 ) -> Result<Response, Problem> {
     use testrelay_domain::hook_ingest::{HookOutcome, HookRequest};
-    let limit = ingest.max_body_bytes();
-    let headers = request.headers().clone();
-    let declared =
-        header_str(&headers, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
-    let too_large = || Problem(ApiError::body_too_large(limit));
-    if declared.is_some_and(|n| n > limit) {
-        return Err(too_large());
-    }
-    let body = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| too_large())?;
+    let (headers, body) = read_body(&ingest, request).await?;
     let outcome = ingest
         .submit_hook(HookRequest {
             source: &source,
