@@ -379,6 +379,13 @@ async fn slack_envelope_stripe_and_generic_hmac() {
         again.json::<Value>().await.unwrap()["run_id"],
         first["run_id"]
     );
+    // A long or odd delivery id is hashed into the store key, and still dedupes.
+    let odd = vec![
+        ("x-signature", headers[0].1.clone()),
+        ("x-delivery", format!("{} /?#", "x".repeat(600))),
+    ];
+    assert_eq!(post(&t, "generic", "", &odd, report).await.status(), 202);
+    assert_eq!(post(&t, "generic", "", &odd, report).await.status(), 200);
 }
 
 struct Map(Vec<(&'static str, String)>);

@@ -109,10 +109,22 @@ impl IngestService {
                 }
             }
         };
-        let delivery = verified
-            .delivery_id
-            .map(|id| format!("id-{id}"))
-            .unwrap_or_else(|| format!("sig-{}", verified.signature_digest));
+        // Ids short and plain enough for any store key are used as they are; others hashed.
+        let delivery = match verified.delivery_id {
+            Some(id)
+                if id.len() <= 128
+                    && id
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) =>
+            {
+                format!("id-{id}")
+            }
+            Some(id) => {
+                use sha2::Digest;
+                format!("idh-{}", hex::encode(sha2::Sha256::digest(id.as_bytes())))
+            }
+            None => format!("sig-{}", verified.signature_digest),
+        };
         let fingerprint = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(&req.body))
