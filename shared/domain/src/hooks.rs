@@ -268,18 +268,8 @@ fn check(
     for secret in secrets {
         for candidate in candidates {
             let ok = match algorithm {
-                Algorithm::Sha256 => {
-                    let mut mac = Hmac::<Sha256>::new_from_slice(secret.key())
-                        .expect("HMAC takes keys of any length");
-                    parts.iter().for_each(|p| mac.update(p));
-                    mac.verify_slice(candidate).is_ok()
-                }
-                Algorithm::Sha512 => {
-                    let mut mac = Hmac::<Sha512>::new_from_slice(secret.key())
-                        .expect("HMAC takes keys of any length");
-                    parts.iter().for_each(|p| mac.update(p));
-                    mac.verify_slice(candidate).is_ok()
-                }
+                Algorithm::Sha256 => matches::<Hmac<Sha256>>(secret.key(), parts, candidate),
+                Algorithm::Sha512 => matches::<Hmac<Sha512>>(secret.key(), parts, candidate),
             };
             if ok {
                 return Ok(());
@@ -287,6 +277,13 @@ fn check(
         }
     }
     Err(Rejected::Mismatch)
+}
+
+/// Whether the MAC of `parts` under `key` is `candidate` (constant-time).
+fn matches<M: Mac + KeyInit>(key: &[u8], parts: &[&[u8]], candidate: &[u8]) -> bool {
+    let mut mac = <M as KeyInit>::new_from_slice(key).expect("HMAC takes keys of any length");
+    parts.iter().for_each(|p| mac.update(p));
+    mac.verify_slice(candidate).is_ok()
 }
 
 /// Unix seconds, digits only.
