@@ -295,19 +295,7 @@ async fn later_deliver(
     c: &dyn testrelay_domain::ports::Connector,
     run: &testrelay_domain::model::TestRun,
 ) -> String {
-    let mut message = testrelay_domain::ports::DeliveryMessage::new(
-        run.run_id.clone(),
-        testrelay_domain::ids::ConnectorName::parse("c").unwrap(),
-        c.kind(),
-    );
-    message.generation = 0;
-    let steps = testrelay_domain::steps::Steps::new(
-        Arc::new(h.store.clone()),
-        h.clock.clone(),
-        Arc::new(testrelay_domain::steps::NoFaults),
-        message,
-    );
-    c.deliver(run, &ctx("c", 0), &steps)
+    later_deliver_result(h, c, run)
         .await
         .unwrap()
         .external_ref
@@ -348,7 +336,7 @@ async fn later_deliver_result(
     h: &Harness,
     c: &dyn testrelay_domain::ports::Connector,
     run: &testrelay_domain::model::TestRun,
-) -> Result<(), String> {
+) -> Result<testrelay_domain::ports::Delivered, String> {
     let message = testrelay_domain::ports::DeliveryMessage::new(
         run.run_id.clone(),
         testrelay_domain::ids::ConnectorName::parse("c").unwrap(),
@@ -362,7 +350,6 @@ async fn later_deliver_result(
     );
     c.deliver(run, &ctx("c", 0), &steps)
         .await
-        .map(|_| ())
         .map_err(|e| e.to_string())
 }
 
