@@ -12,6 +12,9 @@ pub struct ApiError {
     pub status: u16,
     /// What exactly is wrong, precise enough to fix the request. Never contains secrets.
     pub detail: String,
+    /// Seconds after which a retry may succeed (`Retry-After`), for 503s that say so.
+    #[serde(skip)]
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -26,6 +29,7 @@ impl ApiError {
             title,
             status,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -98,6 +102,14 @@ impl ApiError {
     }
     pub fn unavailable(detail: impl Into<String>) -> Self {
         Self::new(503, "unavailable", "Temporarily unavailable", detail)
+    }
+
+    /// Too much is being parsed at once: retry after `seconds`.
+    pub fn busy(detail: impl Into<String>, seconds: u32) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..Self::new(503, "busy", "Too many reports in progress", detail)
+        }
     }
 
     pub fn type_uri(&self) -> String {

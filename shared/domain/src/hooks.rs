@@ -94,16 +94,12 @@ pub enum Rejected {
 pub struct Verified {
     /// The provider's id for this delivery, when it sends one.
     pub delivery_id: Option<String>,
+    /// Whether the signature covers `delivery_id` (Standard Webhooks signs it; GitHub's
+    /// `X-GitHub-Delivery` and a generic `id_header` are not signed: anyone who captured a
+    /// delivery can change them).
+    pub id_signed: bool,
     /// GitHub's `X-GitHub-Event`.
     pub event: Option<String>,
-    /// SHA-256 of the signature header: identifies a delivery when the provider sends no id
-    /// (a replayed request carries the same signature).
-    pub signature_digest: String,
-}
-
-fn digest(s: &str) -> String {
-    use sha2::Digest;
-    ::hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 /// One source's secret: the key bytes (`whsec_` secrets decoded; others as written).
@@ -167,8 +163,8 @@ pub fn verify(
             check(secrets, Algorithm::Sha256, &[body], &[sig])?;
             Ok(Verified {
                 delivery_id: headers.get("x-github-delivery").map(str::to_string),
+                id_signed: false,
                 event: headers.get("x-github-event").map(str::to_string),
-                signature_digest: digest(raw),
             })
         }
         SchemeName::StandardWebhooks => {
@@ -189,8 +185,8 @@ pub fn verify(
             )?;
             Ok(Verified {
                 delivery_id: Some(id.to_string()),
+                id_signed: true,
                 event: None,
-                signature_digest: digest(raw),
             })
         }
         SchemeName::Slack => {
@@ -205,10 +201,7 @@ pub fn verify(
                 &[b"v0:", raw_ts.trim().as_bytes(), b":", body],
                 &[sig],
             )?;
-            Ok(Verified {
-                signature_digest: digest(raw),
-                ..Verified::default()
-            })
+            Ok(Verified::default())
         }
         SchemeName::Stripe => {
             let raw = header("stripe-signature")?;
@@ -221,10 +214,7 @@ pub fn verify(
                 &[t.as_bytes(), b".", body],
                 &sigs,
             )?;
-            Ok(Verified {
-                signature_digest: digest(raw),
-                ..Verified::default()
-            })
+            Ok(Verified::default())
         }
         SchemeName::Hmac => {
             let h = hmac.ok_or(Rejected::Malformed)?;
@@ -251,8 +241,8 @@ pub fn verify(
                     .as_deref()
                     .and_then(|n| headers.get(n))
                     .map(str::to_string),
+                id_signed: false,
                 event: None,
-                signature_digest: digest(raw),
             })
         }
     }

@@ -9,6 +9,7 @@
 use crate::config::{ApiKeyConfig, Config, ConnectorKind, hash_api_key};
 use crate::error::ApiError;
 use crate::ids::{ConnectorName, IdempotencyKey, ProjectName, RunId};
+use crate::inflate::Inflight;
 use crate::model::{Format, RunMeta, Summary, TestRun};
 use crate::parse;
 use crate::ports::{
@@ -18,7 +19,6 @@ use crate::ports::{
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::Arc;
 
 /// How long a completed `Idempotency-Key` is remembered.
@@ -41,7 +41,7 @@ pub struct Ports {
 }
 
 /// A report upload as the HTTP edge received it.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Submission {
     pub authorization: Option<String>,
     /// The raw query string, without `?`.
@@ -49,6 +49,22 @@ pub struct Submission {
     pub content_encoding: Option<String>,
     pub idempotency_key: Option<String>,
     pub body: Bytes,
+}
+
+/// Never prints the bearer token (nor the body).
+impl std::fmt::Debug for Submission {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submission")
+            .field(
+                "authorization",
+                &self.authorization.as_ref().map(|_| "[redacted]"),
+            )
+            .field("query", &self.query)
+            .field("content_encoding", &self.content_encoding)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("body_bytes", &self.body.len())
+            .finish()
+    }
 }
 
 /// The 202 answer.
@@ -87,6 +103,8 @@ pub struct IngestService {
     keys: HashMap<String, ApiKeyConfig>,
     pub(crate) ports: Ports,
     pub(crate) hooks: crate::hook_ingest::HookSecrets,
+    /// Inflated bytes being parsed at once, across requests.
+    pub(crate) inflight: Inflight,
 }
 
 /// A report ready to be accepted.
@@ -98,6 +116,8 @@ pub(crate) struct Accept {
     pub claim_key: Option<String>,
     /// What a repeat must match (a hash of the request).
     pub fingerprint: String,
+    /// Bytes of the memory budget left for the stored JSON (see `parse::limits`).
+    pub blob_budget: usize,
 }
 
 /// Run metadata from the query string, checked.
@@ -115,11 +135,13 @@ impl IngestService {
             .iter()
             .map(|k| (k.sha256.to_ascii_lowercase(), k.clone()))
             .collect();
+        let inflight = Inflight::new(config.server.max_inflight_bytes);
         IngestService {
             config,
             keys,
             ports,
             hooks: Default::default(),
+            inflight,
         }
     }
 
@@ -186,25 +208,43 @@ impl IngestService {
         if req.body.len() > max_wire {
             return Err(ApiError::body_too_large(max_wire));
         }
-        let body = decode_body(
+        let fingerprint = request_fingerprint(req.query.as_deref().unwrap_or(""), &req.body);
+        // Held until the run is stored: what is being parsed counts against the budget.
+        let (body, _reservation) = self.inflight.decode(
             &req.body,
             req.content_encoding.as_deref(),
             self.config.server.max_decompressed_bytes,
         )?;
-        let report = parse::parse(&body, params.format)
-            .map_err(|e| ApiError::invalid_report(e.to_string()))?;
+        drop(req);
+        let (report, blob_budget) = self.parse_report(&body, params.format)?;
+        drop(body);
         let claim_key = idempotency_key
             .as_ref()
             .map(|k| format!("ingest/{}/{}", key.id, k.as_str()));
-        let fingerprint = request_fingerprint(req.query.as_deref().unwrap_or(""), &req.body);
         self.accept(Accept {
             project: params.project,
             meta: params.meta,
             report,
             claim_key,
             fingerprint,
+            blob_budget,
         })
         .await
+    }
+
+    /// Parses within the configured limits; a 400 names what and where, a 413 the limit.
+    /// Also answers the bytes of the memory budget left for the stored JSON.
+    pub(crate) fn parse_report(
+        &self,
+        body: &[u8],
+        format: Option<Format>,
+    ) -> Result<(crate::model::Report, usize), ApiError> {
+        let limits = parse::Limits {
+            max_cases: self.config.server.max_cases_per_report,
+        };
+        let parsed = parse::parse_with(body, format, &limits).map_err(report_error)?;
+        let left = parse::limits::memory_budget(body.len()).saturating_sub(parsed.heap_bytes);
+        Ok((parsed.report, left))
     }
 
     /// Stores and enqueues a parsed, authorised report; with a `claim_key`, at most once
@@ -216,6 +256,7 @@ impl IngestService {
             report,
             claim_key,
             fingerprint,
+            blob_budget,
         } = a;
         let project = self.config.projects.get(&project_name).ok_or_else(|| {
             ApiError::not_found(format!("unknown project {:?}", project_name.as_str()))
@@ -292,7 +333,25 @@ impl IngestService {
                 .collect(),
             summary,
         };
-        let result = self.store_and_enqueue(&run, &connectors).await;
+        let result = match encode_run(&run, blob_budget) {
+            Ok(blob) => {
+                // The stored JSON replaces the model: both are never held longer than needed.
+                let record = RunRecord {
+                    run_id: run.run_id.clone(),
+                    received_at: run.received_at.clone(),
+                    meta: run.meta.clone(),
+                    format: run.report.format,
+                    summary: run.summary,
+                    deliveries: connectors
+                        .iter()
+                        .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
+                        .collect(),
+                };
+                drop(run);
+                self.store_and_enqueue(blob, record, &connectors).await
+            }
+            Err(e) => Err(e),
+        };
         if let Err(e) = result {
             if let Some(k) = &claim_key {
                 // Let the client's retry redo the work; every step above is idempotent.
@@ -332,26 +391,16 @@ impl IngestService {
 
     async fn store_and_enqueue(
         &self,
-        run: &TestRun,
+        blob: Vec<u8>,
+        record: RunRecord,
         connectors: &[(ConnectorName, ConnectorKind)],
     ) -> Result<(), ApiError> {
-        let blob = serde_json::to_vec(run).expect("serialisable");
+        let run = &record;
         self.ports
             .blobs
             .put(&run_blob_key(&run.run_id), Bytes::from(blob))
             .await
             .map_err(|e| store_unavailable(&e))?;
-        let record = RunRecord {
-            run_id: run.run_id.clone(),
-            received_at: run.received_at.clone(),
-            meta: run.meta.clone(),
-            format: run.report.format,
-            summary: run.summary,
-            deliveries: connectors
-                .iter()
-                .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
-                .collect(),
-        };
         let created = self
             .ports
             .runs
@@ -399,6 +448,41 @@ impl IngestService {
             record,
         })
     }
+}
+
+/// The report error users see: 413 for a limit, 400 for anything unreadable.
+pub(crate) fn report_error(e: parse::ReportError) -> ApiError {
+    if e.too_large {
+        ApiError::too_large(e.to_string())
+    } else {
+        ApiError::invalid_report(e.to_string())
+    }
+}
+
+/// The run as stored, sized exactly (counted first, then written once) and refused (413)
+/// when it would take more than `budget` bytes.
+pub fn encode_run(run: &TestRun, budget: usize) -> Result<Vec<u8>, ApiError> {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, run).expect("serialisable");
+    if count.0 > budget {
+        return Err(ApiError::too_large(format!(
+            "the report would be stored as {} bytes of JSON, more than its memory budget allows ({budget} bytes left): names, describe titles or class names repeated across many tests make it far larger than it is on the wire",
+            count.0
+        )));
+    }
+    let mut blob = Vec::with_capacity(count.0);
+    serde_json::to_writer(&mut blob, run).expect("serialisable");
+    Ok(blob)
 }
 
 fn store_unavailable(e: &crate::ports::StoreError) -> ApiError {
@@ -485,75 +569,9 @@ fn parse_params(query: &str) -> Result<Params, ApiError> {
     })
 }
 
-/// Undoes `Content-Encoding: gzip` (or a gzip body sent without the header), refusing to
-/// inflate past `cap` bytes: a small bomb must not take the process's memory.
-pub fn decode_body(body: &[u8], encoding: Option<&str>, cap: usize) -> Result<Bytes, ApiError> {
-    let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
-    let gzipped = match encoding.as_deref() {
-        None | Some("") | Some("identity") => body.starts_with(&[0x1f, 0x8b]),
-        Some("gzip") | Some("x-gzip") => true,
-        Some(other) => {
-            return Err(ApiError::unsupported_encoding(format!(
-                "Content-Encoding {other:?} is not supported; send gzip or no encoding"
-            )));
-        }
-    };
-    if !gzipped {
-        return Ok(Bytes::copy_from_slice(body));
-    }
-    let mut out = Vec::with_capacity((body.len() * 4).min(cap));
-    let mut decoder = flate2::read::MultiGzDecoder::new(body).take(cap as u64 + 1);
-    decoder
-        .read_to_end(&mut out)
-        .map_err(|e| ApiError::bad_request(format!("the gzip body is corrupt: {e}")))?;
-    if out.len() > cap {
-        return Err(ApiError::too_large(format!(
-            "the report is larger than {cap} bytes after decompression"
-        )));
-    }
-    Ok(Bytes::from(out))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::Write;
-
-    fn gzip(data: &[u8]) -> Vec<u8> {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        e.write_all(data).unwrap();
-        e.finish().unwrap()
-    }
-
-    #[test]
-    fn decodes_gzip_with_and_without_header() {
-        let z = gzip(b"<testsuite/>");
-        assert_eq!(
-            &decode_body(&z, Some("gzip"), 100).unwrap()[..],
-            b"<testsuite/>"
-        );
-        assert_eq!(&decode_body(&z, None, 100).unwrap()[..], b"<testsuite/>");
-        assert_eq!(&decode_body(b"plain", None, 100).unwrap()[..], b"plain");
-    }
-
-    #[test]
-    fn refuses_bombs_corruption_and_unknown_encodings() {
-        let bomb = gzip(&vec![b'a'; 10_000_000]);
-        assert!(bomb.len() < 50_000);
-        assert_eq!(
-            decode_body(&bomb, Some("gzip"), 1_000_000)
-                .unwrap_err()
-                .status,
-            413
-        );
-        assert_eq!(
-            decode_body(b"\x1f\x8bjunk", Some("gzip"), 100)
-                .unwrap_err()
-                .status,
-            400
-        );
-        assert_eq!(decode_body(b"x", Some("br"), 100).unwrap_err().status, 415);
-    }
 
     #[test]
     fn query_parameters_are_checked() {

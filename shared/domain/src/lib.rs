@@ -14,6 +14,7 @@ pub mod health;
 pub mod hook_ingest;
 pub mod hooks;
 pub mod ids;
+pub mod inflate;
 pub mod ingest;
 pub mod metrics;
 pub mod model;

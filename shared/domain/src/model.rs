@@ -3,6 +3,7 @@
 //! never see JUnit, CTRF or Playwright specifics.
 
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 /// The report formats testrelay reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -66,8 +67,9 @@ pub struct Property {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TestCase {
     pub name: String,
+    /// Shared by every case of the same class or describe block: parsers build it once.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub classname: Option<String>,
+    pub classname: Option<Arc<str>>,
     pub status: Status,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration_ms: Option<f64>,

@@ -14,6 +14,8 @@ use std::path::PathBuf;
 
 pub const DEFAULT_MAX_BODY_BYTES: usize = 6 * 1024 * 1024;
 pub const DEFAULT_MAX_DECOMPRESSED_BYTES: usize = 64 * 1024 * 1024;
+/// Two largest reports at once.
+pub const DEFAULT_MAX_INFLIGHT_BYTES: usize = 2 * DEFAULT_MAX_DECOMPRESSED_BYTES;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -50,6 +52,13 @@ pub struct ServerConfig {
     /// Largest report accepted after `Content-Encoding: gzip` is undone.
     #[serde(default = "default_max_decompressed")]
     pub max_decompressed_bytes: usize,
+    /// Reports with more test cases are refused (413).
+    #[serde(default = "default_max_cases")]
+    pub max_cases_per_report: usize,
+    /// Inflated report bytes being parsed at once, across requests; past it new reports are
+    /// answered 503 with `Retry-After` instead of growing the process.
+    #[serde(default = "default_max_inflight")]
+    pub max_inflight_bytes: usize,
     /// How many deliveries one worker runs at once (`testrelay serve`).
     #[serde(default = "default_concurrency")]
     pub delivery_concurrency: usize,
@@ -71,6 +80,12 @@ fn default_max_body() -> usize {
 fn default_max_decompressed() -> usize {
     DEFAULT_MAX_DECOMPRESSED_BYTES
 }
+fn default_max_cases() -> usize {
+    crate::parse::limits::DEFAULT_MAX_CASES
+}
+fn default_max_inflight() -> usize {
+    DEFAULT_MAX_INFLIGHT_BYTES
+}
 fn default_concurrency() -> usize {
     32
 }
@@ -82,6 +97,8 @@ impl Default for ServerConfig {
             data_dir: default_data_dir(),
             max_body_bytes: default_max_body(),
             max_decompressed_bytes: default_max_decompressed(),
+            max_cases_per_report: default_max_cases(),
+            max_inflight_bytes: default_max_inflight(),
             delivery_concurrency: default_concurrency(),
             public_url: None,
         }
@@ -273,6 +290,10 @@ pub struct HookConfig {
     /// The generic scheme's settings (`scheme = "hmac"`).
     #[serde(default)]
     pub hmac: Option<crate::hooks::HmacScheme>,
+    /// Accept `branch`, `commit` and `environment` from the (unsigned) query string of a
+    /// `format = "report"` source. Off by default: the query is not covered by the signature.
+    #[serde(default)]
+    pub query_metadata: bool,
 }
 
 fn default_tolerance() -> u64 {
@@ -406,6 +427,14 @@ impl Config {
                 "server.max_decompressed_bytes: must be at least server.max_body_bytes".into(),
             );
         }
+        if s.max_cases_per_report == 0 {
+            errors.push("server.max_cases_per_report: must be greater than 0".into());
+        }
+        if s.max_inflight_bytes < s.max_decompressed_bytes {
+            errors.push(
+                "server.max_inflight_bytes: must be at least server.max_decompressed_bytes (else the largest report could never be accepted)".into(),
+            );
+        }
         if s.delivery_concurrency == 0 || s.delivery_concurrency > 1024 {
             errors.push("server.delivery_concurrency: must be between 1 and 1024".into());
         }
@@ -501,6 +530,11 @@ impl Config {
             }
             if hook.tolerance_s == 0 || hook.tolerance_s > 3600 {
                 errors.push(format!("{at}.tolerance_s: must be between 1 and 3600"));
+            }
+            if hook.query_metadata && hook.format != HookFormat::Report {
+                errors.push(format!(
+                    "{at}.query_metadata: only a format = \"report\" source reads its query string"
+                ));
             }
             let generic = hook.scheme == crate::hooks::SchemeName::Hmac;
             if generic != hook.hmac.is_some() {

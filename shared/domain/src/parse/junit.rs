@@ -3,32 +3,39 @@
 //! testcase properties, CDATA, a BOM and huge `system-out` blocks (skipped without copying).
 //!
 //! The reader is a streaming pull parser over the input slice: text is borrowed, not copied,
-//! except where the model keeps it (messages and traces, which are capped).
+//! except where the model keeps it (names, messages and traces, all capped; see
+//! [`super::limits`]). Only nested `<testsuite>`s recurse, at most [`MAX_DEPTH`] deep; every
+//! other element is skipped or read iteratively. A class name shared by consecutive cases is
+//! kept once.
 
 use super::ReportError;
-use super::text::{push_capped, seconds_to_ms};
+use super::limits::{
+    Budget, MAX_ATTRIBUTES, MAX_DEPTH, MESSAGE_CAP, NAME_CAP, TRACE_CAP, VALUE_CAP,
+};
+use super::text::{cap_owned, capped, push_capped, seconds_to_ms};
 use crate::model::{Format, Property, Report, Status, Suite, TestCase};
 use quick_xml::XmlVersion;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesRef, BytesStart, Event};
 use quick_xml::reader::Reader;
+use std::sync::Arc;
 
-/// Failure messages longer than this are cut: they are headlines, not logs.
-const MESSAGE_CAP: usize = 4 * 1024;
-/// Stack traces are cut here; connectors truncate further for their own limits.
-const TRACE_CAP: usize = 64 * 1024;
-
-pub fn parse(input: &[u8]) -> Result<Report, ReportError> {
+pub fn parse(input: &[u8], budget: &mut Budget) -> Result<Report, ReportError> {
     let mut p = Parser {
         input,
         reader: Reader::from_reader(input),
+        budget,
+        classname: None,
     };
     p.document()
 }
 
-struct Parser<'a> {
+struct Parser<'a, 'b> {
     input: &'a [u8],
     reader: Reader<&'a [u8]>,
+    budget: &'b mut Budget,
+    /// The last class name read: the next case with the same one shares it.
+    classname: Option<Arc<str>>,
 }
 
 /// What a `<failure>`, `<error>`, `<skipped>` or Surefire rerun element said.
@@ -38,9 +45,46 @@ struct Outcome {
     text: String,
 }
 
-impl<'a> Parser<'a> {
+impl<'a> Parser<'a, '_> {
     fn error(&self, message: impl Into<String>, offset: u64) -> ReportError {
         ReportError::new(Some(Format::Junit), message).at(self.input, offset)
+    }
+
+    fn over(&self, e: super::limits::Exceeded, offset: u64) -> ReportError {
+        let (line, column) = super::text::line_col(self.input, offset as usize);
+        ReportError::exceeded(Format::Junit, e).at_line(line as usize, column as usize)
+    }
+
+    fn charge_case(&mut self, case: &TestCase, pos: u64) -> Result<(), ReportError> {
+        self.budget.case(case).map_err(|e| self.over(e, pos))
+    }
+
+    fn charge_suite(&mut self, suite: &Suite, pos: u64) -> Result<(), ReportError> {
+        self.budget.suite(suite).map_err(|e| self.over(e, pos))
+    }
+
+    /// The element's attributes, refused past [`MAX_ATTRIBUTES`] (quick-xml's duplicate check
+    /// is quadratic in their number).
+    fn attributes<'s>(
+        &self,
+        start: &'s BytesStart<'a>,
+        pos: u64,
+    ) -> Result<Vec<Attribute<'s>>, ReportError> {
+        let mut out = Vec::new();
+        for attr in start.attributes() {
+            if out.len() == MAX_ATTRIBUTES {
+                let tag = start.local_name().as_ref().to_string();
+                return Err(self.error(
+                    format!(
+                        "<{}> has more than {MAX_ATTRIBUTES} attributes",
+                        capped(&tag, 64)
+                    ),
+                    pos,
+                ));
+            }
+            out.push(attr.map_err(|e| self.error(format!("malformed attribute: {e}"), pos))?);
+        }
+        Ok(out)
     }
 
     fn next(&mut self) -> Result<Event<'a>, ReportError> {
@@ -82,7 +126,7 @@ impl<'a> Parser<'a> {
                     };
                     match e.local_name().as_ref() {
                         "testsuites" => self.testsuites(&e, empty, pos, &mut suites)?,
-                        "testsuite" => self.testsuite(&e, empty, pos, "", &mut suites)?,
+                        "testsuite" => self.testsuite(&e, empty, pos, "", 1, &mut suites)?,
                         other => {
                             let other = other.to_string();
                             return Err(self.error(
@@ -119,10 +163,9 @@ impl<'a> Parser<'a> {
         out: &mut Vec<Suite>,
     ) -> Result<(), ReportError> {
         let mut name = String::new();
-        for attr in start.attributes() {
-            let attr = self.attr(attr, open_pos)?;
+        for attr in self.attributes(start, open_pos)? {
             if attr.key.local_name().as_ref() == "name" {
-                name = self.value(&attr, open_pos)?;
+                name = self.name(&attr, open_pos)?;
             }
         }
         if empty {
@@ -142,8 +185,12 @@ impl<'a> Parser<'a> {
                         unreachable!()
                     };
                     match e.local_name().as_ref() {
-                        "testsuite" => self.testsuite(&e, empty, pos, "", out)?,
-                        "testcase" => loose.push(self.testcase(&e, empty, pos)?),
+                        "testsuite" => self.testsuite(&e, empty, pos, "", 1, out)?,
+                        "testcase" => {
+                            let case = self.testcase(&e, empty, pos)?;
+                            self.charge_case(&case, pos)?;
+                            loose.push(case);
+                        }
                         _ if !empty => self.skip(&e)?,
                         _ => {}
                     }
@@ -152,13 +199,15 @@ impl<'a> Parser<'a> {
             }
         }
         if !loose.is_empty() {
-            out.push(Suite {
+            let suite = Suite {
                 name,
                 file: None,
                 duration_ms: None,
                 properties: Vec::new(),
                 cases: loose,
-            });
+            };
+            self.charge_suite(&suite, open_pos)?;
+            out.push(suite);
         }
         Ok(())
     }
@@ -169,8 +218,15 @@ impl<'a> Parser<'a> {
         empty: bool,
         open_pos: u64,
         parent: &str,
+        depth: usize,
         out: &mut Vec<Suite>,
     ) -> Result<(), ReportError> {
+        if depth > MAX_DEPTH {
+            return Err(self.error(
+                format!("<testsuite> elements nested more than {MAX_DEPTH} deep"),
+                open_pos,
+            ));
+        }
         let mut suite = Suite {
             name: String::new(),
             file: None,
@@ -178,18 +234,26 @@ impl<'a> Parser<'a> {
             properties: Vec::new(),
             cases: Vec::new(),
         };
-        for attr in start.attributes() {
-            let attr = self.attr(attr, open_pos)?;
+        for attr in self.attributes(start, open_pos)? {
             match attr.key.local_name().as_ref() {
-                "name" => suite.name = self.value(&attr, open_pos)?,
+                "name" => suite.name = self.name(&attr, open_pos)?,
                 "time" => suite.duration_ms = seconds_to_ms(&self.value(&attr, open_pos)?),
-                "file" | "filepath" => suite.file = Some(self.value(&attr, open_pos)?),
+                "file" | "filepath" => suite.file = Some(self.name(&attr, open_pos)?),
                 _ => {}
             }
         }
         if !parent.is_empty() {
-            suite.name = format!("{parent} / {}", suite.name);
+            // Built once per suite and cut like any name, so deep nesting cannot multiply it.
+            let mut joined = String::new();
+            let full = push_capped(&mut joined, parent, NAME_CAP)
+                && push_capped(&mut joined, " / ", NAME_CAP)
+                && push_capped(&mut joined, &suite.name, NAME_CAP);
+            if !full {
+                joined.push('…');
+            }
+            suite.name = joined;
         }
+        self.charge_suite(&suite, open_pos)?;
         let index = out.len();
         out.push(suite);
         if empty {
@@ -208,14 +272,22 @@ impl<'a> Parser<'a> {
                     match e.local_name().as_ref() {
                         "testcase" => {
                             let case = self.testcase(&e, empty, pos)?;
+                            self.charge_case(&case, pos)?;
                             out[index].cases.push(case);
                         }
                         "testsuite" => {
                             let name = out[index].name.clone();
-                            self.testsuite(&e, empty, pos, &name, out)?;
+                            self.testsuite(&e, empty, pos, &name, depth + 1, out)?;
                         }
                         "properties" if !empty => {
                             let props = self.properties()?;
+                            let bytes: usize = props
+                                .iter()
+                                .map(|p| {
+                                    std::mem::size_of::<Property>() + p.name.len() + p.value.len()
+                                })
+                                .sum();
+                            self.budget.charge(bytes).map_err(|e| self.over(e, pos))?;
                             out[index].properties = props;
                         }
                         _ if !empty => self.skip(&e)?,
@@ -238,13 +310,15 @@ impl<'a> Parser<'a> {
         // gtest, tst and others mark tests that never ran with an attribute instead of
         // a <skipped/> child.
         let mut marked_not_run = false;
-        for attr in start.attributes() {
-            let attr = self.attr(attr, open_pos)?;
+        for attr in self.attributes(start, open_pos)? {
             match attr.key.local_name().as_ref() {
-                "name" => case.name = self.value(&attr, open_pos)?,
-                "classname" => case.classname = Some(self.value(&attr, open_pos)?),
+                "name" => case.name = self.name(&attr, open_pos)?,
+                "classname" => {
+                    let name = self.name(&attr, open_pos)?;
+                    case.classname = Some(self.shared_classname(name, open_pos)?);
+                }
                 "time" => case.duration_ms = seconds_to_ms(&self.value(&attr, open_pos)?),
-                "file" => case.file = Some(self.value(&attr, open_pos)?),
+                "file" => case.file = Some(self.name(&attr, open_pos)?),
                 "line" => case.line = self.value(&attr, open_pos)?.trim().parse().ok(),
                 "status" | "result" => {
                     let v = self.value(&attr, open_pos)?.to_ascii_lowercase();
@@ -346,15 +420,14 @@ impl<'a> Parser<'a> {
             kind: None,
             text: String::new(),
         };
-        for attr in start.attributes() {
-            let attr = self.attr(attr, open_pos)?;
+        for attr in self.attributes(start, open_pos)? {
             match attr.key.local_name().as_ref() {
                 "message" => {
                     let mut m = String::new();
                     push_capped(&mut m, self.value(&attr, open_pos)?.trim(), MESSAGE_CAP);
                     out.message = Some(m).filter(|m| !m.is_empty());
                 }
-                "type" => out.kind = Some(self.value(&attr, open_pos)?),
+                "type" => out.kind = Some(self.name(&attr, open_pos)?),
                 _ => {}
             }
         }
@@ -426,17 +499,16 @@ impl<'a> Parser<'a> {
         open_pos: u64,
     ) -> Result<Option<Property>, ReportError> {
         let (mut name, mut value) = (None, None);
-        for attr in start.attributes() {
-            let attr = self.attr(attr, open_pos)?;
+        for attr in self.attributes(start, open_pos)? {
             match attr.key.local_name().as_ref() {
-                "name" => name = Some(self.value(&attr, open_pos)?),
-                "value" => value = Some(self.value(&attr, open_pos)?),
+                "name" => name = Some(self.name(&attr, open_pos)?),
+                "value" => value = Some(cap_owned(self.value(&attr, open_pos)?, VALUE_CAP)),
                 _ => {}
             }
         }
         if !empty {
             let mut text = String::new();
-            self.text_content(open_pos, "property", &mut text, TRACE_CAP)?;
+            self.text_content(open_pos, "property", &mut text, VALUE_CAP)?;
             if value.is_none() {
                 value = Some(text.trim().to_string());
             }
@@ -460,15 +532,27 @@ impl<'a> Parser<'a> {
         }
     }
 
-    fn attr(
-        &self,
-        attr: Result<Attribute<'a>, quick_xml::events::attributes::AttrError>,
-        pos: u64,
-    ) -> Result<Attribute<'a>, ReportError> {
-        attr.map_err(|e| self.error(format!("malformed attribute: {e}"), pos))
+    /// A name-like attribute (suite, test, class, file, property name), cut to [`NAME_CAP`].
+    fn name(&self, attr: &Attribute<'_>, pos: u64) -> Result<String, ReportError> {
+        Ok(cap_owned(self.value(attr, pos)?, NAME_CAP))
     }
 
-    fn value(&self, attr: &Attribute<'a>, pos: u64) -> Result<String, ReportError> {
+    /// The previous case's class name when it is the same, else a new shared one.
+    fn shared_classname(&mut self, name: String, pos: u64) -> Result<Arc<str>, ReportError> {
+        if let Some(last) = &self.classname
+            && **last == *name
+        {
+            return Ok(last.clone());
+        }
+        self.budget
+            .charge(name.len() + 2 * std::mem::size_of::<usize>())
+            .map_err(|e| self.over(e, pos))?;
+        let shared: Arc<str> = name.into();
+        self.classname = Some(shared.clone());
+        Ok(shared)
+    }
+
+    fn value(&self, attr: &Attribute<'_>, pos: u64) -> Result<String, ReportError> {
         attr.normalized_value(XmlVersion::Implicit1_0)
             .map(|v| v.into_owned())
             .map_err(|e| self.error(format!("bad attribute value: {e}"), pos))
@@ -528,8 +612,89 @@ fn first_line(text: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
-    use crate::model::Status;
+    use crate::model::{Format, Report, Status};
+    use crate::parse::limits::{Limits, MAX_ATTRIBUTES, MAX_DEPTH, NAME_CAP};
+    use crate::parse::{ReportError, parse_with};
+
+    fn parse(xml: &[u8]) -> Result<Report, ReportError> {
+        crate::parse::parse(xml, Some(Format::Junit))
+    }
+
+    #[test]
+    fn nesting_past_the_cap_is_refused_with_its_line() {
+        let mut xml = String::from("<testsuites>\n");
+        for _ in 0..=MAX_DEPTH {
+            xml.push_str("<testsuite name=\"s\">\n");
+        }
+        let e = parse(xml.as_bytes()).unwrap_err();
+        assert!(e.message.contains("nested more than 32 deep"), "{e}");
+        assert_eq!(e.line, Some(MAX_DEPTH as u64 + 2), "{e}");
+        assert!(!e.too_large);
+        // At the cap it still parses.
+        let mut ok = String::new();
+        for _ in 0..MAX_DEPTH {
+            ok.push_str("<testsuite name=\"s\">");
+        }
+        ok.push_str("<testcase name=\"t\"/>");
+        ok.push_str(&"</testsuite>".repeat(MAX_DEPTH));
+        let r = parse(ok.as_bytes()).unwrap();
+        assert_eq!(r.summary().total, 1);
+    }
+
+    #[test]
+    fn names_are_cut_and_joined_names_cannot_multiply() {
+        let long = "n".repeat(6000);
+        let xml = format!(
+            "<testsuite name=\"{long}\"><testsuite name=\"{long}\"><testcase name=\"{long}\" classname=\"{long}\"/></testsuite></testsuite>"
+        );
+        let r = parse(xml.as_bytes()).unwrap();
+        for s in &r.suites {
+            assert!(s.name.len() <= NAME_CAP + 3, "{}", s.name.len());
+            assert!(s.name.ends_with('…'));
+        }
+        let case = &r.suites[1].cases[0];
+        assert!(case.name.len() <= NAME_CAP + 3);
+        assert!(case.classname.as_deref().unwrap().len() <= NAME_CAP + 3);
+    }
+
+    #[test]
+    fn a_class_name_is_shared_by_consecutive_cases() {
+        let r = parse(br#"<testsuite><testcase name="a" classname="k.C"/><testcase name="b" classname="k.C"/></testsuite>"#).unwrap();
+        let (a, b) = (&r.suites[0].cases[0], &r.suites[0].cases[1]);
+        assert!(std::sync::Arc::ptr_eq(
+            a.classname.as_ref().unwrap(),
+            b.classname.as_ref().unwrap()
+        ));
+    }
+
+    #[test]
+    fn too_many_attributes_are_refused() {
+        let attrs: String = (0..=MAX_ATTRIBUTES)
+            .map(|i| format!(" a{i}=\"x\""))
+            .collect();
+        let xml = format!("<testsuite>\n<testcase name=\"t\"{attrs}/></testsuite>");
+        let e = parse(xml.as_bytes()).unwrap_err();
+        assert!(e.message.contains("more than 64 attributes"), "{e}");
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn case_cap_and_memory_budget_answer_too_large() {
+        let xml = format!(
+            "<testsuite>{}</testsuite>",
+            "<testcase name=\"t\"/>".repeat(11)
+        );
+        let e = parse_with(xml.as_bytes(), None, &Limits { max_cases: 10 }).unwrap_err();
+        assert!(
+            e.too_large && e.message.contains("more than 10 test cases"),
+            "{e}"
+        );
+        // Tiny cases cost far more in memory than on the wire: the budget stops them.
+        let xml = format!("<testsuite>{}</testsuite>", "<testcase/>".repeat(200_000));
+        let e = parse(xml.as_bytes()).unwrap_err();
+        assert!(e.too_large && e.message.contains("once parsed"), "{e}");
+        assert!(e.line.is_some());
+    }
 
     #[test]
     fn reads_a_single_testsuite_root_with_all_outcomes() {

@@ -5,13 +5,19 @@
 //! what is wrong and where (line and column for XML and JSON). Nothing is guessed silently:
 //! an XML document with a DOCTYPE is refused outright (no entity is ever expanded, so XXE and
 //! "billion laughs" cannot happen), and unknown entity references are errors.
+//!
+//! No parser recurses on the input's depth without a cap, and every one charges what it
+//! keeps to a [`limits::Budget`]: see [`limits`] for what a report may cost.
 
 mod ctrf;
+mod json;
 mod junit;
+pub mod limits;
 mod playwright;
 mod text;
 
 use crate::model::{Format, Report};
+pub use limits::Limits;
 use std::fmt;
 
 /// Why a report was rejected. `Display` gives the message users see in problem+json `detail`.
@@ -22,6 +28,8 @@ pub struct ReportError {
     /// 1-based line and column of the problem, when the parser knows it.
     pub line: Option<u64>,
     pub column: Option<u64>,
+    /// The report is readable but over a size limit (413), not malformed (400).
+    pub too_large: bool,
 }
 
 impl ReportError {
@@ -31,6 +39,14 @@ impl ReportError {
             message: message.into(),
             line: None,
             column: None,
+            too_large: false,
+        }
+    }
+
+    fn exceeded(format: Format, e: limits::Exceeded) -> Self {
+        ReportError {
+            too_large: true,
+            ..Self::new(Some(format), e.to_string())
         }
     }
 
@@ -63,6 +79,11 @@ impl fmt::Display for ReportError {
 
 impl std::error::Error for ReportError {}
 
+/// A value from a request, short enough to quote in an error message.
+pub fn shown(s: &str) -> String {
+    text::capped(s, 64)
+}
+
 /// Guesses the format from the first meaningful bytes and, for JSON, the top-level keys.
 pub fn detect(input: &[u8]) -> Result<Format, ReportError> {
     let body = text::strip_bom(input);
@@ -78,41 +99,103 @@ pub fn detect(input: &[u8]) -> Result<Format, ReportError> {
     }
 }
 
+/// The top-level keys of a JSON object, read without keeping them: only whether the keys
+/// that tell the formats apart are there, and the first few for the error message.
+#[derive(Default)]
+struct TopKeys {
+    results: bool,
+    suites: bool,
+    config: bool,
+    first: Vec<String>,
+}
+
+impl<'de> serde::de::Visitor<'de> for TopKeys {
+    type Value = TopKeys;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(mut self, mut map: A) -> Result<Self, A::Error> {
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "results" => self.results = true,
+                "suites" => self.suites = true,
+                "config" => self.config = true,
+                _ => {}
+            }
+            if self.first.len() < 8 {
+                let mut k = String::new();
+                text::push_capped(&mut k, &key, 64);
+                self.first.push(k);
+            }
+            map.next_value::<serde::de::IgnoredAny>()?;
+        }
+        Ok(self)
+    }
+}
+
 fn detect_json(body: &[u8]) -> Result<Format, ReportError> {
-    let keys: std::collections::BTreeMap<String, serde::de::IgnoredAny> =
-        serde_json::from_slice(body).map_err(|e| json_error(None, &e))?;
-    if keys.contains_key("results") {
+    use serde::Deserializer;
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let keys = de
+        .deserialize_map(TopKeys::default())
+        .and_then(|k| de.end().map(|()| k))
+        .map_err(|e| json_error(None, &e))?;
+    if keys.results {
         Ok(Format::Ctrf)
-    } else if keys.contains_key("suites") || keys.contains_key("config") {
+    } else if keys.suites || keys.config {
         Ok(Format::Playwright)
     } else {
-        let found: Vec<&str> = keys.keys().take(8).map(String::as_str).collect();
         Err(ReportError::new(
             None,
             format!(
                 "JSON report of unknown shape: expected a CTRF object with \"results\" or a Playwright report with \"suites\", found the keys [{}]",
-                found.join(", ")
+                keys.first.join(", ")
             ),
         ))
     }
 }
 
-/// Parses `input` as `format`, or detects the format first when `format` is `None`.
+/// A parsed report and the heap bytes its model was charged (see [`limits`]).
+#[derive(Debug)]
+pub struct Parsed {
+    pub report: Report,
+    pub heap_bytes: usize,
+}
+
+/// Parses `input` as `format`, or detects the format first when `format` is `None`, within
+/// the default [`Limits`].
 pub fn parse(input: &[u8], format: Option<Format>) -> Result<Report, ReportError> {
+    parse_with(input, format, &Limits::default()).map(|p| p.report)
+}
+
+/// Parses `input` within `limits`; the [`Parsed::heap_bytes`] tell the caller how much of
+/// the memory budget is left for storing the run.
+pub fn parse_with(
+    input: &[u8],
+    format: Option<Format>,
+    limits: &Limits,
+) -> Result<Parsed, ReportError> {
     let format = match format {
         Some(f) => f,
         None => detect(input)?,
     };
     let body = text::strip_bom(input);
-    match format {
-        Format::Junit => junit::parse(body),
-        Format::Ctrf => ctrf::parse(body),
-        Format::Playwright => playwright::parse(body),
+    let mut budget = limits::Budget::new(input.len(), limits);
+    let report = match format {
+        Format::Junit => junit::parse(body, &mut budget),
+        Format::Ctrf => ctrf::parse(body, &mut budget),
+        Format::Playwright => playwright::parse(body, &mut budget),
         Format::Github => Err(ReportError::new(
             Some(Format::Github),
             "GitHub events are accepted on /v1/hooks/<source>, not as reports".to_string(),
         )),
-    }
+    }?;
+    Ok(Parsed {
+        report,
+        heap_bytes: budget.used(),
+    })
 }
 
 fn json_error(format: Option<Format>, e: &serde_json::Error) -> ReportError {

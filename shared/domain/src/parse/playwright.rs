@@ -3,32 +3,26 @@
 //! Each (spec, project) pair is one test case: the same spec run in Chromium and Firefox is
 //! two results. Playwright's own verdict (`expected`, `unexpected`, `flaky`, `skipped`) decides
 //! the status; the attempts after the first count as retries. Describe blocks become the
-//! case's `classname` (joined with " › ", as Playwright prints them); each top-level file
-//! suite becomes a suite.
+//! case's `classname` (joined with " › ", as Playwright prints them): built once per describe
+//! block and shared by its cases. Each top-level file suite becomes a suite.
+//!
+//! The document is read in one streaming pass (one spec at a time, see [`super::json`]);
+//! describe blocks nest at most [`MAX_DEPTH`] deep. A describe block's title must come before
+//! its specs to be part of their path, as Playwright writes it.
 
-use super::{ReportError, json_error};
+use super::ReportError;
+use super::json::{Charges, duplicate, read};
+use super::limits::{Budget, MAX_DEPTH, MESSAGE_CAP, NAME_CAP, TRACE_CAP};
+use super::text::{cap_owned, capped, push_capped};
 use crate::model::{Format, Property, Report, Status, Suite, TestCase};
 use serde::Deserialize;
-
-#[derive(Deserialize)]
-struct Document {
-    suites: Vec<PwSuite>,
-    stats: Option<Stats>,
-}
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use std::fmt;
+use std::sync::Arc;
 
 #[derive(Deserialize)]
 struct Stats {
     duration: Option<f64>,
-}
-
-#[derive(Deserialize)]
-struct PwSuite {
-    title: String,
-    file: Option<String>,
-    #[serde(default)]
-    specs: Vec<Spec>,
-    #[serde(default)]
-    suites: Vec<PwSuite>,
 }
 
 #[derive(Deserialize)]
@@ -71,43 +65,240 @@ struct PwError {
     stack: Option<String>,
 }
 
-pub fn parse(input: &[u8]) -> Result<Report, ReportError> {
-    let doc: Document =
-        serde_json::from_slice(input).map_err(|e| json_error(Some(Format::Playwright), &e))?;
-    let mut suites = Vec::with_capacity(doc.suites.len());
-    for top in &doc.suites {
-        let mut cases = Vec::new();
-        collect(top, &mut Vec::new(), &mut cases);
-        suites.push(Suite {
-            name: top.title.clone(),
-            file: top.file.clone(),
-            duration_ms: None,
-            properties: Vec::new(),
-            cases,
-        });
-    }
+pub fn parse(input: &[u8], budget: &mut Budget) -> Result<Report, ReportError> {
+    let mut charges = Charges::new(budget);
+    let result = read(input, DocSeed(&mut charges));
+    let (suites, duration_ms) = charges.finish(Format::Playwright, result)?;
     Ok(Report {
         format: Format::Playwright,
         tool: Some("playwright".into()),
-        duration_ms: doc.stats.and_then(|s| s.duration),
+        duration_ms,
         suites,
     })
 }
 
-fn collect<'a>(suite: &'a PwSuite, path: &mut Vec<&'a str>, out: &mut Vec<TestCase>) {
-    for spec in &suite.specs {
-        for test in &spec.tests {
-            out.push(to_case(spec, test, path));
-        }
-    }
-    for child in &suite.suites {
-        path.push(&child.title);
-        collect(child, path, out);
-        path.pop();
+struct DocSeed<'s, 'b>(&'s mut Charges<'b>);
+
+impl<'de> DeserializeSeed<'de> for DocSeed<'_, '_> {
+    type Value = (Vec<Suite>, Option<f64>);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
     }
 }
 
-fn to_case(spec: &Spec, test: &PwTest, path: &[&str]) -> TestCase {
+impl<'de> Visitor<'de> for DocSeed<'_, '_> {
+    type Value = (Vec<Suite>, Option<f64>);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Playwright JSON report")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut suites, mut duration) = (None, None);
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "suites" if suites.is_some() => return Err(duplicate("suites")),
+                "suites" => suites = Some(map.next_value_seed(FilesSeed(&mut *self.0))?),
+                "stats" => duration = map.next_value::<Option<Stats>>()?.and_then(|s| s.duration),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let suites = suites.ok_or_else(|| A::Error::missing_field("suites"))?;
+        Ok((suites, duration))
+    }
+}
+
+/// The top-level (file) suites: each becomes a [`Suite`].
+struct FilesSeed<'s, 'b>(&'s mut Charges<'b>);
+
+impl<'de> DeserializeSeed<'de> for FilesSeed<'_, '_> {
+    type Value = Vec<Suite>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<Suite>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FilesSeed<'_, '_> {
+    type Value = Vec<Suite>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of suites")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Suite>, A::Error> {
+        let mut out = Vec::new();
+        loop {
+            let mut cases = Vec::new();
+            let seed = SuiteSeed {
+                charges: &mut *self.0,
+                cases: &mut cases,
+                parent: None,
+                depth: 0,
+            };
+            let Some((title, file)) = seq.next_element_seed(seed)? else {
+                break;
+            };
+            let suite = Suite {
+                name: title,
+                file,
+                duration_ms: None,
+                properties: Vec::new(),
+                cases,
+            };
+            self.0.suite(&suite)?;
+            out.push(suite);
+        }
+        Ok(out)
+    }
+}
+
+/// One suite object: a file at depth 0, a describe block below. Its specs' cases go to
+/// `cases` (the file's), with the describe path as their class name.
+struct SuiteSeed<'s, 'b> {
+    charges: &'s mut Charges<'b>,
+    cases: &'s mut Vec<TestCase>,
+    /// The enclosing describe blocks' path (none for a file or a first-level describe).
+    parent: Option<Arc<str>>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for SuiteSeed<'_, '_> {
+    /// The suite's title and file.
+    type Value = (String, Option<String>);
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SuiteSeed<'_, '_> {
+    type Value = (String, Option<String>);
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a Playwright suite")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        if self.depth > MAX_DEPTH {
+            return Err(A::Error::custom(format_args!(
+                "describe blocks nested more than {MAX_DEPTH} deep"
+            )));
+        }
+        let (mut title, mut file) = (None::<String>, None);
+        // The path this suite's specs and children get: the parent's for a file.
+        let mut path = self.parent.clone();
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "title" if title.is_some() => return Err(duplicate("title")),
+                "title" => {
+                    let t = capped(&map.next_value::<std::borrow::Cow<'de, str>>()?, NAME_CAP);
+                    if self.depth > 0 {
+                        path = Some(join(self.parent.as_deref(), &t));
+                        self.charges.bytes(t.len() + 16)?;
+                    }
+                    title = Some(t);
+                }
+                "file" => {
+                    file = map
+                        .next_value::<Option<String>>()?
+                        .map(|f| cap_owned(f, NAME_CAP))
+                }
+                "specs" => map.next_value_seed(SpecsSeed {
+                    charges: &mut *self.charges,
+                    cases: &mut *self.cases,
+                    path: path.clone(),
+                })?,
+                "suites" => map.next_value_seed(ChildrenSeed {
+                    charges: &mut *self.charges,
+                    cases: &mut *self.cases,
+                    parent: path.clone(),
+                    depth: self.depth + 1,
+                })?,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        let title = title.ok_or_else(|| A::Error::missing_field("title"))?;
+        Ok((title, file))
+    }
+}
+
+/// `parent › title`, cut to [`NAME_CAP`]: built once per describe block.
+fn join(parent: Option<&str>, title: &str) -> Arc<str> {
+    let Some(parent) = parent else {
+        return title.into();
+    };
+    let mut s = String::new();
+    let full = push_capped(&mut s, parent, NAME_CAP)
+        && push_capped(&mut s, " › ", NAME_CAP)
+        && push_capped(&mut s, title, NAME_CAP);
+    if !full {
+        s.push('…');
+    }
+    s.into()
+}
+
+struct ChildrenSeed<'s, 'b> {
+    charges: &'s mut Charges<'b>,
+    cases: &'s mut Vec<TestCase>,
+    parent: Option<Arc<str>>,
+    depth: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for ChildrenSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ChildrenSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of suites")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        loop {
+            let seed = SuiteSeed {
+                charges: &mut *self.charges,
+                cases: &mut *self.cases,
+                parent: self.parent.clone(),
+                depth: self.depth,
+            };
+            if seq.next_element_seed(seed)?.is_none() {
+                return Ok(());
+            }
+        }
+    }
+}
+
+struct SpecsSeed<'s, 'b> {
+    charges: &'s mut Charges<'b>,
+    cases: &'s mut Vec<TestCase>,
+    path: Option<Arc<str>>,
+}
+
+impl<'de> DeserializeSeed<'de> for SpecsSeed<'_, '_> {
+    type Value = ();
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SpecsSeed<'_, '_> {
+    type Value = ();
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of specs")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        while let Some(spec) = seq.next_element::<Spec>()? {
+            for test in &spec.tests {
+                let case = to_case(&spec, test, self.path.as_ref());
+                self.charges.case(&case)?;
+                self.cases.push(case);
+            }
+        }
+        Ok(())
+    }
+}
+
+fn to_case(spec: &Spec, test: &PwTest, path: Option<&Arc<str>>) -> TestCase {
     let last = test.results.last();
     let status = match test.status {
         PwStatus::Expected if all_skipped(&test.results) => Status::Skipped,
@@ -119,25 +310,29 @@ fn to_case(spec: &Spec, test: &PwTest, path: &[&str]) -> TestCase {
             _ => Status::Failed,
         },
     };
-    let mut case = TestCase::new(spec.title.clone(), status);
-    if !path.is_empty() {
-        case.classname = Some(path.join(" › "));
-    }
-    case.file = spec.file.clone();
+    let mut case = TestCase::new(capped(&spec.title, NAME_CAP), status);
+    case.classname = path.cloned();
+    case.file = spec.file.as_deref().map(|f| capped(f, NAME_CAP));
     case.line = spec.line;
     case.duration_ms = last.and_then(|r| r.duration);
     case.retries = test.results.len().saturating_sub(1) as u32;
     let error = test.results.iter().rev().find_map(|r| r.error.as_ref());
     if let Some(e) = error {
-        case.message = e.message.as_deref().map(strip_ansi);
-        case.trace = e.stack.as_deref().map(strip_ansi);
+        case.message = e
+            .message
+            .as_deref()
+            .map(|m| cap_owned(strip_ansi(m), MESSAGE_CAP));
+        case.trace = e
+            .stack
+            .as_deref()
+            .map(|t| cap_owned(strip_ansi(t), TRACE_CAP));
     }
     if let Some(project) = &test.project_name
         && !project.is_empty()
     {
         case.properties.push(Property {
             name: "project".into(),
-            value: project.clone(),
+            value: capped(project, NAME_CAP),
         });
     }
     case

@@ -68,6 +68,22 @@ pub fn push_capped(buf: &mut String, piece: &str, cap: usize) -> bool {
     }
 }
 
+/// `s` cut to at most `cap` bytes on a char boundary, with `…` appended when cut.
+pub fn capped(s: &str, cap: usize) -> String {
+    if s.len() <= cap {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(cap + '…'.len_utf8());
+    push_capped(&mut out, s, cap);
+    out.push('…');
+    out
+}
+
+/// Like [`capped`], for a string already owned (no copy when it fits).
+pub fn cap_owned(s: String, cap: usize) -> String {
+    if s.len() <= cap { s } else { capped(&s, cap) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -97,5 +113,8 @@ mod tests {
         assert!(push_capped(&mut s, "ab", 3));
         assert!(!push_capped(&mut s, "éé", 3));
         assert_eq!(s, "ab");
+        assert_eq!(capped("abcdef", 3), "abc…");
+        assert_eq!(cap_owned("ab".into(), 3), "ab");
+        assert_eq!(capped("aéb", 2), "a…");
     }
 }
