@@ -32,6 +32,7 @@ fn hook(scheme: SchemeName, format: HookFormat, secrets: &[&str]) -> HookConfig 
         project: ProjectName::parse("web").unwrap(),
         tolerance_s: 300,
         hmac: None,
+        query_metadata: false,
     }
 }
 
@@ -56,10 +57,9 @@ async fn app() -> (TestApp, String) {
                 "github".into(),
                 hook(SchemeName::Github, HookFormat::Github, &["gh", "gh-old"]),
             );
-            c.hooks.insert(
-                "ci".into(),
-                hook(SchemeName::StandardWebhooks, HookFormat::Report, &["std"]),
-            );
+            let mut ci = hook(SchemeName::StandardWebhooks, HookFormat::Report, &["std"]);
+            ci.query_metadata = true;
+            c.hooks.insert("ci".into(), ci);
             c.hooks.insert(
                 "slack".into(),
                 hook(SchemeName::Slack, HookFormat::Envelope, &["slack"]),
@@ -185,13 +185,24 @@ async fn github_workflow_runs_become_runs_once() {
     assert_eq!(r.status(), 200);
     let again: Value = r.json().await.unwrap();
     assert_eq!(again["run_id"], first["run_id"]);
-    // A rotated-out secret still verifies; another delivery is another run.
+    // The same signed body under a new (unsigned) delivery id is a replay: refused.
     let r = post(
         &t,
         "github",
         "",
-        &github_headers(GH_OLD, &body, "d-2"),
+        &github_headers(GH_SECRET, &body, "d-1-again"),
         &body,
+    )
+    .await;
+    problem(r, 401).await;
+    // A rotated-out secret still verifies; another delivery is another run.
+    let second = workflow_run("success");
+    let r = post(
+        &t,
+        "github",
+        "",
+        &github_headers(GH_OLD, &second, "d-2"),
+        &second,
     )
     .await;
     assert_eq!(r.status(), 202);
@@ -247,11 +258,19 @@ async fn forgeries_are_refused_alike_and_change_nothing() {
     assert_eq!(t.app.store.queue_len().await.unwrap(), 0);
     // The delivery id of a refused request can still be used by the genuine one.
     assert_eq!(post(&t, "github", "", &good, &body).await.status(), 202);
-    // A delivery id replayed with another body is refused the same way.
-    let other = workflow_run("failure");
-    let mut replay = github_headers(GH_SECRET, &other, "d-9");
-    replay.truncate(3);
-    problem(post(&t, "github", "", &replay, &other).await, 401).await;
+    // A captured delivery replayed under a new delivery id is refused the same way, and
+    // relays nothing.
+    let blobs = t.stored_blobs();
+    let replay = github_headers(GH_SECRET, &body, "d-10");
+    problem(post(&t, "github", "", &replay, &body).await, 401).await;
+    assert_eq!(t.stored_blobs(), blobs);
+    // Query-string metadata is not signed: refused unless the source opts in.
+    let p = problem(
+        post(&t, "github", "branch=evil", &github_headers(GH_SECRET, &body, "d-9"), &body).await,
+        400,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("query_metadata"));
     // Unknown source, oversized body.
     problem(post(&t, "nope", "", &good, &body).await, 404).await;
     let huge = vec![b'x'; t.app.config.server.max_body_bytes + 1];
@@ -312,6 +331,20 @@ async fn standard_webhooks_replay_window_and_reports() {
     .await;
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["run_id"], first["run_id"]);
+    // Even a source that reads its query never takes a URL from it.
+    let p = problem(
+        post(
+            &t,
+            "ci",
+            "build_url=https%3A%2F%2Fevil.example.com",
+            &send("msg-2", now),
+            body,
+        )
+        .await,
+        400,
+    )
+    .await;
+    assert!(p["detail"].as_str().unwrap().contains("never renders an unsigned URL"));
 }
 
 #[tokio::test]
@@ -343,9 +376,18 @@ async fn slack_envelope_stripe_and_generic_hmac() {
         ),
         (Some("release"), Some("https://ci.example.com/9"))
     );
-    // Replaying the exact request (same signature) is a duplicate.
+    // Replaying the exact request (same signature) is a duplicate; so is the same
+    // signature spelt another way (upper-case hex, spaces).
     assert_eq!(
         post(&t, "slack", "", &headers, &envelope).await.status(),
+        200
+    );
+    let respelt = vec![
+        ("x-slack-request-timestamp", now.clone()),
+        ("x-slack-signature", format!(" v0={} ", sig.to_uppercase())),
+    ];
+    assert_eq!(
+        post(&t, "slack", "", &respelt, &envelope).await.status(),
         200
     );
 
@@ -360,6 +402,16 @@ async fn slack_envelope_stripe_and_generic_hmac() {
     )
     .await;
     assert_eq!(r.status(), 202);
+    // The same delivery with its v1 entries reordered, repeated or upper-cased: a duplicate.
+    let forged = hmac256_hex("not the secret", &[now.as_bytes(), b".", report]);
+    for header in [
+        format!("t={now},v1={forged},v1={sig}"),
+        format!("t={now},v1={sig},v1={sig}"),
+        format!("t={now}, v1={}", sig.to_uppercase()),
+    ] {
+        let r = post(&t, "stripe", "", &[("stripe-signature", header.clone())], report).await;
+        assert_eq!(r.status(), 200, "{header}");
+    }
 
     let mut m = Hmac::<sha2::Sha512>::new_from_slice(GENERIC_SECRET.as_bytes()).unwrap();
     m.update(report);
@@ -379,13 +431,23 @@ async fn slack_envelope_stripe_and_generic_hmac() {
         again.json::<Value>().await.unwrap()["run_id"],
         first["run_id"]
     );
-    // A long or odd delivery id is hashed into the store key, and still dedupes.
-    let odd = vec![
+    // The same signed body under another (unsigned) id is a replay: refused.
+    let renamed = vec![
         ("x-signature", headers[0].1.clone()),
+        ("x-delivery", "g-2".to_string()),
+    ];
+    problem(post(&t, "generic", "", &renamed, report).await, 401).await;
+    // A long or odd delivery id with a new body is a new delivery, and still dedupes.
+    let other = String::from_utf8_lossy(report).replace(r#""name":"t""#, r#""name":"u""#);
+    let mut m = Hmac::<sha2::Sha512>::new_from_slice(GENERIC_SECRET.as_bytes()).unwrap();
+    m.update(other.as_bytes());
+    let sig = base64::engine::general_purpose::STANDARD.encode(m.finalize().into_bytes());
+    let odd = vec![
+        ("x-signature", format!("sha512={sig}")),
         ("x-delivery", format!("{} /?#", "x".repeat(600))),
     ];
-    assert_eq!(post(&t, "generic", "", &odd, report).await.status(), 202);
-    assert_eq!(post(&t, "generic", "", &odd, report).await.status(), 200);
+    assert_eq!(post(&t, "generic", "", &odd, other.as_bytes()).await.status(), 202);
+    assert_eq!(post(&t, "generic", "", &odd, other.as_bytes()).await.status(), 200);
 }
 
 struct Map(Vec<(&'static str, String)>);

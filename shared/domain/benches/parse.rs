@@ -1,14 +1,23 @@
-//! Parser throughput and memory: `cargo bench -p testrelay-domain --bench parse`.
+//! Parser throughput and the ingest memory budget:
+//! `cargo bench -p testrelay-domain --bench parse`.
 //!
-//! Generates a 10,000-test JUnit report (5 % failures with stack traces, properties,
-//! system-out) plus CTRF and Playwright reports of the same size, parses each repeatedly and
-//! prints MB/s, tests/s and the peak heap the parse needed (a counting allocator).
+//! 1. Generates a 10,000-test JUnit report (5 % failures with stack traces, properties,
+//!    system-out) plus CTRF and Playwright reports of the same size, parses each repeatedly
+//!    and prints MB/s, tests/s and the peak heap the parse needed (a counting allocator).
+//! 2. Runs every shape of the hostile corpus (`tests/support/hostile.rs`), and honest
+//!    reports of every format up to 200,000 tests, through the ingest path's memory-heavy
+//!    part (body, gzip undone within the in-flight budget, parse, stored JSON) and prints,
+//!    per shape, bytes on the wire, bytes inflated, the answer, the time, the peak heap and
+//!    its ratio to the inflated size, checked against the budget: 4 x inflated + 8 MB.
+
+#[path = "../../../tests/support/hostile.rs"]
+mod hostile;
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
-use testrelay_domain::model::Format;
+use testrelay_domain::model::{Format, RunMeta, TestRun};
 
 struct Counting;
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
@@ -26,6 +35,22 @@ unsafe impl GlobalAlloc for Counting {
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         unsafe { System.dealloc(ptr, layout) };
         CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    // Counted as the change in size, as the allocator grows or shrinks a block in place
+    // (large blocks are remapped, not copied).
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed)
+                    + new_size
+                    - layout.size();
+                PEAK.fetch_max(now, Ordering::Relaxed);
+            } else {
+                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
     }
 }
 
@@ -77,7 +102,11 @@ fn junit() -> String {
 }
 
 fn ctrf() -> String {
-    let tests: Vec<_> = (0..TESTS)
+    ctrf_of(TESTS)
+}
+
+fn ctrf_of(n: usize) -> String {
+    let tests: Vec<_> = (0..n)
         .map(|i| {
             let failed = i % 20 == 7;
             serde_json::json!({
@@ -95,7 +124,11 @@ fn ctrf() -> String {
 }
 
 fn playwright() -> String {
-    let suites: Vec<_> = (0..TESTS / 100)
+    playwright_of(TESTS)
+}
+
+fn playwright_of(n: usize) -> String {
+    let suites: Vec<_> = (0..n / 100)
         .map(|f| {
             let specs: Vec<_> = (0..100)
                 .map(|i| {
@@ -142,6 +175,103 @@ fn bench(name: &str, input: &[u8], format: Format) {
     );
 }
 
+/// The memory-heavy part of one ingest, as `IngestService::submit` runs it: the body,
+/// gzip undone within the in-flight budget, the parse within the default limits, the run
+/// encoded as it is stored. Answers the status (202 or the refusal's).
+fn ingest(wire: &[u8], gzip: bool, format: Option<Format>) -> (u16, usize) {
+    use testrelay_domain::inflate::Inflight;
+    use testrelay_domain::parse::{Limits, limits::stored_budget, parse_with};
+    let body = bytes::Bytes::copy_from_slice(wire);
+    let inflight = Inflight::new(testrelay_domain::config::DEFAULT_MAX_INFLIGHT_BYTES);
+    let cap = testrelay_domain::config::DEFAULT_MAX_DECOMPRESSED_BYTES;
+    let (inflated, _reservation) = match inflight.decode(&body, gzip.then_some("gzip"), cap) {
+        Ok(ok) => ok,
+        // Refused while inflating: it held up to the cap.
+        Err(e) => return (e.status, if e.status == 413 { cap } else { 0 }),
+    };
+    drop(body);
+    let len = inflated.len();
+    let parsed = match parse_with(&inflated, format, &Limits::default()) {
+        Ok(p) => p,
+        Err(e) => return (if e.too_large { 413 } else { 400 }, len),
+    };
+    drop(inflated);
+    let summary = parsed.report.summary();
+    let run = TestRun {
+        run_id: testrelay_domain::ids::RunId::new(0),
+        received_at: "2026-11-28T00:00:00Z".into(),
+        meta: RunMeta {
+            project: "web".into(),
+            branch: Some("main".into()),
+            commit: None,
+            build_url: None,
+            environment: None,
+        },
+        summary,
+        report: parsed.report,
+    };
+    let left = stored_budget(len, parsed.heap_bytes);
+    match testrelay_domain::ingest::encode_run(&run, left) {
+        Ok(blob) => {
+            drop(run);
+            std::hint::black_box(&blob);
+            (202, len)
+        }
+        Err(e) => (e.status, len),
+    }
+}
+
+/// One shape through [`ingest`]: a table row, and whether it kept to the budget and answered
+/// what it must.
+fn budget_row(name: &str, wire: &[u8], gzip: bool, format: Option<Format>, expect: u16) -> bool {
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let start = Instant::now();
+    let (status, inflated) = ingest(wire, gzip, format);
+    let ms = start.elapsed().as_secs_f64() * 1e3;
+    let peak = PEAK.load(Ordering::Relaxed) - base;
+    // A refusal before inflating (the bomb) is measured against what it was allowed to hold.
+    let measured = inflated.max(wire.len());
+    let budget = 4 * measured + 8_000_000;
+    let ok = peak <= budget && status == expect;
+    println!(
+        "| {name} | {:.2} MB | {:.2} MB | {status} | {ms:.0} ms | {:.1} MB | {:.2}x | {} |",
+        wire.len() as f64 / 1e6,
+        inflated as f64 / 1e6,
+        peak as f64 / 1e6,
+        peak as f64 / measured.max(1) as f64,
+        if ok { "yes" } else { "NO" },
+    );
+    ok
+}
+
+fn budget_table() {
+    println!(
+        "\nmemory budget: peak heap of one ingest (body, gzip undone, parse, stored JSON) <= 4 x inflated + 8 MB"
+    );
+    println!("| shape | wire | inflated | answer | time | peak heap | peak / inflated | within budget |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut all = true;
+    for shape in hostile::shapes() {
+        let format = shape.format.and_then(Format::from_name);
+        let expect = match shape.expect {
+            hostile::Expect::Accepted => 202,
+            hostile::Expect::Refused(s) => s,
+        };
+        all &= budget_row(shape.name, &shape.body, shape.gzip, format, expect);
+    }
+    for tests in [100_000, 200_000] {
+        let junit = hostile::honest_junit(tests);
+        let name = format!("junit: honest {tests} tests, not gzipped");
+        all &= budget_row(&name, &junit, false, None, 202);
+    }
+    let ctrf = ctrf_of(100_000);
+    all &= budget_row("ctrf: honest 100,000 tests", ctrf.as_bytes(), false, None, 202);
+    let pw = playwright_of(100_000);
+    all &= budget_row("playwright: honest 100,000 tests", pw.as_bytes(), false, None, 202);
+    assert!(all, "a shape broke the memory budget or answered otherwise");
+}
+
 fn main() {
     // `cargo test --benches` runs this with --bench absent: keep it quick then.
     let quick = !std::env::args().any(|a| a == "--bench");
@@ -155,4 +285,5 @@ fn main() {
     bench("junit", j.as_bytes(), Format::Junit);
     bench("ctrf", ctrf().as_bytes(), Format::Ctrf);
     bench("playwright", playwright().as_bytes(), Format::Playwright);
+    budget_table();
 }

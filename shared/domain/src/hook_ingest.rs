@@ -97,11 +97,14 @@ impl IngestService {
                 req.source, req.source
             )));
         }
+        let (delivery, fingerprint) = delivery_key(&verified, &req.body);
         let (body, _reservation) = self.inflight.decode(
             &req.body,
             req.headers.get("content-encoding"),
             self.config.server.max_decompressed_bytes,
         )?;
+        // The body is held once, as `body`, from here until the report is parsed.
+        drop(req.body);
         let project = hook.project.as_str();
         let (meta, report, blob_budget) = match hook.format {
             HookFormat::Report => {
@@ -128,7 +131,6 @@ impl IngestService {
             },
         };
         drop(body);
-        let (delivery, fingerprint) = delivery_key(&verified, &req.body);
         let result = self
             .accept(Accept {
                 project: hook.project.clone(),
@@ -370,7 +372,7 @@ pub fn github(
     let name = run
         .name
         .as_deref()
-        .map(|n| crate::parse::limits::cut_name(n))
+        .map(crate::parse::limits::cut_name)
         .unwrap_or_else(|| kind.to_string());
     let conclusion = run.conclusion.as_deref().unwrap_or("unknown");
     let status = match conclusion {

@@ -233,7 +233,8 @@ impl IngestService {
     }
 
     /// Parses within the configured limits; a 400 names what and where, a 413 the limit.
-    /// Also answers the bytes of the memory budget left for the stored JSON.
+    /// Also answers the bytes of the memory budget left for the stored JSON, once `body` is
+    /// dropped: callers drop it before they accept.
     pub(crate) fn parse_report(
         &self,
         body: &[u8],
@@ -243,7 +244,7 @@ impl IngestService {
             max_cases: self.config.server.max_cases_per_report,
         };
         let parsed = parse::parse_with(body, format, &limits).map_err(report_error)?;
-        let left = parse::limits::memory_budget(body.len()).saturating_sub(parsed.heap_bytes);
+        let left = parse::limits::stored_budget(body.len(), parsed.heap_bytes);
         Ok((parsed.report, left))
     }
 

@@ -93,34 +93,38 @@ struct Test {
 
 /// An array of strings, checked and read past without a copy.
 struct Lines;
+/// One string of [`Lines`].
+struct Line;
+
+impl<'de> Visitor<'de> for Line {
+    type Value = Line;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a string")
+    }
+    fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Line, E> {
+        Ok(Line)
+    }
+}
+
+impl<'de> Deserialize<'de> for Line {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_str(Line)
+    }
+}
+
+impl<'de> Visitor<'de> for Lines {
+    type Value = Lines;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("an array of strings")
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lines, A::Error> {
+        while seq.next_element::<Line>()?.is_some() {}
+        Ok(Lines)
+    }
+}
 
 impl<'de> Deserialize<'de> for Lines {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Line;
-        impl<'de> Visitor<'de> for Line {
-            type Value = Line;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<Line, E> {
-                Ok(Line)
-            }
-        }
-        impl<'de> Deserialize<'de> for Line {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_str(Line)
-            }
-        }
-        impl<'de> Visitor<'de> for Lines {
-            type Value = Lines;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an array of strings")
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Lines, A::Error> {
-                while seq.next_element::<Line>()?.is_some() {}
-                Ok(Lines)
-            }
-        }
         d.deserialize_seq(Lines)
     }
 }
@@ -303,24 +307,25 @@ impl<'de> Visitor<'de> for TestsSeed<'_, '_> {
         while let Some(t) = seq.next_element::<Test>()? {
             let suite_name = check(&t, i).map_err(A::Error::custom)?;
             let case = to_case(t);
-            charges.case(&case)?;
-            match doc.by_name.get(&suite_name) {
-                Some(&at) => doc.suites[at].cases.push(case),
+            let at = match doc.by_name.get(&suite_name) {
+                Some(&at) => at,
                 None => {
                     let suite = Suite {
                         name: suite_name.clone(),
                         file: None,
                         duration_ms: None,
                         properties: Vec::new(),
-                        cases: vec![case],
+                        cases: Vec::new(),
                     };
-                    // The index keeps a second copy of the name.
-                    charges.suite(&suite)?;
-                    charges.bytes(suite_name.len() + std::mem::size_of::<(String, usize)>())?;
+                    // The index keeps a second copy of the name, in a table at most half
+                    // full after it grows.
+                    charges.bytes(suite_name.len() + 2 * (std::mem::size_of::<(String, usize)>() + 1))?;
                     doc.by_name.insert(suite_name, doc.suites.len());
-                    doc.suites.push(suite);
+                    charges.suite(&mut doc.suites, suite)?;
+                    doc.suites.len() - 1
                 }
-            }
+            };
+            charges.case(&mut doc.suites[at].cases, case)?;
             i += 1;
         }
         Ok(())

@@ -26,12 +26,20 @@ impl<'b> Charges<'b> {
         err
     }
 
-    pub fn case<E: serde::de::Error>(&mut self, case: &TestCase) -> Result<(), E> {
-        self.budget.case(case).map_err(|e| self.refuse(e))
+    pub fn case<E: serde::de::Error>(
+        &mut self,
+        cases: &mut Vec<TestCase>,
+        case: TestCase,
+    ) -> Result<(), E> {
+        self.budget.case(cases, case).map_err(|e| self.refuse(e))
     }
 
-    pub fn suite<E: serde::de::Error>(&mut self, suite: &Suite) -> Result<(), E> {
-        self.budget.suite(suite).map_err(|e| self.refuse(e))
+    pub fn suite<E: serde::de::Error>(
+        &mut self,
+        suites: &mut Vec<Suite>,
+        suite: Suite,
+    ) -> Result<(), E> {
+        self.budget.suite(suites, suite).map_err(|e| self.refuse(e))
     }
 
     pub fn bytes<E: serde::de::Error>(&mut self, n: usize) -> Result<(), E> {

@@ -55,12 +55,17 @@ impl<'a> Parser<'a, '_> {
         ReportError::exceeded(Format::Junit, e).at_line(line as usize, column as usize)
     }
 
-    fn charge_case(&mut self, case: &TestCase, pos: u64) -> Result<(), ReportError> {
-        self.budget.case(case).map_err(|e| self.over(e, pos))
+    fn push_case(
+        &mut self,
+        cases: &mut Vec<TestCase>,
+        case: TestCase,
+        pos: u64,
+    ) -> Result<(), ReportError> {
+        self.budget.case(cases, case).map_err(|e| self.over(e, pos))
     }
 
-    fn charge_suite(&mut self, suite: &Suite, pos: u64) -> Result<(), ReportError> {
-        self.budget.suite(suite).map_err(|e| self.over(e, pos))
+    fn push_suite(&mut self, out: &mut Vec<Suite>, suite: Suite, pos: u64) -> Result<(), ReportError> {
+        self.budget.suite(out, suite).map_err(|e| self.over(e, pos))
     }
 
     /// The element's attributes, refused past [`MAX_ATTRIBUTES`] (quick-xml's duplicate check
@@ -188,8 +193,7 @@ impl<'a> Parser<'a, '_> {
                         "testsuite" => self.testsuite(&e, empty, pos, "", 1, out)?,
                         "testcase" => {
                             let case = self.testcase(&e, empty, pos)?;
-                            self.charge_case(&case, pos)?;
-                            loose.push(case);
+                            self.push_case(&mut loose, case, pos)?;
                         }
                         _ if !empty => self.skip(&e)?,
                         _ => {}
@@ -206,8 +210,7 @@ impl<'a> Parser<'a, '_> {
                 properties: Vec::new(),
                 cases: loose,
             };
-            self.charge_suite(&suite, open_pos)?;
-            out.push(suite);
+            self.push_suite(out, suite, open_pos)?;
         }
         Ok(())
     }
@@ -253,9 +256,8 @@ impl<'a> Parser<'a, '_> {
             }
             suite.name = joined;
         }
-        self.charge_suite(&suite, open_pos)?;
         let index = out.len();
-        out.push(suite);
+        self.push_suite(out, suite, open_pos)?;
         if empty {
             return Ok(());
         }
@@ -272,8 +274,7 @@ impl<'a> Parser<'a, '_> {
                     match e.local_name().as_ref() {
                         "testcase" => {
                             let case = self.testcase(&e, empty, pos)?;
-                            self.charge_case(&case, pos)?;
-                            out[index].cases.push(case);
+                            self.push_case(&mut out[index].cases, case, pos)?;
                         }
                         "testsuite" => {
                             let name = out[index].name.clone();

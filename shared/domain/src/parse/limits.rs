@@ -6,10 +6,13 @@
 //! cannot be cut is refused with the line where it happened: nesting deeper than
 //! [`MAX_DEPTH`], more than [`MAX_ATTRIBUTES`] attributes on one element, more cases than
 //! [`Limits::max_cases`]. Whatever passes those checks is charged to a [`Budget`]: the model's
-//! heap bytes (struct sizes and owned strings; a string shared by many cases is charged once),
-//! and, before it is stored, the JSON the run is stored as. Together they may take at most
-//! [`EXPANSION`] times the inflated report plus [`EXPANSION_BASE`]; past that the report is
-//! refused (413), so the peak heap of one ingest stays within 4x its size plus 8 MB.
+//! heap bytes (the capacity of the vectors that hold cases and suites, as they grow, and the
+//! owned strings; a string shared by many cases is charged once), and, before it is stored,
+//! the JSON the run is stored as. While it is parsed, the report (1x) and the model (at most
+//! [`EXPANSION`] times the report plus [`EXPANSION_BASE`]) are held; once parsed, the report
+//! is dropped and the model and its JSON together may take `EXPANSION + 1` times the report
+//! plus [`EXPANSION_BASE`]. Past either, the report is refused (413), so the peak heap of one
+//! ingest stays within 4x its size plus 8 MB.
 
 use crate::model::{Property, Suite, TestCase};
 
@@ -30,7 +33,7 @@ pub const DEFAULT_MAX_CASES: usize = 250_000;
 /// The model plus its stored JSON may take this many bytes per inflated report byte...
 pub const EXPANSION: usize = 3;
 /// ...plus this many.
-pub const EXPANSION_BASE: usize = 7 << 20;
+pub const EXPANSION_BASE: usize = 6 << 20;
 
 /// The limits a deployment can configure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,11 +55,19 @@ pub fn cut_name(s: &str) -> String {
     super::text::capped(s, NAME_CAP)
 }
 
-/// The bytes the model and its stored JSON may take for a report of `input_len` bytes.
+/// The bytes the model may take while a report of `input_len` bytes is parsed.
 pub fn memory_budget(input_len: usize) -> usize {
     input_len
         .saturating_mul(EXPANSION)
         .saturating_add(EXPANSION_BASE)
+}
+
+/// The bytes the stored JSON may take once the report is dropped, beside a model of
+/// `model_bytes`.
+pub fn stored_budget(input_len: usize, model_bytes: usize) -> usize {
+    memory_budget(input_len)
+        .saturating_add(input_len)
+        .saturating_sub(model_bytes)
 }
 
 /// Why the budget refused: the caller turns it into a 413 naming the limit.
@@ -116,8 +127,8 @@ impl Budget {
         }
     }
 
-    /// Charges one more case (its struct, its own strings and properties).
-    pub fn case(&mut self, case: &TestCase) -> Result<(), Exceeded> {
+    /// Counts and charges one more case (its own strings and properties), then pushes it.
+    pub fn case(&mut self, cases: &mut Vec<TestCase>, case: TestCase) -> Result<(), Exceeded> {
         self.cases += 1;
         if self.cases > self.max_cases {
             return Err(Exceeded::Cases(self.max_cases));
@@ -127,17 +138,27 @@ impl Budget {
             + opt_len(&case.trace)
             + opt_len(&case.file)
             + props_len(&case.properties);
-        self.charge(std::mem::size_of::<TestCase>() + strings)
+        self.charge(strings)?;
+        self.push(cases, case)
     }
 
-    /// Charges one more suite (its struct, name, file and properties; not its cases).
-    pub fn suite(&mut self, suite: &Suite) -> Result<(), Exceeded> {
-        self.charge(
-            std::mem::size_of::<Suite>()
-                + suite.name.len()
-                + opt_len(&suite.file)
-                + props_len(&suite.properties),
-        )
+    /// Charges one more suite (its name, file and properties; not its cases), then pushes it.
+    pub fn suite(&mut self, suites: &mut Vec<Suite>, suite: Suite) -> Result<(), Exceeded> {
+        self.charge(suite.name.len() + opt_len(&suite.file) + props_len(&suite.properties))?;
+        self.push(suites, suite)
+    }
+
+    /// Pushes `item`, charging what the vector grows by: its capacity, not its length, as
+    /// a growing vector holds up to twice what it keeps.
+    fn push<T>(&mut self, v: &mut Vec<T>, item: T) -> Result<(), Exceeded> {
+        if v.len() == v.capacity() {
+            // Charged before it grows: a refusal never allocates what it refuses.
+            let grown = (2 * v.capacity()).max(4);
+            self.charge((grown - v.capacity()) * std::mem::size_of::<T>())?;
+            v.reserve_exact(grown - v.len());
+        }
+        v.push(item);
+        Ok(())
     }
 }
 
@@ -160,10 +181,12 @@ mod tests {
     #[test]
     fn refuses_past_the_case_cap_and_the_memory_budget() {
         let mut b = Budget::new(0, &Limits { max_cases: 2 });
+        let mut cases = Vec::new();
         let case = TestCase::new("a", Status::Passed);
-        b.case(&case).unwrap();
-        b.case(&case).unwrap();
-        assert_eq!(b.case(&case), Err(Exceeded::Cases(2)));
+        b.case(&mut cases, case.clone()).unwrap();
+        b.case(&mut cases, case.clone()).unwrap();
+        assert_eq!(b.case(&mut cases, case), Err(Exceeded::Cases(2)));
+        assert!(b.used() >= cases.capacity() * std::mem::size_of::<TestCase>());
 
         let mut b = Budget::new(10, &Limits::default());
         assert!(b.charge(EXPANSION_BASE).is_ok());

@@ -143,8 +143,7 @@ impl<'de> Visitor<'de> for FilesSeed<'_, '_> {
                 properties: Vec::new(),
                 cases,
             };
-            self.0.suite(&suite)?;
-            out.push(suite);
+            self.0.suite(&mut out, suite)?;
         }
         Ok(out)
     }
@@ -290,8 +289,7 @@ impl<'de> Visitor<'de> for SpecsSeed<'_, '_> {
         while let Some(spec) = seq.next_element::<Spec>()? {
             for test in &spec.tests {
                 let case = to_case(&spec, test, self.path.as_ref());
-                self.charges.case(&case)?;
-                self.cases.push(case);
+                self.charges.case(self.cases, case)?;
             }
         }
         Ok(())
