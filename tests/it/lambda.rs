@@ -19,7 +19,7 @@ const PLACEHOLDER: &str = "00000000000000000000000000";
 
 /// A fresh stack in moto, the receiver's secret in Secrets Manager, and the function's
 /// adapters on both, configured the way an operator would.
-async fn app(receiver: &Receiver) -> (Stack, AwsApp) {
+pub(crate) async fn app(receiver: &Receiver) -> (Stack, AwsApp) {
     let stack = Stack::create().await;
     let secret_name = testrelay_tests::unique("testrelay/team-hook");
     put_secret(&stack.sdk, &secret_name, &receiver.secret_text).await;
@@ -57,7 +57,7 @@ secret = {{ secret = "{secret_name}" }}
 
 /// Runs one API Gateway event through the same adapter `lambda_http::run` uses; returns
 /// the status and the JSON body of the API Gateway response.
-async fn invoke(app: &AwsApp, event: &str) -> (u16, Value) {
+pub(crate) async fn invoke(app: &AwsApp, event: &str) -> (u16, Value) {
     let request: LambdaRequest = serde_json::from_str(event).expect("an API Gateway event");
     let mut adapter = Adapter::from(testrelay_lambda::ingest::router(app).await.unwrap());
     let response = adapter

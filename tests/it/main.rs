@@ -7,6 +7,7 @@ mod contract;
 mod fault_injection;
 mod health;
 mod hooks;
+mod hostile;
 mod lambda;
 mod local_flow;
 mod send;

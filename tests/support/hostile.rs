@@ -88,22 +88,47 @@ pub fn shapes() -> Vec<Shape> {
     // Deep nesting: 100,000 levels in XML and JSON.
     let mut xml = String::from("<testsuites>");
     xml.push_str(&"<testsuite name=\"s\">".repeat(100_000));
-    out.push(Shape::new("junit: 100,000 nested <testsuite>", xml.into_bytes(), Refused(400)).gzipped());
+    out.push(
+        Shape::new(
+            "junit: 100,000 nested <testsuite>",
+            xml.into_bytes(),
+            Refused(400),
+        )
+        .gzipped(),
+    );
     let mut xml = String::from("<testsuite><testcase name=\"t\">");
     xml.push_str(&"<a>".repeat(100_000));
     xml.push_str(&"</a>".repeat(100_000));
     xml.push_str("</testcase></testsuite>");
-    out.push(Shape::new("junit: 100,000 nested elements in a case", xml.into_bytes(), Accepted).gzipped());
+    out.push(
+        Shape::new(
+            "junit: 100,000 nested elements in a case",
+            xml.into_bytes(),
+            Accepted,
+        )
+        .gzipped(),
+    );
     let mut json = String::from("{\"results\":{\"tests\":");
     json.push_str(&"[".repeat(100_000));
     out.push(Shape::new("ctrf: 100,000 nested [", json.into_bytes(), Refused(400)).gzipped());
     let json = "{\"suites\":[".to_string() + &"{\"title\":\"d\",\"suites\":[".repeat(100_000);
     out.push(
-        Shape::new("playwright: 100,000 nested describes", json.into_bytes(), Refused(400))
-            .gzipped(),
+        Shape::new(
+            "playwright: 100,000 nested describes",
+            json.into_bytes(),
+            Refused(400),
+        )
+        .gzipped(),
     );
     let json = "[".repeat(100_000);
-    out.push(Shape::new("json: 100,000 [ at the top", json.into_bytes(), Refused(400)).gzipped());
+    out.push(
+        Shape::new(
+            "json: 100,000 [ at the top",
+            json.into_bytes(),
+            Refused(400),
+        )
+        .gzipped(),
+    );
 
     // Quadratic names: long names concatenated at every level of nesting.
     let name = "n".repeat(6 * 1024);
@@ -111,7 +136,14 @@ pub fn shapes() -> Vec<Shape> {
     for _ in 0..1_000 {
         let _ = write!(xml, "<testsuite name=\"{name}\"><testcase name=\"t\"/>");
     }
-    out.push(Shape::new("junit: 1,000 nested suites, 6 KB names", xml.into_bytes(), Refused(400)).gzipped());
+    out.push(
+        Shape::new(
+            "junit: 1,000 nested suites, 6 KB names",
+            xml.into_bytes(),
+            Refused(400),
+        )
+        .gzipped(),
+    );
     let mut xml = String::from("<testsuites>");
     for _ in 0..200 {
         for _ in 0..32 {
@@ -121,15 +153,26 @@ pub fn shapes() -> Vec<Shape> {
     }
     xml.push_str("</testsuites>");
     out.push(
-        Shape::new("junit: 200 x 32 nested suites, 6 KB names", xml.into_bytes(), Accepted)
-            .gzipped(),
+        Shape::new(
+            "junit: 200 x 32 nested suites, 6 KB names",
+            xml.into_bytes(),
+            Accepted,
+        )
+        .gzipped(),
     );
     let tests: Vec<String> = (0..100_000)
         .map(|i| format!("{{\"name\":\"t{i}\",\"status\":\"passed\",\"duration\":1,\"suite\":[\"suite {i}\"]}}"))
         .collect();
     let json = format!("{{\"results\":{{\"tests\":[{}]}}}}", tests.join(","));
     // Each test its own suite: no longer quadratic, but 5x its size once parsed.
-    out.push(Shape::new("ctrf: 100,000 distinct suites", json.into_bytes(), Refused(413)).gzipped());
+    out.push(
+        Shape::new(
+            "ctrf: 100,000 distinct suites",
+            json.into_bytes(),
+            Refused(413),
+        )
+        .gzipped(),
+    );
 
     // Long titles times many specs / tests.
     let title = "t".repeat(3 << 20);
@@ -141,30 +184,55 @@ pub fn shapes() -> Vec<Shape> {
         specs.join(",")
     );
     out.push(
-        Shape::new("playwright: 3 MB describe title over 50,000 specs", json.into_bytes(), Refused(413))
-            .gzipped(),
+        Shape::new(
+            "playwright: 3 MB describe title over 50,000 specs",
+            json.into_bytes(),
+            Refused(413),
+        )
+        .gzipped(),
     );
     let mut xml = format!("<testsuite name=\"{title}\">");
     xml.push_str(&"<testcase name=\"t\" classname=\"c\"/>".repeat(50_000));
     xml.push_str("</testsuite>");
     out.push(
-        Shape::new("junit: 3 MB suite name over 50,000 cases", xml.into_bytes(), Accepted)
-            .gzipped(),
+        Shape::new(
+            "junit: 3 MB suite name over 50,000 cases",
+            xml.into_bytes(),
+            Accepted,
+        )
+        .gzipped(),
     );
     let long = "x".repeat(100_000);
     let tests: Vec<String> = (0..100)
         .map(|i| format!("{{\"name\":\"{long}{i}\",\"status\":\"failed\",\"duration\":1,\"message\":\"{long}\",\"trace\":\"{long}\",\"suite\":\"{long}\"}}"))
         .collect();
     let json = format!("{{\"results\":{{\"tests\":[{}]}}}}", tests.join(","));
-    out.push(Shape::new("ctrf: 100 tests with 100 KB names and texts", json.into_bytes(), Accepted).gzipped());
+    out.push(
+        Shape::new(
+            "ctrf: 100 tests with 100 KB names and texts",
+            json.into_bytes(),
+            Accepted,
+        )
+        .gzipped(),
+    );
 
     // Sheer count: a million empty cases.
     let mut xml = String::from("<testsuite>");
     xml.push_str(&"<testcase/>".repeat(1_000_000));
     xml.push_str("</testsuite>");
-    out.push(Shape::new("junit: 1,000,000 empty testcases", xml.into_bytes(), Refused(413)).gzipped());
+    out.push(
+        Shape::new(
+            "junit: 1,000,000 empty testcases",
+            xml.into_bytes(),
+            Refused(413),
+        )
+        .gzipped(),
+    );
     let tests = "{\"name\":\"t\",\"status\":\"passed\",\"duration\":0},".repeat(1_000_000);
-    let json = format!("{{\"results\":{{\"tests\":[{}]}}}}", tests.trim_end_matches(','));
+    let json = format!(
+        "{{\"results\":{{\"tests\":[{}]}}}}",
+        tests.trim_end_matches(',')
+    );
     out.push(Shape::new("ctrf: 1,000,000 tests", json.into_bytes(), Refused(413)).gzipped());
 
     // One element with a huge attribute count.
@@ -173,7 +241,14 @@ pub fn shapes() -> Vec<Shape> {
         let _ = write!(xml, " a{i}=\"\"");
     }
     xml.push_str("/></testsuite>");
-    out.push(Shape::new("junit: 200,000 attributes on one element", xml.into_bytes(), Refused(400)).gzipped());
+    out.push(
+        Shape::new(
+            "junit: 200,000 attributes on one element",
+            xml.into_bytes(),
+            Refused(400),
+        )
+        .gzipped(),
+    );
 
     // Huge CDATA in every case.
     let cdata = "x".repeat(100_000);
@@ -185,22 +260,45 @@ pub fn shapes() -> Vec<Shape> {
         );
     }
     xml.push_str("</testsuite>");
-    out.push(Shape::new("junit: 100 KB CDATA twice in each of 300 cases", xml.into_bytes(), Accepted).gzipped());
+    out.push(
+        Shape::new(
+            "junit: 100 KB CDATA twice in each of 300 cases",
+            xml.into_bytes(),
+            Accepted,
+        )
+        .gzipped(),
+    );
 
     // Huge numbers and durations.
     let digits = "9".repeat(5_000);
     let xml = format!(
         "<testsuite time=\"{digits}\"><testcase name=\"a\" time=\"1e400\" line=\"{digits}\"/><testcase name=\"b\" time=\"-{digits}\"/><testcase name=\"c\" time=\"NaN\"/></testsuite>"
     );
-    out.push(Shape::new("junit: huge times and lines", xml.into_bytes(), Accepted));
+    out.push(Shape::new(
+        "junit: huge times and lines",
+        xml.into_bytes(),
+        Accepted,
+    ));
     let json = "{\"results\":{\"tests\":[{\"name\":\"a\",\"status\":\"passed\",\"duration\":1e308},{\"name\":\"b\",\"status\":\"passed\",\"duration\":1.7976931348623157e308}]}}";
-    out.push(Shape::new("ctrf: durations near f64::MAX", json.as_bytes().to_vec(), Accepted));
+    out.push(Shape::new(
+        "ctrf: durations near f64::MAX",
+        json.as_bytes().to_vec(),
+        Accepted,
+    ));
     let json = format!(
         "{{\"results\":{{\"tests\":[{{\"name\":\"a\",\"status\":\"passed\",\"duration\":1{digits}}}]}}}}"
     );
-    out.push(Shape::new("ctrf: a 5,000-digit duration", json.into_bytes(), Refused(400)));
+    out.push(Shape::new(
+        "ctrf: a 5,000-digit duration",
+        json.into_bytes(),
+        Refused(400),
+    ));
     let json = "{\"results\":{\"tests\":[{\"name\":\"a\",\"status\":\"passed\",\"duration\":1,\"retries\":99999999999}]}}";
-    out.push(Shape::new("ctrf: retries past u32", json.as_bytes().to_vec(), Refused(400)));
+    out.push(Shape::new(
+        "ctrf: retries past u32",
+        json.as_bytes().to_vec(),
+        Refused(400),
+    ));
 
     // NUL and invalid UTF-8 in names.
     out.push(Shape::new(
@@ -249,6 +347,13 @@ pub fn shapes() -> Vec<Shape> {
     out.push(bomb);
 
     // And the honest big report that must always get through.
-    out.push(Shape::new("junit: honest 100,000 tests", honest_junit(100_000), Accepted).gzipped());
+    out.push(
+        Shape::new(
+            "junit: honest 100,000 tests",
+            honest_junit(100_000),
+            Accepted,
+        )
+        .gzipped(),
+    );
     out
 }

@@ -5,6 +5,7 @@
 pub mod aws;
 pub mod fake_vendor;
 pub mod faults;
+pub mod hostile;
 pub mod local;
 pub mod receiver;
 pub mod vendor;

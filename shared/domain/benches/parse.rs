@@ -42,8 +42,7 @@ unsafe impl GlobalAlloc for Counting {
         let p = unsafe { System.realloc(ptr, layout, new_size) };
         if !p.is_null() {
             if new_size >= layout.size() {
-                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed)
-                    + new_size
+                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
                     - layout.size();
                 PEAK.fetch_max(now, Ordering::Relaxed);
             } else {
@@ -249,7 +248,9 @@ fn budget_table() {
     println!(
         "\nmemory budget: peak heap of one ingest (body, gzip undone, parse, stored JSON) <= 4 x inflated + 8 MB"
     );
-    println!("| shape | wire | inflated | answer | time | peak heap | peak / inflated | within budget |");
+    println!(
+        "| shape | wire | inflated | answer | time | peak heap | peak / inflated | within budget |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     let mut all = true;
     for shape in hostile::shapes() {
@@ -266,9 +267,21 @@ fn budget_table() {
         all &= budget_row(&name, &junit, false, None, 202);
     }
     let ctrf = ctrf_of(100_000);
-    all &= budget_row("ctrf: honest 100,000 tests", ctrf.as_bytes(), false, None, 202);
+    all &= budget_row(
+        "ctrf: honest 100,000 tests",
+        ctrf.as_bytes(),
+        false,
+        None,
+        202,
+    );
     let pw = playwright_of(100_000);
-    all &= budget_row("playwright: honest 100,000 tests", pw.as_bytes(), false, None, 202);
+    all &= budget_row(
+        "playwright: honest 100,000 tests",
+        pw.as_bytes(),
+        false,
+        None,
+        202,
+    );
     assert!(all, "a shape broke the memory budget or answered otherwise");
 }
 

@@ -319,7 +319,9 @@ impl<'de> Visitor<'de> for TestsSeed<'_, '_> {
                     };
                     // The index keeps a second copy of the name, in a table at most half
                     // full after it grows.
-                    charges.bytes(suite_name.len() + 2 * (std::mem::size_of::<(String, usize)>() + 1))?;
+                    charges.bytes(
+                        suite_name.len() + 2 * (std::mem::size_of::<(String, usize)>() + 1),
+                    )?;
                     doc.by_name.insert(suite_name, doc.suites.len());
                     charges.suite(&mut doc.suites, suite)?;
                     doc.suites.len() - 1

@@ -64,7 +64,12 @@ impl<'a> Parser<'a, '_> {
         self.budget.case(cases, case).map_err(|e| self.over(e, pos))
     }
 
-    fn push_suite(&mut self, out: &mut Vec<Suite>, suite: Suite, pos: u64) -> Result<(), ReportError> {
+    fn push_suite(
+        &mut self,
+        out: &mut Vec<Suite>,
+        suite: Suite,
+        pos: u64,
+    ) -> Result<(), ReportError> {
         self.budget.suite(out, suite).map_err(|e| self.over(e, pos))
     }
 
