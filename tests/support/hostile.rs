@@ -250,6 +250,30 @@ pub fn shapes() -> Vec<Shape> {
         .gzipped(),
     );
 
+    // A flood of properties, on a suite and on a case.
+    let props = "<property name=\"p\"/>".repeat(1_000_000);
+    let xml =
+        format!("<testsuite><properties>{props}</properties><testcase name=\"t\"/></testsuite>");
+    out.push(
+        Shape::new(
+            "junit: 1,000,000 properties on a suite",
+            xml.into_bytes(),
+            Refused(413),
+        )
+        .gzipped(),
+    );
+    let xml = format!(
+        "<testsuite><testcase name=\"t\"><properties>{props}</properties></testcase></testsuite>"
+    );
+    out.push(
+        Shape::new(
+            "junit: 1,000,000 properties on a case",
+            xml.into_bytes(),
+            Refused(413),
+        )
+        .gzipped(),
+    );
+
     // Huge CDATA in every case.
     let cdata = "x".repeat(100_000);
     let mut xml = String::from("<testsuite>");

@@ -575,6 +575,18 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_submission_never_prints_its_bearer_token() {
+        let s = Submission {
+            authorization: Some("Bearer trk_live_secret".into()),
+            body: Bytes::from_static(b"<testsuite/>"),
+            ..Default::default()
+        };
+        let shown = format!("{s:?} {s:#?}");
+        assert!(!shown.contains("trk_live_secret"), "{shown}");
+        assert!(shown.contains("[redacted]"));
+    }
+
+    #[test]
     fn query_parameters_are_checked() {
         let p = parse_params("project=web&branch=main&commit=abc&build_url=https%3A%2F%2Fci%2F1")
             .unwrap();

@@ -286,15 +286,8 @@ impl<'a> Parser<'a, '_> {
                             self.testsuite(&e, empty, pos, &name, depth + 1, out)?;
                         }
                         "properties" if !empty => {
-                            let props = self.properties()?;
-                            let bytes: usize = props
-                                .iter()
-                                .map(|p| {
-                                    std::mem::size_of::<Property>() + p.name.len() + p.value.len()
-                                })
-                                .sum();
-                            self.budget.charge(bytes).map_err(|e| self.over(e, pos))?;
-                            out[index].properties = props;
+                            // Charged as they are read.
+                            out[index].properties = self.properties()?;
                         }
                         _ if !empty => self.skip(&e)?,
                         _ => {}
@@ -410,6 +403,9 @@ impl<'a> Parser<'a, '_> {
             Status::Passed
         };
         case.retries = flaky_runs + reruns;
+        // Its properties were charged as they were read; pushing the case charges them.
+        self.budget
+            .refund(super::limits::props_len(&case.properties));
         Ok(case)
     }
 
@@ -519,10 +515,16 @@ impl<'a> Parser<'a, '_> {
                 value = Some(text.trim().to_string());
             }
         }
-        Ok(name.map(|name| Property {
-            name,
-            value: value.unwrap_or_default(),
-        }))
+        let Some(name) = name else {
+            return Ok(None);
+        };
+        let value = value.unwrap_or_default();
+        // Charged now, so that a flood of properties is stopped while it is read (twice the
+        // struct: the vector holding them grows by doubling).
+        self.budget
+            .charge(2 * std::mem::size_of::<Property>() + name.len() + value.len())
+            .map_err(|e| self.over(e, open_pos))?;
+        Ok(Some(Property { name, value }))
     }
 
     fn skip(&mut self, start: &BytesStart<'a>) -> Result<(), ReportError> {

@@ -127,6 +127,12 @@ impl Budget {
         }
     }
 
+    /// Gives back `bytes` charged earlier that a later charge will count again (a parser
+    /// that charges properties as it reads them, before the case that holds them).
+    pub fn refund(&mut self, bytes: usize) {
+        self.used = self.used.saturating_sub(bytes);
+    }
+
     /// Counts and charges one more case (its own strings and properties), then pushes it.
     pub fn case(&mut self, cases: &mut Vec<TestCase>, case: TestCase) -> Result<(), Exceeded> {
         self.cases += 1;
@@ -166,7 +172,8 @@ fn opt_len(s: &Option<String>) -> usize {
     s.as_ref().map_or(0, String::len)
 }
 
-fn props_len(props: &[Property]) -> usize {
+/// What [`Budget::case`] charges for a case's properties.
+pub fn props_len(props: &[Property]) -> usize {
     props
         .iter()
         .map(|p| std::mem::size_of::<Property>() + p.name.len() + p.value.len())

@@ -247,4 +247,72 @@ mod tests {
         let err = detect(b"{\"a\":\n  [1,}").unwrap_err();
         assert_eq!(err.line, Some(2), "{err}");
     }
+
+    #[test]
+    fn deep_json_is_refused_with_its_position_not_a_stack_overflow() {
+        // Complete documents, so that only the depth is wrong.
+        let deep = |prefix: &str, suffix: &str| {
+            format!(
+                "{prefix}{}{}{suffix}",
+                "[".repeat(100_000),
+                "]".repeat(100_000)
+            )
+        };
+        // A deep value testrelay reads hits serde_json's recursion limit...
+        let labels = deep(
+            "{\"results\":{\"tests\":[{\"name\":\"a\",\"status\":\"passed\",\"duration\":1,\"labels\":{\"l\":",
+            "}}]}}",
+        );
+        let e = parse(labels.as_bytes(), None).unwrap_err();
+        assert!(e.message.contains("recursion limit"), "{e}");
+        assert!(e.line.is_some() && !e.too_large, "{e}");
+        // ...and one it ignores is read past without recursing at all.
+        for (input, format) in [
+            (
+                deep("{\"suites\":[{\"title\":\"f\",\"x\":", "}]}"),
+                Some(Format::Playwright),
+            ),
+            (deep("{\"results\":{\"tests\":[],\"extra\":", "}}"), None),
+        ] {
+            assert!(parse(input.as_bytes(), format).is_ok());
+        }
+        // Cut short, it is an early end, found without recursing.
+        let e = parse(format!("{{\"x\":{}", "[".repeat(100_000)).as_bytes(), None).unwrap_err();
+        assert!(e.message.contains("ends too early"), "{e}");
+        let mut describes = String::from("{\"suites\":[{\"title\":\"f\",\"suites\":[");
+        describes.push_str(&"{\"title\":\"d\",\"suites\":[".repeat(40));
+        describes.push_str(&"]}".repeat(41));
+        describes.push_str("]}");
+        let e = parse(describes.as_bytes(), None).unwrap_err();
+        assert!(
+            e.message
+                .contains("describe blocks nested more than 32 deep"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_describe_path_is_built_once_and_shared_by_its_cases() {
+        let title = "t".repeat(5000);
+        let specs = r#"{"title":"s","tests":[{"status":"expected"}]}"#;
+        let doc = format!(
+            r#"{{"suites":[{{"title":"f.spec.ts","suites":[{{"title":"{title}","specs":[{specs},{specs}]}}]}}]}}"#
+        );
+        let r = parse(doc.as_bytes(), None).unwrap();
+        let cases = &r.suites[0].cases;
+        let (a, b) = (
+            cases[0].classname.as_ref().unwrap(),
+            cases[1].classname.as_ref().unwrap(),
+        );
+        assert!(std::sync::Arc::ptr_eq(a, b));
+        assert!(a.len() <= limits::NAME_CAP + 3 && a.ends_with('…'));
+    }
+
+    #[test]
+    fn json_keys_repeated_to_read_a_part_twice_are_refused() {
+        let e = parse(br#"{"results":{"tests":[]},"results":{"tests":[]}}"#, None).unwrap_err();
+        assert!(e.message.contains("duplicate field `results`"), "{e}");
+        let e = parse(br#"{"suites":[],"suites":[]}"#, None).unwrap_err();
+        assert!(e.message.contains("duplicate field `suites`"), "{e}");
+    }
 }

@@ -1,0 +1,383 @@
+//! Structure-aware: the fuzzer's bytes describe a report (suites, cases, texts) with
+//! repetition and nesting counts, rendered as JUnit XML, CTRF or Playwright JSON up to
+//! 32 MiB, so a few bytes of input reach the deep, wide and long documents that blow up
+//! parsers. Every rendered report goes through the ingest path's memory-heavy part (parse
+//! within the default limits, then the stored JSON within the budget left) under a counting
+//! allocator, and the peak heap must stay within 4x the report plus 8 MB. Run it with
+//! `-rss_limit_mb` and `-malloc_limit_mb` (README, Fuzzing) so that a blow-up the budget
+//! misses is a crash too.
+
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{self, Arbitrary};
+use libfuzzer_sys::fuzz_target;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::fmt::Write;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use testrelay_domain::model::{Format, RunMeta, TestRun};
+
+struct Counting;
+static CURRENT: AtomicUsize = AtomicUsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+fn grew(by: usize) {
+    let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            grew(layout.size());
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            if new_size >= layout.size() {
+                grew(new_size - layout.size());
+            } else {
+                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
+            }
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+/// Rendered documents stop growing here.
+const MAX_BYTES: usize = 32 << 20;
+
+#[derive(Arbitrary, Debug)]
+enum Fmt {
+    Junit,
+    Ctrf,
+    Playwright,
+}
+
+#[derive(Arbitrary, Debug)]
+enum Text {
+    Short(String),
+    /// `unit` repeated up to a million times.
+    Long { unit: String, times: u32 },
+    /// Raw bytes, unescaped: invalid UTF-8, NULs, markup.
+    Raw(Vec<u8>),
+}
+
+#[derive(Arbitrary, Debug)]
+enum Node {
+    Suite { name: Text, children: Vec<Node> },
+    Case { name: Text, class: Text, status: u8, text: Text, time: Text },
+    /// The node, `times` times over (up to 65,535).
+    Repeat { times: u16, node: Box<Node> },
+    /// The node inside `depth` suites (up to 65,535 deep).
+    Nest { depth: u16, name: Text, node: Box<Node> },
+}
+
+#[derive(Arbitrary, Debug)]
+struct Doc {
+    format: Fmt,
+    nodes: Vec<Node>,
+}
+
+struct Out {
+    s: Vec<u8>,
+    /// Enclosing suite names (CTRF writes them into each test).
+    path: Vec<String>,
+}
+
+impl Out {
+    fn full(&self) -> bool {
+        self.s.len() >= MAX_BYTES
+    }
+    fn push(&mut self, s: &str) {
+        self.s.extend_from_slice(s.as_bytes());
+    }
+    fn text(&mut self, t: &Text, json: bool) {
+        match t {
+            Text::Short(s) => self.escaped(s, json),
+            Text::Long { unit, times } => {
+                for _ in 0..(*times % 1_000_001) {
+                    if self.full() {
+                        break;
+                    }
+                    self.escaped(unit, json);
+                }
+            }
+            Text::Raw(b) => self.s.extend_from_slice(b),
+        }
+    }
+    fn escaped(&mut self, s: &str, json: bool) {
+        if json {
+            let quoted = serde_json::to_string(s).expect("a string");
+            self.push(&quoted[1..quoted.len() - 1]);
+        } else {
+            for c in s.chars() {
+                match c {
+                    '<' => self.push("&lt;"),
+                    '&' => self.push("&amp;"),
+                    '"' => self.push("&quot;"),
+                    c => {
+                        let mut b = [0u8; 4];
+                        self.push(c.encode_utf8(&mut b));
+                    }
+                }
+            }
+        }
+    }
+    fn plain(t: &Text) -> String {
+        match t {
+            Text::Short(s) => s.clone(),
+            Text::Long { unit, times } => unit.repeat((*times as usize % 1_000) + 1),
+            Text::Raw(b) => String::from_utf8_lossy(b).into_owned(),
+        }
+    }
+}
+
+fn junit(o: &mut Out, n: &Node) {
+    if o.full() {
+        return;
+    }
+    match n {
+        Node::Suite { name, children } => {
+            o.push("<testsuite name=\"");
+            o.text(name, false);
+            o.push("\">");
+            children.iter().for_each(|c| junit(o, c));
+            o.push("</testsuite>");
+        }
+        Node::Case { name, class, status, text, time } => {
+            o.push("<testcase name=\"");
+            o.text(name, false);
+            o.push("\" classname=\"");
+            o.text(class, false);
+            o.push("\" time=\"");
+            o.text(time, false);
+            o.push("\">");
+            let tag = ["failure", "error", "skipped", "flakyFailure", "system-out"][*status as usize % 5];
+            let _ = write!(Wrap(o), "<{tag}><![CDATA[");
+            o.text(text, false);
+            let _ = write!(Wrap(o), "]]></{tag}></testcase>");
+        }
+        Node::Repeat { times, node } => {
+            for _ in 0..*times {
+                if o.full() {
+                    break;
+                }
+                junit(o, node);
+            }
+        }
+        Node::Nest { depth, name, node } => {
+            for _ in 0..*depth {
+                o.push("<testsuite name=\"");
+                o.text(name, false);
+                o.push("\">");
+            }
+            junit(o, node);
+            for _ in 0..*depth {
+                o.push("</testsuite>");
+            }
+        }
+    }
+}
+
+fn ctrf(o: &mut Out, n: &Node, first: &mut bool) {
+    if o.full() {
+        return;
+    }
+    match n {
+        Node::Suite { name, children } => {
+            o.path.push(Out::plain(name));
+            children.iter().for_each(|c| ctrf(o, c, first));
+            o.path.pop();
+        }
+        Node::Case { name, class, status, text, time: _ } => {
+            if !std::mem::take(first) {
+                o.push(",");
+            }
+            o.push("{\"name\":\"");
+            o.text(name, true);
+            let st = ["passed", "failed", "skipped", "pending", "other"][*status as usize % 5];
+            let _ = write!(Wrap(o), "\",\"status\":\"{st}\",\"duration\":{status},\"message\":\"");
+            o.text(text, true);
+            o.push("\",\"filePath\":\"");
+            o.text(class, true);
+            o.push("\",\"suite\":");
+            let path = serde_json::to_string(&o.path).expect("strings");
+            o.push(if o.path.is_empty() { "\"\"" } else { &path });
+            o.push("}");
+        }
+        Node::Repeat { times, node } => {
+            for _ in 0..*times {
+                if o.full() {
+                    break;
+                }
+                ctrf(o, node, first);
+            }
+        }
+        Node::Nest { depth, name, node } => {
+            // Deep JSON the parser must read past.
+            if !std::mem::take(first) {
+                o.push(",");
+            }
+            o.push("{\"name\":\"n\",\"status\":\"passed\",\"duration\":1,\"extra\":");
+            o.push(&"[".repeat(*depth as usize));
+            o.push(&"]".repeat(*depth as usize));
+            o.push("}");
+            o.path.push(Out::plain(name));
+            ctrf(o, node, first);
+            o.path.pop();
+        }
+    }
+}
+
+/// Playwright: suites hold specs and suites; a case outside a suite gets one.
+fn playwright_suite(o: &mut Out, title: &Text, children: &[Node]) {
+    o.push("{\"title\":\"");
+    o.text(title, true);
+    o.push("\",\"specs\":[");
+    let mut first = true;
+    for c in children {
+        if let Node::Case { .. } | Node::Repeat { .. } = c {
+            playwright_specs(o, c, &mut first);
+        }
+    }
+    o.push("],\"suites\":[");
+    let mut first = true;
+    for c in children {
+        if o.full() {
+            break;
+        }
+        match c {
+            Node::Suite { name, children } => {
+                if !std::mem::take(&mut first) {
+                    o.push(",");
+                }
+                playwright_suite(o, name, children);
+            }
+            Node::Nest { depth, name, node } => {
+                if !std::mem::take(&mut first) {
+                    o.push(",");
+                }
+                for _ in 0..*depth {
+                    o.push("{\"title\":\"");
+                    o.text(name, true);
+                    o.push("\",\"suites\":[");
+                }
+                playwright_suite(o, name, std::slice::from_ref(node));
+                for _ in 0..*depth {
+                    o.push("]}");
+                }
+            }
+            _ => {}
+        }
+    }
+    o.push("]}");
+}
+
+fn playwright_specs(o: &mut Out, n: &Node, first: &mut bool) {
+    match n {
+        Node::Case { name, class, status, text, time: _ } => {
+            if !std::mem::take(first) {
+                o.push(",");
+            }
+            o.push("{\"title\":\"");
+            o.text(name, true);
+            let st = ["expected", "unexpected", "flaky", "skipped"][*status as usize % 4];
+            let _ = write!(Wrap(o), "\",\"tests\":[{{\"projectName\":\"");
+            o.text(class, true);
+            let _ = write!(Wrap(o), "\",\"status\":\"{st}\",\"results\":[{{\"status\":\"failed\",\"duration\":1,\"error\":{{\"message\":\"");
+            o.text(text, true);
+            o.push("\"}}]}]}");
+        }
+        Node::Repeat { times, node } => {
+            for _ in 0..*times {
+                if o.full() {
+                    break;
+                }
+                playwright_specs(o, node, first);
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Wrap<'a>(&'a mut Out);
+
+impl Write for Wrap<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.push(s);
+        Ok(())
+    }
+}
+
+fn render(doc: &Doc) -> (Vec<u8>, Format) {
+    let mut o = Out {
+        s: Vec::new(),
+        path: Vec::new(),
+    };
+    let format = match doc.format {
+        Fmt::Junit => {
+            o.push("<testsuites>");
+            doc.nodes.iter().for_each(|n| junit(&mut o, n));
+            o.push("</testsuites>");
+            Format::Junit
+        }
+        Fmt::Ctrf => {
+            o.push("{\"results\":{\"tool\":{\"name\":\"fuzz\"},\"tests\":[");
+            let mut first = true;
+            doc.nodes.iter().for_each(|n| ctrf(&mut o, n, &mut first));
+            o.push("]}}");
+            Format::Ctrf
+        }
+        Fmt::Playwright => {
+            o.push("{\"config\":{},\"suites\":[");
+            playwright_suite(&mut o, &Text::Short("file.spec.ts".into()), &doc.nodes);
+            o.push("]}");
+            Format::Playwright
+        }
+    };
+    (o.s, format)
+}
+
+fuzz_target!(|doc: Doc| {
+    let (input, format) = render(&doc);
+    let base = CURRENT.load(Ordering::Relaxed);
+    PEAK.store(base, Ordering::Relaxed);
+    let limits = testrelay_domain::parse::Limits::default();
+    if let Ok(parsed) = testrelay_domain::parse::parse_with(&input, Some(format), &limits) {
+        let s = parsed.report.summary();
+        assert_eq!(s.passed + s.failed + s.errored + s.skipped + s.flaky, s.total);
+        let left = testrelay_domain::parse::limits::stored_budget(input.len(), parsed.heap_bytes);
+        let run = TestRun {
+            run_id: testrelay_domain::ids::RunId::new(0),
+            received_at: "2026-11-28T00:00:00Z".into(),
+            meta: RunMeta {
+                project: "web".into(),
+                branch: None,
+                commit: None,
+                build_url: None,
+                environment: None,
+            },
+            summary: s,
+            report: parsed.report,
+        };
+        let _ = testrelay_domain::ingest::encode_run(&run, left);
+    }
+    // The report itself is held by the caller: the budget is for everything on top of it
+    // plus the report, as ingest measures it.
+    let peak = PEAK.load(Ordering::Relaxed) - base + input.len();
+    assert!(
+        peak <= 4 * input.len() + 8_000_000,
+        "peak heap {peak} bytes for a {} byte {format:?} report",
+        input.len()
+    );
+});
