@@ -10,51 +10,14 @@
 //!    per shape, bytes on the wire, bytes inflated, the answer, the time, the peak heap and
 //!    its ratio to the inflated size, checked against the budget: 4 x inflated + 8 MB.
 
+#[path = "support/counting.rs"]
+mod counting;
 #[path = "../../../tests/support/hostile.rs"]
 mod hostile;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 use testrelay_domain::model::{Format, RunMeta, TestRun};
-
-struct Counting;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
-            PEAK.fetch_max(now, Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    // Counted as the change in size, as the allocator grows or shrinks a block in place
-    // (large blocks are remapped, not copied).
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                let now = CURRENT.fetch_add(new_size - layout.size(), Ordering::Relaxed) + new_size
-                    - layout.size();
-                PEAK.fetch_max(now, Ordering::Relaxed);
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
 
 const TESTS: usize = 10_000;
 
@@ -157,11 +120,9 @@ fn bench(name: &str, input: &[u8], format: Format) {
         std::hint::black_box(&r);
     }
     let secs = start.elapsed().as_secs_f64() / iterations as f64;
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
-    let r = testrelay_domain::parse::parse(input, Some(format)).unwrap();
-    let peak = PEAK.load(Ordering::Relaxed) - base;
-    let kept = CURRENT.load(Ordering::Relaxed) - base;
+    let base = counting::current();
+    let (r, peak) = counting::peak_of(|| testrelay_domain::parse::parse(input, Some(format)));
+    let kept = counting::current() - base;
     drop(r);
     let mb = input.len() as f64 / 1e6;
     println!(
@@ -223,12 +184,9 @@ fn ingest(wire: &[u8], gzip: bool, format: Option<Format>) -> (u16, usize) {
 /// One shape through [`ingest`]: a table row, and whether it kept to the budget and answered
 /// what it must.
 fn budget_row(name: &str, wire: &[u8], gzip: bool, format: Option<Format>, expect: u16) -> bool {
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
     let start = Instant::now();
-    let (status, inflated) = ingest(wire, gzip, format);
+    let ((status, inflated), peak) = counting::peak_of(|| ingest(wire, gzip, format));
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    let peak = PEAK.load(Ordering::Relaxed) - base;
     // A refusal before inflating (the bomb) is measured against what it was allowed to hold.
     let measured = inflated.max(wire.len());
     let budget = 4 * measured + 8_000_000;

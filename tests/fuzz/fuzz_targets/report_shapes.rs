@@ -11,47 +11,11 @@
 
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::fmt::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use testrelay_domain::model::{Format, RunMeta, TestRun};
 
-struct Counting;
-static CURRENT: AtomicUsize = AtomicUsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-fn grew(by: usize) {
-    let now = CURRENT.fetch_add(by, Ordering::Relaxed) + by;
-    PEAK.fetch_max(now, Ordering::Relaxed);
-}
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            grew(layout.size());
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) };
-        CURRENT.fetch_sub(layout.size(), Ordering::Relaxed);
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        let p = unsafe { System.realloc(ptr, layout, new_size) };
-        if !p.is_null() {
-            if new_size >= layout.size() {
-                grew(new_size - layout.size());
-            } else {
-                CURRENT.fetch_sub(layout.size() - new_size, Ordering::Relaxed);
-            }
-        }
-        p
-    }
-}
-
-#[global_allocator]
-static ALLOC: Counting = Counting;
+#[path = "../../../shared/domain/benches/support/counting.rs"]
+mod counting;
 
 /// Rendered documents stop growing here.
 const MAX_BYTES: usize = 32 << 20;
@@ -67,19 +31,38 @@ enum Fmt {
 enum Text {
     Short(String),
     /// `unit` repeated up to a million times.
-    Long { unit: String, times: u32 },
+    Long {
+        unit: String,
+        times: u32,
+    },
     /// Raw bytes, unescaped: invalid UTF-8, NULs, markup.
     Raw(Vec<u8>),
 }
 
 #[derive(Arbitrary, Debug)]
 enum Node {
-    Suite { name: Text, children: Vec<Node> },
-    Case { name: Text, class: Text, status: u8, text: Text, time: Text },
+    Suite {
+        name: Text,
+        children: Vec<Node>,
+    },
+    Case {
+        name: Text,
+        class: Text,
+        status: u8,
+        text: Text,
+        time: Text,
+    },
     /// The node, `times` times over (up to 65,535).
-    Repeat { times: u16, node: Box<Node> },
+    Repeat {
+        times: u16,
+        node: Box<Node>,
+    },
     /// The node inside `depth` suites (up to 65,535 deep).
-    Nest { depth: u16, name: Text, node: Box<Node> },
+    Nest {
+        depth: u16,
+        name: Text,
+        node: Box<Node>,
+    },
 }
 
 #[derive(Arbitrary, Debug)]
@@ -133,6 +116,20 @@ impl Out {
             }
         }
     }
+    /// `render` up to `times` times, until the document is full; once is enough when it
+    /// wrote nothing (repeating nothing would only spin).
+    fn repeat(&mut self, times: u16, mut render: impl FnMut(&mut Out)) {
+        for _ in 0..times {
+            let before = self.s.len();
+            if self.full() {
+                break;
+            }
+            render(self);
+            if self.s.len() == before {
+                break;
+            }
+        }
+    }
     fn plain(t: &Text) -> String {
         match t {
             Text::Short(s) => s.clone(),
@@ -154,7 +151,13 @@ fn junit(o: &mut Out, n: &Node) {
             children.iter().for_each(|c| junit(o, c));
             o.push("</testsuite>");
         }
-        Node::Case { name, class, status, text, time } => {
+        Node::Case {
+            name,
+            class,
+            status,
+            text,
+            time,
+        } => {
             o.push("<testcase name=\"");
             o.text(name, false);
             o.push("\" classname=\"");
@@ -162,27 +165,23 @@ fn junit(o: &mut Out, n: &Node) {
             o.push("\" time=\"");
             o.text(time, false);
             o.push("\">");
-            let tag = ["failure", "error", "skipped", "flakyFailure", "system-out"][*status as usize % 5];
+            let tag =
+                ["failure", "error", "skipped", "flakyFailure", "system-out"][*status as usize % 5];
             let _ = write!(Wrap(o), "<{tag}><![CDATA[");
             o.text(text, false);
             let _ = write!(Wrap(o), "]]></{tag}></testcase>");
         }
-        Node::Repeat { times, node } => {
-            for _ in 0..*times {
-                if o.full() {
-                    break;
-                }
-                junit(o, node);
-            }
-        }
+        Node::Repeat { times, node } => o.repeat(*times, |o| junit(o, node)),
         Node::Nest { depth, name, node } => {
-            for _ in 0..*depth {
+            let mut opened = 0;
+            while opened < *depth && !o.full() {
                 o.push("<testsuite name=\"");
                 o.text(name, false);
                 o.push("\">");
+                opened += 1;
             }
             junit(o, node);
-            for _ in 0..*depth {
+            for _ in 0..opened {
                 o.push("</testsuite>");
             }
         }
@@ -199,14 +198,23 @@ fn ctrf(o: &mut Out, n: &Node, first: &mut bool) {
             children.iter().for_each(|c| ctrf(o, c, first));
             o.path.pop();
         }
-        Node::Case { name, class, status, text, time: _ } => {
+        Node::Case {
+            name,
+            class,
+            status,
+            text,
+            time: _,
+        } => {
             if !std::mem::take(first) {
                 o.push(",");
             }
             o.push("{\"name\":\"");
             o.text(name, true);
             let st = ["passed", "failed", "skipped", "pending", "other"][*status as usize % 5];
-            let _ = write!(Wrap(o), "\",\"status\":\"{st}\",\"duration\":{status},\"message\":\"");
+            let _ = write!(
+                Wrap(o),
+                "\",\"status\":\"{st}\",\"duration\":{status},\"message\":\""
+            );
             o.text(text, true);
             o.push("\",\"filePath\":\"");
             o.text(class, true);
@@ -215,14 +223,7 @@ fn ctrf(o: &mut Out, n: &Node, first: &mut bool) {
             o.push(if o.path.is_empty() { "\"\"" } else { &path });
             o.push("}");
         }
-        Node::Repeat { times, node } => {
-            for _ in 0..*times {
-                if o.full() {
-                    break;
-                }
-                ctrf(o, node, first);
-            }
-        }
+        Node::Repeat { times, node } => o.repeat(*times, |o| ctrf(o, node, first)),
         Node::Nest { depth, name, node } => {
             // Deep JSON the parser must read past.
             if !std::mem::take(first) {
@@ -267,13 +268,15 @@ fn playwright_suite(o: &mut Out, title: &Text, children: &[Node]) {
                 if !std::mem::take(&mut first) {
                     o.push(",");
                 }
-                for _ in 0..*depth {
+                let mut opened = 0;
+                while opened < *depth && !o.full() {
                     o.push("{\"title\":\"");
                     o.text(name, true);
                     o.push("\",\"suites\":[");
+                    opened += 1;
                 }
                 playwright_suite(o, name, std::slice::from_ref(node));
-                for _ in 0..*depth {
+                for _ in 0..opened {
                     o.push("]}");
                 }
             }
@@ -285,7 +288,13 @@ fn playwright_suite(o: &mut Out, title: &Text, children: &[Node]) {
 
 fn playwright_specs(o: &mut Out, n: &Node, first: &mut bool) {
     match n {
-        Node::Case { name, class, status, text, time: _ } => {
+        Node::Case {
+            name,
+            class,
+            status,
+            text,
+            time: _,
+        } => {
             if !std::mem::take(first) {
                 o.push(",");
             }
@@ -294,18 +303,14 @@ fn playwright_specs(o: &mut Out, n: &Node, first: &mut bool) {
             let st = ["expected", "unexpected", "flaky", "skipped"][*status as usize % 4];
             let _ = write!(Wrap(o), "\",\"tests\":[{{\"projectName\":\"");
             o.text(class, true);
-            let _ = write!(Wrap(o), "\",\"status\":\"{st}\",\"results\":[{{\"status\":\"failed\",\"duration\":1,\"error\":{{\"message\":\"");
+            let _ = write!(
+                Wrap(o),
+                "\",\"status\":\"{st}\",\"results\":[{{\"status\":\"failed\",\"duration\":1,\"error\":{{\"message\":\""
+            );
             o.text(text, true);
             o.push("\"}}]}]}");
         }
-        Node::Repeat { times, node } => {
-            for _ in 0..*times {
-                if o.full() {
-                    break;
-                }
-                playwright_specs(o, node, first);
-            }
-        }
+        Node::Repeat { times, node } => o.repeat(*times, |o| playwright_specs(o, node, first)),
         _ => {}
     }
 }
@@ -350,12 +355,26 @@ fn render(doc: &Doc) -> (Vec<u8>, Format) {
 
 fuzz_target!(|doc: Doc| {
     let (input, format) = render(&doc);
-    let base = CURRENT.load(Ordering::Relaxed);
-    PEAK.store(base, Ordering::Relaxed);
+    let ((), peak) = counting::peak_of(|| ingest(&input, format));
+    // The report itself is held by the caller: the budget is for everything on top of it
+    // plus the report, as ingest measures it.
+    let peak = peak + input.len();
+    assert!(
+        peak <= 4 * input.len() + 8_000_000,
+        "peak heap {peak} bytes for a {} byte {format:?} report",
+        input.len()
+    );
+});
+
+/// Parse within the default limits, then the stored JSON within the budget left.
+fn ingest(input: &[u8], format: Format) {
     let limits = testrelay_domain::parse::Limits::default();
-    if let Ok(parsed) = testrelay_domain::parse::parse_with(&input, Some(format), &limits) {
+    if let Ok(parsed) = testrelay_domain::parse::parse_with(input, Some(format), &limits) {
         let s = parsed.report.summary();
-        assert_eq!(s.passed + s.failed + s.errored + s.skipped + s.flaky, s.total);
+        assert_eq!(
+            s.passed + s.failed + s.errored + s.skipped + s.flaky,
+            s.total
+        );
         let left = testrelay_domain::parse::limits::stored_budget(input.len(), parsed.heap_bytes);
         let run = TestRun {
             run_id: testrelay_domain::ids::RunId::new(0),
@@ -372,12 +391,4 @@ fuzz_target!(|doc: Doc| {
         };
         let _ = testrelay_domain::ingest::encode_run(&run, left);
     }
-    // The report itself is held by the caller: the budget is for everything on top of it
-    // plus the report, as ingest measures it.
-    let peak = PEAK.load(Ordering::Relaxed) - base + input.len();
-    assert!(
-        peak <= 4 * input.len() + 8_000_000,
-        "peak heap {peak} bytes for a {} byte {format:?} report",
-        input.len()
-    );
-});
+}
