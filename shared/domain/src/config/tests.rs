@@ -228,6 +228,25 @@ tolerance_s = 0
 }
 
 #[test]
+fn report_limits_are_validated() {
+    let text = "[server]\nmax_decompressed_bytes = 67108864\nmax_inflight_bytes = 1048576\nmax_cases_per_report = 0\n[projects.web]\n[hooks.gh]\nscheme = \"github\"\nsecrets = [{ env = \"X\" }]\nformat = \"github\"\nproject = \"web\"\nquery_metadata = true\n";
+    let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();
+    for expected in [
+        "server.max_inflight_bytes: must be at least server.max_decompressed_bytes",
+        "server.max_cases_per_report: must be greater than 0",
+        "hooks.gh.query_metadata: only a format = \"report\" source reads its query string",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
+    let c = Config::from_toml("[projects.web]\n", "t.toml").unwrap();
+    assert_eq!(c.server.max_cases_per_report, 250_000);
+    assert_eq!(
+        c.server.max_inflight_bytes,
+        2 * DEFAULT_MAX_DECOMPRESSED_BYTES
+    );
+}
+
+#[test]
 fn key_hash_is_sha256_hex() {
     assert_eq!(
         hash_api_key("test"),
