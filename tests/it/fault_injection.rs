@@ -73,6 +73,7 @@ async fn submit_all(ingest: Arc<IngestService>) -> Vec<RunId> {
                         content_encoding: None,
                         idempotency_key: None,
                         body: report(i),
+                        reservation: Default::default(),
                     })
                     .await
                     .expect("accepted");

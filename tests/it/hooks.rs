@@ -524,6 +524,7 @@ async fn duplicates_are_caught_across_instances_on_aws() {
                 headers: &headers,
                 query: None,
                 body: body.clone(),
+                reservation: Default::default(),
             })
             .await
             .unwrap();

@@ -174,6 +174,20 @@ pub fn shapes() -> Vec<Shape> {
         .gzipped(),
     );
 
+    // Found by the report_shapes fuzz target: empty child suites whose joined names outgrew
+    // their charge (a name built by doubling kept slack the budget did not see).
+    let mut xml = format!("<testsuites><testsuite name=\"{}\">", "\u{1}".repeat(70));
+    xml.push_str(&"<testsuite name=\"\"></testsuite>".repeat(250_000));
+    xml.push_str("</testsuite></testsuites>");
+    out.push(
+        Shape::new(
+            "junit: 250,000 empty child suites of a long name",
+            xml.into_bytes(),
+            Refused(413),
+        )
+        .gzipped(),
+    );
+
     // Long titles times many specs / tests.
     let title = "t".repeat(3 << 20);
     let specs: Vec<String> = (0..50_000)

@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
 use testrelay_domain::error::ApiError;
+use testrelay_domain::inflate::Reservation;
 use testrelay_domain::ingest::{IngestService, Submission};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -65,11 +66,14 @@ fn header_str(headers: &HeaderMap, name: impl header::AsHeaderName) -> Option<St
 }
 
 /// The request's headers and body, refused with 413 beyond `max_body_bytes` (by its
-/// declared length before reading, or while reading).
+/// declared length before reading, or while reading), and with 503 when the bytes it adds
+/// would pass the in-flight budget: the body is reserved chunk by chunk as it arrives, so
+/// many slow uploads at once cannot add up past it either.
 async fn read_body(
     ingest: &IngestService,
     request: Request,
-) -> Result<(HeaderMap, axum::body::Bytes), Problem> {
+) -> Result<(HeaderMap, axum::body::Bytes, Reservation), Problem> {
+    use futures::StreamExt;
     let limit = ingest.max_body_bytes();
     let headers = request.headers().clone();
     let declared =
@@ -78,10 +82,29 @@ async fn read_body(
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    let body = axum::body::to_bytes(request.into_body(), limit)
-        .await
-        .map_err(|_| too_large())?;
-    Ok((headers, body))
+    let mut reservation = Reservation::default();
+    let mut chunks = request.into_body().into_data_stream();
+    let mut body = Vec::with_capacity(declared.unwrap_or(0));
+    ingest
+        .inflight()
+        .grow(&mut reservation, body.capacity())
+        .map_err(Problem)?;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(|e| {
+            Problem(ApiError::bad_request(format!(
+                "the request body could not be read: {e}"
+            )))
+        })?;
+        if body.len() + chunk.len() > limit {
+            return Err(too_large());
+        }
+        ingest
+            .inflight()
+            .grow(&mut reservation, body.len() + chunk.len())
+            .map_err(Problem)?;
+        body.extend_from_slice(&chunk);
+    }
+    Ok((headers, body.into(), reservation))
 }
 
 async fn submit_report(
@@ -89,13 +112,14 @@ async fn submit_report(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Response, Problem> {
-    let (headers, body) = read_body(&ingest, request).await?;
+    let (headers, body, reservation) = read_body(&ingest, request).await?;
     let submission = Submission {
         authorization: header_str(&headers, header::AUTHORIZATION),
         query,
         content_encoding: header_str(&headers, header::CONTENT_ENCODING),
         idempotency_key: header_str(&headers, "idempotency-key"),
         body,
+        reservation,
     };
     let result = ingest.submit(submission).await.map_err(Problem)?;
     let mut res = (StatusCode::ACCEPTED, axum::Json(&result.accepted)).into_response();
@@ -126,13 +150,14 @@ async fn submit_hook(
     request: Request,
 ) -> Result<Response, Problem> {
     use testrelay_domain::hook_ingest::{HookOutcome, HookRequest};
-    let (headers, body) = read_body(&ingest, request).await?;
+    let (headers, body, reservation) = read_body(&ingest, request).await?;
     let outcome = ingest
         .submit_hook(HookRequest {
             source: &source,
             headers: &HeaderLookup(&headers),
             query: query.as_deref(),
             body,
+            reservation,
         })
         .await
         .map_err(Problem)?;

@@ -144,7 +144,8 @@ fn ingest(wire: &[u8], gzip: bool, format: Option<Format>) -> (u16, usize) {
     let body = bytes::Bytes::copy_from_slice(wire);
     let inflight = Inflight::new(testrelay_domain::config::DEFAULT_MAX_INFLIGHT_BYTES);
     let cap = testrelay_domain::config::DEFAULT_MAX_DECOMPRESSED_BYTES;
-    let (inflated, _reservation) = match inflight.decode(&body, gzip.then_some("gzip"), cap) {
+    let mut reservation = testrelay_domain::inflate::Reservation::default();
+    let inflated = match inflight.decode(&body, gzip.then_some("gzip"), cap, &mut reservation) {
         Ok(ok) => ok,
         // Refused while inflating: it held up to the cap.
         Err(e) => return (e.status, if e.status == 413 { cap } else { 0 }),

@@ -64,10 +64,12 @@ pub struct HookRequest<'a> {
     /// The raw query string (report metadata for `format = "report"`).
     pub query: Option<&'a str>,
     pub body: Bytes,
+    /// What the edge reserved of the in-flight budget while it read the body.
+    pub reservation: crate::inflate::Reservation,
 }
 
 impl IngestService {
-    pub async fn submit_hook(&self, req: HookRequest<'_>) -> Result<HookOutcome, ApiError> {
+    pub async fn submit_hook(&self, mut req: HookRequest<'_>) -> Result<HookOutcome, ApiError> {
         let not_found = || ApiError::not_found(format!("no hook source {:?}", req.source));
         let hook = self.config.hooks.get(req.source).ok_or_else(not_found)?;
         let secrets = self.hooks.0.get(req.source).ok_or_else(not_found)?;
@@ -98,10 +100,12 @@ impl IngestService {
             )));
         }
         let (delivery, fingerprint) = delivery_key(&verified, &req.body);
-        let (body, _reservation) = self.inflight.decode(
+        let mut reservation = std::mem::take(&mut req.reservation);
+        let body = self.inflight.decode(
             &req.body,
             req.headers.get("content-encoding"),
             self.config.server.max_decompressed_bytes,
+            &mut reservation,
         )?;
         // The body is held once, as `body`, from here until the report is parsed.
         drop(req.body);
@@ -154,8 +158,8 @@ impl IngestService {
     }
 }
 
-/// Report metadata from the query string (`branch`, `commit`, `build_url`, `environment`);
-/// the project is the hook's.
+/// Report metadata from the (unsigned) query string: `branch`, `commit` and `environment`
+/// only; the project is the hook's.
 fn metadata(query: &str, project: &str) -> Result<RunMeta, ApiError> {
     let mut meta = RunMeta {
         project: project.to_string(),

@@ -1,12 +1,12 @@
 //! A report body as the parsers get it: `Content-Encoding: gzip` undone within the inflated
 //! cap, and counted against the process-wide in-flight budget.
 //!
-//! Policy: the bytes being parsed at once, across all requests, never pass
-//! `server.max_inflight_bytes`. A request reserves its body's size before anything is parsed
-//! (a gzip body step by step while it inflates, so a bomb stops at the cap without ever
-//! holding more than its reservation) and keeps the reservation until it is answered. When
-//! the budget is spent, the request is refused at once with 503 and `Retry-After`: the
-//! process never queues or grows.
+//! Policy: the report bytes held at once, across all requests, never pass
+//! `server.max_inflight_bytes`. A request reserves its body as it is received (the HTTP edge
+//! grows the reservation chunk by chunk), then what it inflates (a gzip body step by step, so
+//! a bomb stops at the cap without ever holding more than its reservation), and keeps the
+//! reservation until it is answered. When the budget is spent, the request is refused at once
+//! with 503 and `Retry-After`: the process never queues or grows.
 
 use crate::error::ApiError;
 use bytes::Bytes;
@@ -28,8 +28,8 @@ pub struct Inflight {
     bytes: usize,
 }
 
-/// A request's reservation, released when dropped.
-#[derive(Debug)]
+/// A request's reservation, released when dropped. The default reserves nothing.
+#[derive(Debug, Default)]
 pub struct Reservation {
     permit: Option<OwnedSemaphorePermit>,
     units: usize,
@@ -44,15 +44,8 @@ impl Inflight {
         }
     }
 
-    fn empty(&self) -> Reservation {
-        Reservation {
-            permit: None,
-            units: 0,
-        }
-    }
-
-    /// Grows `r` to cover `bytes`, or refuses with 503 when the budget is spent.
-    fn grow(&self, r: &mut Reservation, bytes: usize) -> Result<(), ApiError> {
+    /// Grows `r` to cover `bytes` in all, or refuses with 503 when the budget is spent.
+    pub fn grow(&self, r: &mut Reservation, bytes: usize) -> Result<(), ApiError> {
         let want = bytes.div_ceil(UNIT);
         if want <= r.units {
             return Ok(());
@@ -82,14 +75,16 @@ impl Inflight {
     }
 
     /// Undoes `Content-Encoding: gzip` (or a gzip body sent without the header), refusing to
-    /// inflate past `cap` bytes (413) and to reserve past the budget (503). The body is
-    /// shared, not copied, when it is not compressed.
+    /// inflate past `cap` bytes (413) and to grow `reservation` past the budget (503): it
+    /// covers the body and, for gzip, the inflated buffer too (both are held while it
+    /// inflates). The body is shared, not copied, when it is not compressed.
     pub fn decode(
         &self,
         body: &Bytes,
         encoding: Option<&str>,
         cap: usize,
-    ) -> Result<(Bytes, Reservation), ApiError> {
+        reservation: &mut Reservation,
+    ) -> Result<Bytes, ApiError> {
         let encoding = encoding.map(|e| e.trim().to_ascii_lowercase());
         let gzipped = match encoding.as_deref() {
             None | Some("") | Some("identity") => body.starts_with(&[0x1f, 0x8b]),
@@ -100,10 +95,10 @@ impl Inflight {
                 )));
             }
         };
-        let mut reservation = self.empty();
+        let wire = body.len();
+        self.grow(reservation, wire)?;
         if !gzipped {
-            self.grow(&mut reservation, body.len())?;
-            return Ok((body.clone(), reservation));
+            return Ok(body.clone());
         }
         let too_large = || {
             ApiError::too_large(format!(
@@ -118,7 +113,7 @@ impl Inflight {
             .map(|at| u32::from_le_bytes(body[at..].try_into().expect("4 bytes")) as usize)
             .unwrap_or(0)
             .min(cap + 1);
-        self.grow(&mut reservation, hint)?;
+        self.grow(reservation, wire + hint)?;
         let mut out: Vec<u8> = Vec::with_capacity(hint);
         let mut decoder = flate2::read::MultiGzDecoder::new(&body[..]);
         let corrupt =
@@ -135,7 +130,7 @@ impl Inflight {
                 let grown = (2 * out.capacity())
                     .max(out.len() + STEP)
                     .min(cap + 1 + probe.len());
-                self.grow(&mut reservation, grown)?;
+                self.grow(reservation, wire + grown)?;
                 out.reserve_exact(grown - out.len());
                 out.extend_from_slice(&probe[..n]);
             } else {
@@ -153,7 +148,7 @@ impl Inflight {
             }
         }
         out.shrink_to_fit();
-        Ok((Bytes::from(out), reservation))
+        Ok(Bytes::from(out))
     }
 }
 
@@ -182,7 +177,7 @@ mod tests {
     #[test]
     fn decodes_gzip_with_and_without_header() {
         let z = gzip(b"<testsuite/>");
-        let decode = |b: &Bytes, e| roomy().decode(b, e, 100).map(|(b, _)| b);
+        let decode = |b: &Bytes, e| roomy().decode(b, e, 100, &mut Reservation::default());
         assert_eq!(&decode(&z, Some("gzip")).unwrap()[..], b"<testsuite/>");
         assert_eq!(&decode(&z, None).unwrap()[..], b"<testsuite/>");
         let plain = Bytes::from_static(b"plain");
@@ -194,7 +189,10 @@ mod tests {
     fn refuses_bombs_corruption_and_unknown_encodings() {
         let bomb = gzip(&vec![b'a'; 10_000_000]);
         assert!(bomb.len() < 50_000);
-        let status = |b: &Bytes, e| roomy().decode(b, e, 1_000_000).unwrap_err().status;
+        let status = |b: &Bytes, e| {
+            let mut r = Reservation::default();
+            roomy().decode(b, e, 1_000_000, &mut r).unwrap_err().status
+        };
         assert_eq!(status(&bomb, Some("gzip")), 413);
         assert_eq!(
             status(&Bytes::from_static(b"\x1f\x8bjunk"), Some("gzip")),
@@ -207,19 +205,34 @@ mod tests {
     fn reservations_add_up_to_the_budget_and_are_released() {
         let inflight = Inflight::new(3 << 20);
         let two_mib = Bytes::from(vec![b'a'; 2 << 20]);
-        let (_, first) = inflight.decode(&two_mib, None, 64 << 20).unwrap();
+        let mut first = Reservation::default();
+        inflight
+            .decode(&two_mib, None, 64 << 20, &mut first)
+            .unwrap();
         assert_eq!(first.bytes(), 2 << 20);
-        let busy = inflight.decode(&two_mib, None, 64 << 20).unwrap_err();
+        let busy = inflight
+            .decode(&two_mib, None, 64 << 20, &mut Reservation::default())
+            .unwrap_err();
         assert_eq!((busy.status, busy.retry_after), (503, Some(RETRY_AFTER_S)));
         // A gzip body is refused part-way through inflating, not after.
         let zipped = gzip(&two_mib);
-        assert_eq!(
-            inflight.decode(&zipped, None, 64 << 20).unwrap_err().status,
-            503
-        );
-        drop(first);
-        let (body, second) = inflight.decode(&zipped, None, 64 << 20).unwrap();
+        let mut partial = Reservation::default();
+        let busy = inflight.decode(&zipped, None, 64 << 20, &mut partial);
+        assert_eq!(busy.unwrap_err().status, 503);
+        drop((first, partial));
+        let mut second = Reservation::default();
+        let body = inflight
+            .decode(&zipped, None, 64 << 20, &mut second)
+            .unwrap();
         assert_eq!(body.len(), 2 << 20);
         assert!(second.bytes() <= 3 << 20);
+        drop(second);
+        // What the edge reserved for the body is counted once.
+        let mut edge = Reservation::default();
+        inflight.grow(&mut edge, two_mib.len()).unwrap();
+        inflight
+            .decode(&two_mib, None, 64 << 20, &mut edge)
+            .unwrap();
+        assert_eq!(edge.bytes(), 2 << 20);
     }
 }

@@ -9,7 +9,7 @@
 use crate::config::{ApiKeyConfig, Config, ConnectorKind, hash_api_key};
 use crate::error::ApiError;
 use crate::ids::{ConnectorName, IdempotencyKey, ProjectName, RunId};
-use crate::inflate::Inflight;
+use crate::inflate::{Inflight, Reservation};
 use crate::model::{Format, RunMeta, Summary, TestRun};
 use crate::parse;
 use crate::ports::{
@@ -41,7 +41,7 @@ pub struct Ports {
 }
 
 /// A report upload as the HTTP edge received it.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub struct Submission {
     pub authorization: Option<String>,
     /// The raw query string, without `?`.
@@ -49,6 +49,8 @@ pub struct Submission {
     pub content_encoding: Option<String>,
     pub idempotency_key: Option<String>,
     pub body: Bytes,
+    /// What the edge reserved of the in-flight budget while it read the body.
+    pub reservation: Reservation,
 }
 
 /// Never prints the bearer token (nor the body).
@@ -181,7 +183,12 @@ impl IngestService {
         key.projects.as_ref().is_none_or(|ps| ps.contains(project))
     }
 
-    pub async fn submit(&self, req: Submission) -> Result<SubmitResult, ApiError> {
+    /// The in-flight budget: the HTTP edge reserves a body from it as it reads it.
+    pub fn inflight(&self) -> &Inflight {
+        &self.inflight
+    }
+
+    pub async fn submit(&self, mut req: Submission) -> Result<SubmitResult, ApiError> {
         let key = self.authenticate(req.authorization.as_deref())?;
         let params = parse_params(req.query.as_deref().unwrap_or(""))?;
         self.config.projects.get(&params.project).ok_or_else(|| {
@@ -210,10 +217,12 @@ impl IngestService {
         }
         let fingerprint = request_fingerprint(req.query.as_deref().unwrap_or(""), &req.body);
         // Held until the run is stored: what is being parsed counts against the budget.
-        let (body, _reservation) = self.inflight.decode(
+        let mut reservation = std::mem::take(&mut req.reservation);
+        let body = self.inflight.decode(
             &req.body,
             req.content_encoding.as_deref(),
             self.config.server.max_decompressed_bytes,
+            &mut reservation,
         )?;
         drop(req);
         let (report, blob_budget) = self.parse_report(&body, params.format)?;
@@ -579,7 +588,7 @@ mod tests {
         let s = Submission {
             authorization: Some("Bearer trk_live_secret".into()),
             body: Bytes::from_static(b"<testsuite/>"),
-            ..Default::default()
+            ..Submission::default()
         };
         let shown = format!("{s:?} {s:#?}");
         assert!(!shown.contains("trk_live_secret"), "{shown}");

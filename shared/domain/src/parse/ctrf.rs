@@ -360,21 +360,12 @@ fn check(t: &Test, i: usize) -> Result<String, String> {
                 "results.tests[{i}].suite must name at least one suite"
             ));
         }
-        Some(SuiteField::Path(p)) => {
-            let mut name = String::new();
-            let mut full = true;
-            for (n, part) in p.iter().enumerate() {
-                full = (n == 0 || super::text::push_capped(&mut name, " / ", NAME_CAP))
-                    && super::text::push_capped(&mut name, part, NAME_CAP);
-                if !full {
-                    break;
-                }
-            }
-            if !full {
-                name.push('…');
-            }
-            name
-        }
+        Some(SuiteField::Path(p)) => p
+            .iter()
+            .skip(1)
+            .fold(capped(&p[0], NAME_CAP), |name, part| {
+                super::limits::join_name(&name, " / ", part)
+            }),
         Some(SuiteField::Name(n)) => capped(n, NAME_CAP),
         None => t
             .file_path

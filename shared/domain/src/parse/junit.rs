@@ -252,14 +252,7 @@ impl<'a> Parser<'a, '_> {
         }
         if !parent.is_empty() {
             // Built once per suite and cut like any name, so deep nesting cannot multiply it.
-            let mut joined = String::new();
-            let full = push_capped(&mut joined, parent, NAME_CAP)
-                && push_capped(&mut joined, " / ", NAME_CAP)
-                && push_capped(&mut joined, &suite.name, NAME_CAP);
-            if !full {
-                joined.push('…');
-            }
-            suite.name = joined;
+            suite.name = super::limits::join_name(parent, " / ", &suite.name);
         }
         let index = out.len();
         self.push_suite(out, suite, open_pos)?;
@@ -522,7 +515,7 @@ impl<'a> Parser<'a, '_> {
         // Charged now, so that a flood of properties is stopped while it is read (twice the
         // struct: the vector holding them grows by doubling).
         self.budget
-            .charge(2 * std::mem::size_of::<Property>() + name.len() + value.len())
+            .charge(2 * std::mem::size_of::<Property>() + name.capacity() + value.capacity())
             .map_err(|e| self.over(e, open_pos))?;
         Ok(Some(Property { name, value }))
     }

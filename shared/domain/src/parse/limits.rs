@@ -50,6 +50,20 @@ impl Default for Limits {
     }
 }
 
+/// `parent`, `sep` and `name` joined and cut to [`NAME_CAP`] (`…` marks a cut), in one
+/// allocation of the size it needs: nested suite names and describe paths.
+pub fn join_name(parent: &str, sep: &str, name: &str) -> String {
+    let full = parent.len() + sep.len() + name.len();
+    let mut s = String::with_capacity(full.min(NAME_CAP) + '…'.len_utf8());
+    let whole = super::text::push_capped(&mut s, parent, NAME_CAP)
+        && super::text::push_capped(&mut s, sep, NAME_CAP)
+        && super::text::push_capped(&mut s, name, NAME_CAP);
+    if !whole {
+        s.push('…');
+    }
+    s
+}
+
 /// A name from outside a report (a GitHub run or repository), cut to [`NAME_CAP`].
 pub fn cut_name(s: &str) -> String {
     super::text::capped(s, NAME_CAP)
@@ -139,7 +153,7 @@ impl Budget {
         if self.cases > self.max_cases {
             return Err(Exceeded::Cases(self.max_cases));
         }
-        let strings = case.name.len()
+        let strings = case.name.capacity()
             + opt_len(&case.message)
             + opt_len(&case.trace)
             + opt_len(&case.file)
@@ -150,7 +164,7 @@ impl Budget {
 
     /// Charges one more suite (its name, file and properties; not its cases), then pushes it.
     pub fn suite(&mut self, suites: &mut Vec<Suite>, suite: Suite) -> Result<(), Exceeded> {
-        self.charge(suite.name.len() + opt_len(&suite.file) + props_len(&suite.properties))?;
+        self.charge(suite.name.capacity() + opt_len(&suite.file) + props_len(&suite.properties))?;
         self.push(suites, suite)
     }
 
@@ -168,15 +182,16 @@ impl Budget {
     }
 }
 
+/// Strings are charged by capacity: what they hold on the heap, slack included.
 fn opt_len(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, String::len)
+    s.as_ref().map_or(0, String::capacity)
 }
 
 /// What [`Budget::case`] charges for a case's properties.
 pub fn props_len(props: &[Property]) -> usize {
     props
         .iter()
-        .map(|p| std::mem::size_of::<Property>() + p.name.len() + p.value.len())
+        .map(|p| std::mem::size_of::<Property>() + p.name.capacity() + p.value.capacity())
         .sum()
 }
 

@@ -13,7 +13,7 @@
 use super::ReportError;
 use super::json::{Charges, duplicate, read};
 use super::limits::{Budget, MAX_DEPTH, MESSAGE_CAP, NAME_CAP, TRACE_CAP};
-use super::text::{cap_owned, capped, push_capped};
+use super::text::{cap_owned, capped};
 use crate::model::{Format, Property, Report, Status, Suite, TestCase};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -220,17 +220,10 @@ impl<'de> Visitor<'de> for SuiteSeed<'_, '_> {
 
 /// `parent › title`, cut to [`NAME_CAP`]: built once per describe block.
 fn join(parent: Option<&str>, title: &str) -> Arc<str> {
-    let Some(parent) = parent else {
-        return title.into();
-    };
-    let mut s = String::new();
-    let full = push_capped(&mut s, parent, NAME_CAP)
-        && push_capped(&mut s, " › ", NAME_CAP)
-        && push_capped(&mut s, title, NAME_CAP);
-    if !full {
-        s.push('…');
+    match parent {
+        Some(parent) => super::limits::join_name(parent, " › ", title).into(),
+        None => title.into(),
     }
-    s.into()
 }
 
 struct ChildrenSeed<'s, 'b> {
