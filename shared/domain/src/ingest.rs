@@ -273,6 +273,51 @@ impl IngestService {
         })?;
         let summary = report.summary();
         let now = self.ports.clock.now_ms();
+        let run_id = match &claim_key {
+            Some(k) => RunId::derived(k.as_bytes()),
+            None => RunId::new(now),
+        };
+        let connectors: Vec<(ConnectorName, ConnectorKind)> = project
+            .connectors
+            .iter()
+            .filter_map(|c| Some((c.clone(), self.config.connector_kind(c)?)))
+            .collect();
+        let received_at = rfc3339(now);
+        let run = TestRun {
+            run_id: run_id.clone(),
+            received_at: received_at.clone(),
+            meta,
+            summary,
+            report,
+        };
+        let accepted = Accepted {
+            run_id: run_id.clone(),
+            status_url: format!("/v1/runs/{run_id}"),
+            deliveries: connectors
+                .iter()
+                .map(|(c, k)| QueuedDelivery {
+                    connector: c.clone(),
+                    kind: *k,
+                    state: DeliveryState::Queued,
+                })
+                .collect(),
+            summary,
+        };
+        // Refused for its size before anything is written, the idempotency claim included.
+        let blob = encode_run(&run, blob_budget)?;
+        let record = RunRecord {
+            run_id: run.run_id.clone(),
+            received_at: run.received_at.clone(),
+            meta: run.meta.clone(),
+            format: run.report.format,
+            summary: run.summary,
+            deliveries: connectors
+                .iter()
+                .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
+                .collect(),
+        };
+        // The stored JSON replaces the model: the two are never held longer than needed.
+        drop(run);
         if let Some(claim_key) = &claim_key {
             match self
                 .ports
@@ -313,55 +358,7 @@ impl IngestService {
             }
         }
 
-        let run_id = match &claim_key {
-            Some(k) => RunId::derived(k.as_bytes()),
-            None => RunId::new(now),
-        };
-        let connectors: Vec<(ConnectorName, ConnectorKind)> = project
-            .connectors
-            .iter()
-            .filter_map(|c| Some((c.clone(), self.config.connector_kind(c)?)))
-            .collect();
-        let received_at = rfc3339(now);
-        let run = TestRun {
-            run_id: run_id.clone(),
-            received_at: received_at.clone(),
-            meta,
-            summary,
-            report,
-        };
-        let accepted = Accepted {
-            run_id: run_id.clone(),
-            status_url: format!("/v1/runs/{run_id}"),
-            deliveries: connectors
-                .iter()
-                .map(|(c, k)| QueuedDelivery {
-                    connector: c.clone(),
-                    kind: *k,
-                    state: DeliveryState::Queued,
-                })
-                .collect(),
-            summary,
-        };
-        let result = match encode_run(&run, blob_budget) {
-            Ok(blob) => {
-                // The stored JSON replaces the model: both are never held longer than needed.
-                let record = RunRecord {
-                    run_id: run.run_id.clone(),
-                    received_at: run.received_at.clone(),
-                    meta: run.meta.clone(),
-                    format: run.report.format,
-                    summary: run.summary,
-                    deliveries: connectors
-                        .iter()
-                        .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
-                        .collect(),
-                };
-                drop(run);
-                self.store_and_enqueue(blob, record, &connectors).await
-            }
-            Err(e) => Err(e),
-        };
+        let result = self.store_and_enqueue(blob, record, &connectors).await;
         if let Err(e) = result {
             if let Some(k) = &claim_key {
                 // Let the client's retry redo the work; every step above is idempotent.
