@@ -194,6 +194,14 @@ async fn past_the_inflight_budget_testrelay_answers_503_with_retry_after() {
             .contains("server.max_inflight_bytes"),
         "{problem}"
     );
+    // A request without a valid key is refused before its body is read: 401, not 503.
+    let anonymous = reqwest::Client::new()
+        .post(format!("{base}/v1/reports?project=web"))
+        .body(report.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
     // A small report still fits beside it.
     let small = post(b"<testsuite><testcase name=\"a\"/></testsuite>".to_vec());
     let small = tokio::spawn(small);

@@ -112,6 +112,9 @@ async fn submit_report(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Response, Problem> {
+    ingest
+        .check_key(header_str(request.headers(), header::AUTHORIZATION).as_deref())
+        .map_err(Problem)?;
     let (headers, body, reservation) = read_body(&ingest, request).await?;
     let submission = Submission {
         authorization: header_str(&headers, header::AUTHORIZATION),
@@ -150,6 +153,7 @@ async fn submit_hook(
     request: Request,
 ) -> Result<Response, Problem> {
     use testrelay_domain::hook_ingest::{HookOutcome, HookRequest};
+    ingest.check_hook_source(&source).map_err(Problem)?;
     let (headers, body, reservation) = read_body(&ingest, request).await?;
     let outcome = ingest
         .submit_hook(HookRequest {

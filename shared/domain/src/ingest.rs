@@ -183,6 +183,21 @@ impl IngestService {
         key.projects.as_ref().is_none_or(|ps| ps.contains(project))
     }
 
+    /// Refuses an unknown or missing API key before the body is read: a request without a
+    /// valid key never holds any of the in-flight budget.
+    pub fn check_key(&self, authorization: Option<&str>) -> Result<(), ApiError> {
+        self.authenticate(authorization).map(|_| ())
+    }
+
+    /// Refuses an unknown hook source before the body is read.
+    pub fn check_hook_source(&self, source: &str) -> Result<(), ApiError> {
+        if self.config.hooks.contains_key(source) {
+            Ok(())
+        } else {
+            Err(ApiError::not_found(format!("no hook source {source:?}")))
+        }
+    }
+
     /// The in-flight budget: the HTTP edge reserves a body from it as it reads it.
     pub fn inflight(&self) -> &Inflight {
         &self.inflight
