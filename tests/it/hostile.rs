@@ -215,3 +215,40 @@ async fn past_the_inflight_budget_testrelay_answers_503_with_retry_after() {
     // Released: the second one now goes through.
     assert_eq!(post(report).await.status(), 202);
 }
+
+#[tokio::test]
+async fn a_chunked_body_without_a_length_is_read_within_the_limits() {
+    use lambda_http::tower::ServiceExt;
+    let t = testrelay_tests::local::spawn_app().await;
+    let request = |chunks: Vec<Vec<u8>>| {
+        let stream = futures::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::from(c))),
+        );
+        axum::http::Request::post("/v1/reports?project=web")
+            .header(
+                "authorization",
+                format!("Bearer {}", testrelay_tests::local::API_KEY),
+            )
+            .body(axum::body::Body::from_stream(stream))
+            .unwrap()
+    };
+    let report = testrelay_tests::hostile::honest_junit(500);
+    let chunks: Vec<Vec<u8>> = report.chunks(1000).map(<[u8]>::to_vec).collect();
+    let res = t.app.router.clone().oneshot(request(chunks)).await.unwrap();
+    assert_eq!(res.status(), 202);
+    // Past max_body_bytes while streaming: 413 at once, nothing stored.
+    let stored = t.stored_blobs();
+    let chunk = vec![b' '; 1 << 20];
+    let too_many = vec![chunk; t.app.config.server.max_body_bytes / (1 << 20) + 1];
+    let res = t
+        .app
+        .router
+        .clone()
+        .oneshot(request(too_many))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    assert_eq!(t.stored_blobs(), stored);
+}

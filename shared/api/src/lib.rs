@@ -95,13 +95,22 @@ async fn read_body(
                 "the request body could not be read: {e}"
             )))
         })?;
-        if body.len() + chunk.len() > limit {
+        let len = body.len() + chunk.len();
+        if len > limit {
             return Err(too_large());
         }
+        // What the buffer will hold once it grows (doubling, within the limit) is reserved
+        // before it is allocated.
+        let capacity = if len <= body.capacity() {
+            body.capacity()
+        } else {
+            (2 * body.capacity()).clamp(len, limit)
+        };
         ingest
             .inflight()
-            .grow(&mut reservation, body.len() + chunk.len())
+            .grow(&mut reservation, capacity)
             .map_err(Problem)?;
+        body.reserve_exact(capacity - body.len());
         body.extend_from_slice(&chunk);
     }
     Ok((headers, body.into(), reservation))
