@@ -30,7 +30,8 @@ pub const MAX_DEPTH: usize = 32;
 pub const MAX_ATTRIBUTES: usize = 64;
 /// The default for `server.max_cases_per_report`.
 pub const DEFAULT_MAX_CASES: usize = 250_000;
-/// The model plus its stored JSON may take this many bytes per inflated report byte...
+/// The model may take this many bytes per inflated report byte while the report is held
+/// (and, with the report dropped, the model plus its stored JSON one byte more)...
 pub const EXPANSION: usize = 3;
 /// ...plus this many.
 pub const EXPANSION_BASE: usize = 6 << 20;
