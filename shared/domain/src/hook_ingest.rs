@@ -70,7 +70,7 @@ pub struct HookRequest<'a> {
 
 impl IngestService {
     pub async fn submit_hook(&self, mut req: HookRequest<'_>) -> Result<HookOutcome, ApiError> {
-        let not_found = || ApiError::not_found(format!("no hook source {:?}", req.source));
+        let not_found = || unknown_source(req.source);
         let hook = self.config.hooks.get(req.source).ok_or_else(not_found)?;
         let secrets = self.hooks.0.get(req.source).ok_or_else(not_found)?;
         let max = self.config.server.max_body_bytes;
@@ -156,6 +156,11 @@ impl IngestService {
             })?;
         Ok(HookOutcome::Accepted(result))
     }
+}
+
+/// A source that is not configured (or whose secrets did not resolve).
+pub(crate) fn unknown_source(source: &str) -> ApiError {
+    ApiError::not_found(format!("no hook source {source:?}"))
 }
 
 /// Report metadata from the (unsigned) query string: `branch`, `commit` and `environment`

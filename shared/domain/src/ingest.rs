@@ -191,11 +191,11 @@ impl IngestService {
 
     /// Refuses an unknown hook source before the body is read.
     pub fn check_hook_source(&self, source: &str) -> Result<(), ApiError> {
-        if self.config.hooks.contains_key(source) {
-            Ok(())
-        } else {
-            Err(ApiError::not_found(format!("no hook source {source:?}")))
-        }
+        self.config
+            .hooks
+            .get(source)
+            .map(|_| ())
+            .ok_or_else(|| crate::hook_ingest::unknown_source(source))
     }
 
     /// The in-flight budget: the HTTP edge reserves a body from it as it reads it.

@@ -118,6 +118,12 @@ impl Out {
             }
         }
     }
+    /// A comma before every item of a JSON list but the first.
+    fn separate(&mut self, first: &mut bool) {
+        if !std::mem::take(first) {
+            self.push(",");
+        }
+    }
     /// `render` up to `times` times, until the document is full; once is enough when it
     /// wrote nothing (repeating nothing would only spin).
     fn repeat(&mut self, times: u16, mut render: impl FnMut(&mut Out)) {
@@ -207,9 +213,7 @@ fn ctrf(o: &mut Out, n: &Node, first: &mut bool) {
             text,
             time: _,
         } => {
-            if !std::mem::take(first) {
-                o.push(",");
-            }
+            o.separate(first);
             o.push("{\"name\":\"");
             o.text(name, true);
             let st = ["passed", "failed", "skipped", "pending", "other"][*status as usize % 5];
@@ -228,9 +232,7 @@ fn ctrf(o: &mut Out, n: &Node, first: &mut bool) {
         Node::Repeat { times, node } => o.repeat(*times, |o| ctrf(o, node, first)),
         Node::Nest { depth, name, node } => {
             // Deep JSON the parser must read past.
-            if !std::mem::take(first) {
-                o.push(",");
-            }
+            o.separate(first);
             o.push("{\"name\":\"n\",\"status\":\"passed\",\"duration\":1,\"extra\":");
             o.push(&"[".repeat(*depth as usize));
             o.push(&"]".repeat(*depth as usize));
@@ -261,15 +263,11 @@ fn playwright_suite(o: &mut Out, title: &Text, children: &[Node]) {
         }
         match c {
             Node::Suite { name, children } => {
-                if !std::mem::take(&mut first) {
-                    o.push(",");
-                }
+                o.separate(&mut first);
                 playwright_suite(o, name, children);
             }
             Node::Nest { depth, name, node } => {
-                if !std::mem::take(&mut first) {
-                    o.push(",");
-                }
+                o.separate(&mut first);
                 let mut opened = 0;
                 while opened < *depth && !o.full() {
                     o.push("{\"title\":\"");
@@ -297,9 +295,7 @@ fn playwright_specs(o: &mut Out, n: &Node, first: &mut bool) {
             text,
             time: _,
         } => {
-            if !std::mem::take(first) {
-                o.push(",");
-            }
+            o.separate(first);
             o.push("{\"title\":\"");
             o.text(name, true);
             let st = ["expected", "unexpected", "flaky", "skipped"][*status as usize % 4];
