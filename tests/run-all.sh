@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The whole test suite, from a fresh clone: installs what it needs (a Python venv with moto
-# as the local AWS), starts moto on a free loopback port, then runs formatting, lints and
-# every test. Usage: bash tests/run-all.sh
+# The whole test suite, from a fresh clone: installs what it needs (a Python venv with moto,
+# the SAM tools and cargo-lambda; DynamoDB Local from npm; MiniStack), starts the three local
+# AWS engines on free loopback ports (tests/engines.sh), then runs formatting, lints, every
+# test, the infra checks and the Lambda checks, and prints how long each phase took.
+# Usage: bash tests/run-all.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -29,24 +31,15 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
-phase "install (Python venv: moto, SAM CLI, cfn-lint, cargo-lambda)"
+phase "install: Python venv (moto, SAM tools, cargo-lambda)"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
-log="$root/target/moto.log"
-# One request at a time: see tests/moto_server.py (moto's own threads break item atomicity).
-"$venv/bin/python" tests/moto_server.py "$port" >"$log" 2>&1 &
-moto_pid=$!
-trap 'kill $moto_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 100); do
-  if curl -fsS "http://127.0.0.1:$port/moto-api/data.json" >/dev/null 2>&1; then break; fi
-  if ! kill -0 "$moto_pid" 2>/dev/null; then echo "moto failed to start:"; cat "$log"; exit 1; fi
-  sleep 0.2
-done
-curl -fsS "http://127.0.0.1:$port/moto-api/data.json" >/dev/null || { echo "moto did not answer"; cat "$log"; exit 1; }
-echo "== moto listening on 127.0.0.1:$port"
-phase "start moto"
+# shellcheck source=tests/engines.sh
+source tests/engines.sh
+install_engines "$root"
+phase "install: DynamoDB Local (npm), MiniStack (venv)"
+start_engines "$root"
+phase "start moto, DynamoDB Local, MiniStack"
 
-export AWS_ENDPOINT_URL="http://127.0.0.1:$port"
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null
 export TESTRELAY_CORPUS="${TESTRELAY_CORPUS:-$root/../shared/corpus}"
@@ -56,25 +49,31 @@ cargo fmt --all -- --check
 echo "== cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 phase "fmt + clippy"
-echo "== cargo test (build)"
+echo "== build: test binaries, then every binary (the Lambda checks run these)"
 cargo test --workspace --locked --no-run
-phase "build (test profile)"
-echo "== cargo test"
+cargo build --workspace --locked
+phase "build (test profile + function binaries)"
+
+# cargo-nextest runs every test in its own process, tests of all binaries side by side (the
+# long ones mostly wait on the engines), four at a time on the two cores.
+if ! command -v cargo-nextest >/dev/null 2>&1; then
+  echo "== installing cargo-nextest"
+  cargo install --locked cargo-nextest
+fi
+echo "== cargo nextest run"
 test_log="$root/target/test-output.log"
-cargo test --workspace --locked 2>&1 | tee "$test_log"
-phase "tests (all binaries)"
+cargo nextest run --workspace --locked --test-threads 4 --no-fail-fast \
+  --success-output never --failure-output final 2>&1 | tee "$test_log"
+phase "tests (cargo nextest, all binaries)"
 echo "== infra: function/crate match, sam validate --lint, cfn-lint on the translated template"
 "$venv/bin/python" tests/infra/check.py
 phase "infra checks"
-echo "== lambda: every function binary run by cargo lambda watch + invoke with its event"
+echo "== lambda: every function binary started on cargo lambda's Runtime API, invoked with its event"
 "$venv/bin/python" tests/lambda/invoke.py
-phase "lambda: watch + invoke every function"
-echo "== lambda: cargo lambda build (host, --compiler cargo), cold start and zip size"
-functions=$(for f in functions/*/; do printf -- '-p %s ' "$(basename "$f")"; done)
-# shellcheck disable=SC2086
-cargo lambda build --compiler cargo --output-format zip --lambda-dir target/lambda-debug $functions 2>&1 | tail -1
-"$venv/bin/python" tests/lambda/coldstart.py target/lambda-debug 3
-phase "lambda: build dev zips, cold start"
+phase "lambda: every function invoked"
+echo "== lambda: the function binaries packaged as Lambda zips, cold start and zip size"
+"$venv/bin/python" tests/lambda/coldstart.py --package target/debug target/lambda-debug 3
+phase "lambda: dev zips, cold start"
 
 echo "== phase times (seconds)"
 row() { printf '| %-58s | %6s |\n' "$1" "$2"; }
@@ -82,8 +81,14 @@ row "phase" "s"
 for r in "${phase_rows[@]}"; do
   row "${r%|*}" "${r##*|}"
 done
-# Each test binary's own time (one second or more), as cargo test reported it.
-awk '/^     Running /{bin=$NF; gsub(/[()]/,"",bin); n=split(bin,parts,"/"); bin=parts[n]; sub(/-[0-9a-f]+$/,"",bin)}
-     /^test result:/{for(i=1;i<=NF;i++) if($i=="in"){t=$(i+1)}; sub(/s$/,"",t);
-       if (t+0 >= 1) printf "|   test binary %-44s | %6.0f |\n", bin, t}' "$test_log"
+# Each test binary: its tests, their summed time and its slowest test, from nextest's lines
+# ("PASS [  1.234s] (n/N) crate::binary test::name").
+awk '/^ *(PASS|FAIL|TIMEOUT)/ && match($0, /\[ *[0-9.]+s\]/) {
+       t = substr($0, RSTART + 1, RLENGTH - 3) + 0
+       rest = substr($0, RSTART + RLENGTH); sub(/^ *\([^)]*\) */, "", rest)
+       split(rest, w, " "); bin = w[1]; name = w[2]
+       n[bin]++; sum[bin] += t; if (t > max[bin]) { max[bin] = t; slow[bin] = name }
+     }
+     END { for (b in n) printf "|   %-56s | %6.0f |  %3d tests, slowest %.0f s: %s\n", b, sum[b], n[b], max[b], slow[b] }' \
+  "$test_log" | sort -t'|' -k3 -rn
 row "total" "$(($(date +%s) - run_start))"

@@ -1,7 +1,8 @@
 //! Fault injection: 1,000 runs through a fake vendor that fails a share of calls (5xx,
 //! slow answers past the timeout, connection resets, 429 with Retry-After, 400) with an
 //! outage in the middle, while deliveries crash at every point between a step and its
-//! bookkeeping. On both adapter sets. Time is a manual clock: hours of retry schedule and
+//! bookkeeping. On the embedded adapters, on the AWS adapters with DynamoDB Local + MiniStack,
+//! and (a tenth as many runs) with moto. Time is a manual clock: hours of retry schedule and
 //! breaker cool-downs pass without waiting.
 //!
 //! Every run must end delivered exactly once (the vendor counts effects by idempotency key)
@@ -17,11 +18,15 @@ use testrelay_domain::metrics::MemoryMetrics;
 use testrelay_domain::ports::{Clock, DeadLetterStore, DeliveryState, ManualClock, RunStore};
 use testrelay_domain::retry::RetryPolicy;
 use testrelay_domain::steps::CrashPoint;
+use testrelay_tests::aws::Engine;
 use testrelay_tests::fake_vendor::{Answer, FakeVendor, Plan};
 use testrelay_tests::faults::RandomCrashes;
 use testrelay_tests::local::API_KEY;
 
+/// Runs per scenario on the embedded store and on DynamoDB Local + MiniStack.
 const RUNS: usize = 1000;
+/// Runs on moto: see README, "The two commands", for why moto runs a tenth.
+const MOTO_RUNS: usize = 100;
 const T0: u64 = 1_800_000_000_000;
 /// Rounds of "deliver what is due, then move the clock": a bound, not a wait.
 const MAX_ROUNDS: usize = 2_000;
@@ -59,10 +64,10 @@ fn report(i: usize) -> bytes::Bytes {
     ))
 }
 
-/// Submits RUNS reports through the ingest service, 16 at a time; their run ids.
-async fn submit_all(ingest: Arc<IngestService>) -> Vec<RunId> {
+/// Submits `runs` reports through the ingest service, 16 at a time; their run ids.
+async fn submit_all(ingest: Arc<IngestService>, runs: usize) -> Vec<RunId> {
     use futures::StreamExt;
-    futures::stream::iter(0..RUNS)
+    futures::stream::iter(0..runs)
         .map(|i| {
             let ingest = ingest.clone();
             async move {
@@ -135,7 +140,7 @@ async fn check(o: Outcome<'_>) {
             "{id}: deferrals never use up attempts"
         );
     }
-    assert_eq!(delivered + dead.len(), RUNS, "zero lost");
+    assert_eq!(delivered + dead.len(), o.ids.len(), "zero lost");
     assert_eq!(
         record.effects.len(),
         delivered,
@@ -181,7 +186,8 @@ async fn check(o: Outcome<'_>) {
         "the outage opened the breaker ({opened}) and deferred deliveries ({deferred})"
     );
     println!(
-        "fault injection: {RUNS} runs, {delivered} delivered, {} dead-lettered, answers {:?}, replays {}, crashes {:?}, breaker transitions {opened}, deferrals {deferred}",
+        "fault injection: {} runs, {delivered} delivered, {} dead-lettered, answers {:?}, replays {}, crashes {:?}, breaker transitions {opened}, deferrals {deferred}",
+        o.ids.len(),
         dead.len(),
         record.answers,
         record.replays,
@@ -224,7 +230,7 @@ async fn embedded_adapters_lose_and_duplicate_nothing() {
             metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
         },
     ));
-    let ids = submit_all(ingest).await;
+    let ids = submit_all(ingest, RUNS).await;
 
     for round in 0.. {
         assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
@@ -251,7 +257,19 @@ async fn embedded_adapters_lose_and_duplicate_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn aws_adapters_lose_and_duplicate_nothing() {
+async fn aws_adapters_on_dynamodb_local_lose_and_duplicate_nothing() {
+    aws_adapters(Engine::DynamoDbLocal, RUNS, 16).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn aws_adapters_on_moto_lose_and_duplicate_nothing() {
+    // moto serves one request at a time (tests/moto_server.py); more in flight only queue.
+    aws_adapters(Engine::Moto, MOTO_RUNS, 4).await;
+}
+
+/// The scenario through the Lambda functions' adapters on `engine`: `runs` reports,
+/// `concurrency` deliveries in flight.
+async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
     use testrelay_domain::config::SecretRef;
     use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
     use testrelay_domain::worker::Worker;
@@ -260,7 +278,7 @@ async fn aws_adapters_lose_and_duplicate_nothing() {
     let clock = Arc::new(ManualClock::new(T0));
     let vendor = FakeVendor::start(plan(clock.clone())).await;
     let crashes = Arc::new(RandomCrashes::new(99, 3));
-    let stack = testrelay_tests::aws::Stack::create().await;
+    let stack = testrelay_tests::aws::Stack::create_on(engine).await;
     let secret = testrelay_tests::unique("testrelay/hook");
     testrelay_tests::aws::put_secret(
         &stack.sdk,
@@ -295,8 +313,7 @@ async fn aws_adapters_lose_and_duplicate_nothing() {
         consumer: warp.clone(),
         queue: warp.clone(),
         service: Arc::new(service),
-        // moto serves one request at a time well; more in flight only queue up there.
-        concurrency: 4,
+        concurrency,
     };
     let ingest = Arc::new(IngestService::new(
         app.config.clone(),
@@ -311,7 +328,7 @@ async fn aws_adapters_lose_and_duplicate_nothing() {
             metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
         },
     ));
-    let ids = submit_all(ingest).await;
+    let ids = submit_all(ingest, runs).await;
 
     for round in 0.. {
         assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");

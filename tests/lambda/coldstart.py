@@ -6,6 +6,9 @@ the first event; and the size of each function's zip.
 Usage: python tests/lambda/coldstart.py [target/lambda] [runs]
     (after `cargo lambda build [--release] --compiler cargo --output-format zip`; the AWS
     side is moto at AWS_ENDPOINT_URL, as for tests/lambda/invoke.py)
+or:    python tests/lambda/coldstart.py --package target/debug target/lambda-debug [runs]
+    (packages the binaries `cargo build --workspace` made the way Lambda takes them, one
+    `bootstrap` at the root of each function's zip, then measures those)
 Prints one row per function: median and max init over the runs, and the zip size.
 """
 
@@ -49,9 +52,31 @@ def binary(root, fn, unpacked):
     return os.path.join(target, "bootstrap")
 
 
+def package(binaries, out):
+    """`<out>/<function>/bootstrap.zip` for every function crate, from `<binaries>/<function>`."""
+    for fn in sorted(os.listdir(os.path.join(invoke.ROOT, "functions"))):
+        src = os.path.join(binaries, fn)
+        if not os.path.isfile(src):
+            invoke.fail(f"no binary {src}: run `cargo build --workspace` first")
+        os.makedirs(os.path.join(out, fn), exist_ok=True)
+        info = zipfile.ZipInfo("bootstrap", date_time=(2026, 1, 1, 0, 0, 0))
+        info.external_attr = 0o100755 << 16
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with open(src, "rb") as f, zipfile.ZipFile(os.path.join(out, fn, "bootstrap.zip"), "w") as z:
+            z.writestr(info, f.read())
+        # Measured from the zip, as Lambda would unpack it.
+        stale = os.path.join(out, fn, "bootstrap")
+        if os.path.exists(stale):
+            os.unlink(stale)
+
+
 def main():
-    root = sys.argv[1] if len(sys.argv) > 1 else os.path.join(invoke.ROOT, "target", "lambda")
-    runs = int(sys.argv[2]) if len(sys.argv) > 2 else 5
+    args = sys.argv[1:]
+    if args[:1] == ["--package"]:
+        package(args[1], args[2])
+        args = args[2:]
+    root = args[0] if args else os.path.join(invoke.ROOT, "target", "lambda")
+    runs = int(args[1]) if len(args) > 1 else 5
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Runtime)
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, daemon=True).start()

@@ -1,12 +1,15 @@
 """Runs every real Lambda binary once against its events/ fixture, the way AWS would call
-it: `cargo lambda watch` emulates the Runtime API and `cargo lambda invoke` sends each
-event. The AWS side is moto (AWS_ENDPOINT_URL, started by tests/run-all.sh); every connector
+it: `cargo lambda watch --only-lambda-apis` emulates the Runtime API, each function's binary
+(from the test command's `cargo build --workspace`, in target/debug or
+$TESTRELAY_LAMBDA_BINARIES) is started against it as Lambda starts a bootstrap, and
+`cargo lambda invoke` sends each event. The AWS side is moto (AWS_ENDPOINT_URL, started by tests/run-all.sh); every connector
 points at a small local vendor that answers like TestRail, Jira, Slack, Teams, PagerDuty and
 a webhook receiver would. Then the functions' own stdout is parsed for CloudWatch Embedded
 Metric Format lines, which must be valid EMF within CloudWatch's limits and carry the
 metrics each function is documented to emit.
 
-Usage (from the repository root, inside the venv, with moto running):
+Usage (from the repository root, inside the venv, with moto running, after
+`cargo build --workspace`):
     python tests/lambda/invoke.py
 """
 
@@ -175,10 +178,11 @@ def invoke(function, event, port, log):
         json.dump(event, f)
         path = f.name
     started = time.time()
+    # "_": the emulator started with --only-lambda-apis serves one function, by that name.
     result = subprocess.run(
-        [os.path.join(BIN, "cargo-lambda"), "lambda", "invoke", function,
+        [os.path.join(BIN, "cargo-lambda"), "lambda", "invoke", "_",
          "--invoke-address", "127.0.0.1", "--invoke-port", str(port), "--data-file", path],
-        capture_output=True, text=True, cwd=ROOT, timeout=300)
+        capture_output=True, text=True, cwd=ROOT, timeout=60)
     os.unlink(path)
     if result.returncode != 0:
         with open(log, errors="replace") as f:
@@ -241,34 +245,46 @@ def main():
     })
     logs = []
 
+    binaries = os.environ.get("TESTRELAY_LAMBDA_BINARIES", os.path.join(ROOT, "target", "debug"))
+    port = free_port()
+    watch_log = tempfile.NamedTemporaryFile("w", suffix="-watch.log", delete=False)
+    # The Runtime API only: the functions are the binaries the test build already made.
+    watch = subprocess.Popen(
+        [os.path.join(BIN, "cargo-lambda"), "lambda", "watch", "--only-lambda-apis",
+         "-A", "127.0.0.1", "-P", str(port)],
+        cwd=ROOT, env=env, stdout=watch_log, stderr=subprocess.STDOUT)
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        fail("cargo lambda watch --only-lambda-apis did not start")
+
     def run(function, events):
-        """Serves `function` with `cargo lambda watch` (from its crate's folder: the
-        workspace's default member is the local binary) and sends it `events`."""
-        port = free_port()
+        """Starts the `function` binary against the emulated Runtime API, the way Lambda
+        starts a bootstrap, and sends it `events` with `cargo lambda invoke`."""
         log = tempfile.NamedTemporaryFile("w", suffix=f"-{function}.log", delete=False)
         logs.append(log.name)
-        watch = subprocess.Popen(
-            [os.path.join(BIN, "cargo-lambda"), "lambda", "watch", "-A", "127.0.0.1",
-             "-P", str(port), "--ignore-changes"],
-            cwd=os.path.join(ROOT, "functions", function), env=env,
-            stdout=log, stderr=subprocess.STDOUT)
+        fn_env = dict(env)
+        fn_env.update({
+            "AWS_LAMBDA_RUNTIME_API": f"http://127.0.0.1:{port}/.rt",
+            "AWS_LAMBDA_FUNCTION_NAME": function,
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "512",
+        })
+        proc = subprocess.Popen([os.path.join(binaries, function)], env=fn_env,
+                                stdout=log, stderr=subprocess.STDOUT)
         try:
-            deadline = time.time() + 60
-            while time.time() < deadline:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    time.sleep(0.2)
-            else:
-                fail(f"cargo lambda watch did not start for {function}")
             return [invoke(function, e, port, log.name) for e in events]
         finally:
-            watch.terminate()
+            proc.terminate()
             try:
-                watch.wait(timeout=20)
+                proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                watch.kill()
+                proc.kill()
             log.close()
 
     accepted = run("ingest", [event("apigw-post-report.json")])[0]
@@ -301,7 +317,9 @@ def main():
         fail(f"DeliveryOutcome=delivered for {sorted(delivered)}, expected every connector")
     print(f"ok: {len(metrics)} EMF data points from the functions' stdout, all valid; "
           f"{len(Vendor.calls)} vendor calls")
-    for path in logs:
+    watch.terminate()
+    watch.wait(timeout=20)
+    for path in logs + [watch_log.name]:
         os.unlink(path)
 
 

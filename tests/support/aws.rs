@@ -1,20 +1,79 @@
-//! Resources in the local AWS emulator. `tests/run-all.sh` starts moto and sets
-//! `AWS_ENDPOINT_URL`; every test creates its own uniquely named resources, so tests run in
-//! parallel without seeing each other.
+//! Resources in the local AWS engines `tests/run-all.sh` starts: moto (`AWS_ENDPOINT_URL`, the
+//! default of every process the tests start) and, as a second engine, AWS's own DynamoDB
+//! Local for tables with MiniStack for queues, buckets and secrets
+//! (`TESTRELAY_DYNAMODB_LOCAL_URL`, `TESTRELAY_MINISTACK_URL`). Every test creates its own
+//! uniquely named resources, so tests run in parallel without seeing each other.
 
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
 };
+use aws_types::service_config::{LoadServiceConfig, ServiceConfigKey};
 use std::collections::HashMap;
 use testrelay_domain::config::ConnectorKind;
 
+/// A local AWS the adapters are run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    /// moto: every service at `AWS_ENDPOINT_URL`.
+    Moto,
+    /// DynamoDB Local (AWS's own engine) for DynamoDB; MiniStack for SQS, S3 and Secrets
+    /// Manager.
+    DynamoDbLocal,
+}
+
+impl Engine {
+    pub const ALL: [Engine; 2] = [Engine::Moto, Engine::DynamoDbLocal];
+}
+
 /// The SDK configuration pointed at moto; panics with instructions when it is not running.
 pub async fn sdk() -> aws_config::SdkConfig {
-    assert!(
-        std::env::var_os("AWS_ENDPOINT_URL").is_some(),
-        "AWS_ENDPOINT_URL is not set: the AWS adapter tests run against moto; run `bash tests/run-all.sh`"
-    );
-    testrelay_aws::sdk_config().await
+    sdk_on(Engine::Moto).await
+}
+
+fn endpoint(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: the AWS adapter tests run against the local engines `bash tests/run-all.sh` starts")
+    })
+}
+
+/// The SDK configuration pointed at `engine`.
+pub async fn sdk_on(engine: Engine) -> aws_config::SdkConfig {
+    let base = testrelay_aws::sdk_config().await;
+    match engine {
+        Engine::Moto => {
+            endpoint("AWS_ENDPOINT_URL");
+            base
+        }
+        Engine::DynamoDbLocal => {
+            let routes = Endpoints {
+                dynamodb: endpoint("TESTRELAY_DYNAMODB_LOCAL_URL"),
+                others: endpoint("TESTRELAY_MINISTACK_URL"),
+            };
+            let mut builder = base.into_builder();
+            builder.set_endpoint_url(None);
+            builder.service_config(routes).build()
+        }
+    }
+}
+
+/// Per-service endpoints, the way `AWS_ENDPOINT_URL_<SERVICE>` gives them to the SDK, so two
+/// engines can serve one process.
+#[derive(Debug)]
+struct Endpoints {
+    dynamodb: String,
+    others: String,
+}
+
+impl LoadServiceConfig for Endpoints {
+    fn load_config(&self, key: ServiceConfigKey<'_>) -> Option<String> {
+        if key.env() != "AWS_ENDPOINT_URL" {
+            return None;
+        }
+        Some(match key.service_id() {
+            "DynamoDB" => self.dynamodb.clone(),
+            _ => self.others.clone(),
+        })
+    }
 }
 
 /// A table with a string hash key `pk` and, when `with_sort`, a string range key `sk`.
@@ -46,7 +105,7 @@ pub async fn table(sdk: &aws_config::SdkConfig, prefix: &str, with_sort: bool) -
             .attribute_definitions(attr("sk"))
             .key_schema(key("sk", KeyType::Range));
     }
-    req.send().await.expect("create table in moto");
+    req.send().await.expect("create table");
     name
 }
 
@@ -66,7 +125,7 @@ pub async fn bucket(sdk: &aws_config::SdkConfig) -> String {
         .bucket(&name)
         .send()
         .await
-        .expect("create bucket in moto");
+        .expect("create bucket");
     name
 }
 
@@ -125,7 +184,7 @@ pub async fn put_secret(sdk: &aws_config::SdkConfig, name: &str, value: &str) {
         .secret_string(value)
         .send()
         .await
-        .expect("create secret in moto");
+        .expect("create secret");
 }
 
 /// Every resource a function needs, created fresh and exported the way the deployment does.
@@ -139,8 +198,13 @@ pub struct Stack {
 }
 
 impl Stack {
+    /// On moto.
     pub async fn create() -> Stack {
-        let sdk = sdk().await;
+        Stack::create_on(Engine::Moto).await
+    }
+
+    pub async fn create_on(engine: Engine) -> Stack {
+        let sdk = sdk_on(engine).await;
         let (queue_url, dlq_url) = queue_with_dlq(&sdk).await;
         Stack {
             bucket: bucket(&sdk).await,

@@ -87,8 +87,20 @@ pub fn queue_env(kind: ConnectorKind) -> String {
     format!("TESTRELAY_QUEUE_{}", kind.as_str().to_ascii_uppercase())
 }
 
-/// Whether an endpoint override is set (S3 then needs path-style addressing).
-pub fn endpoint_overridden() -> bool {
-    std::env::var_os("AWS_ENDPOINT_URL").is_some()
-        || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some()
+/// Whether S3's endpoint is overridden in `sdk` (a local engine, which then needs path-style
+/// addressing): by `AWS_ENDPOINT_URL`, or per service (`AWS_ENDPOINT_URL_S3` or a service
+/// config the caller built), read from the configuration rather than the process
+/// environment so two engines can serve one process.
+pub fn s3_endpoint_overridden(sdk: &aws_config::SdkConfig) -> bool {
+    let key = aws_types::service_config::ServiceConfigKey::builder()
+        .service_id("S3")
+        .env("AWS_ENDPOINT_URL")
+        .profile("endpoint_url")
+        .build()
+        .expect("service id, env and profile are set");
+    sdk.endpoint_url().is_some()
+        || sdk
+            .service_config()
+            .and_then(|c| c.load_config(key))
+            .is_some()
 }

@@ -16,7 +16,7 @@ pub struct S3BlobStore {
 impl S3BlobStore {
     pub fn new(sdk: &aws_config::SdkConfig, bucket: impl Into<String>) -> Self {
         let conf = aws_sdk_s3::config::Builder::from(sdk)
-            .force_path_style(crate::endpoint_overridden())
+            .force_path_style(crate::s3_endpoint_overridden(sdk))
             .build();
         S3BlobStore {
             client: aws_sdk_s3::Client::from_conf(conf),

@@ -2,6 +2,8 @@
 //! queue by redrive policy (set up in infra/). Messages are small JSON references.
 
 use async_trait::async_trait;
+use aws_sdk_sqs::operation::change_message_visibility::ChangeMessageVisibilityError;
+use aws_sdk_sqs::operation::delete_message::DeleteMessageError;
 use aws_sdk_sqs::types::{
     MessageSystemAttributeName, QueueAttributeName, SendMessageBatchRequestEntry,
 };
@@ -23,6 +25,49 @@ const LIST_VISIBILITY: i32 = 30;
 
 fn err(e: impl std::error::Error) -> StoreError {
     StoreError::new(BACKEND, aws_sdk_sqs::error::DisplayErrorContext(e))
+}
+
+/// A message body SQS accepts. SQS refuses characters outside `#x9 | #xA | #xD | #x20-#xD7FF
+/// | #xE000-#xFFFD | #x10000-#x10FFFF` (`InvalidMessageContents`); serde_json escapes the
+/// control characters, but writes U+FFFE and U+FFFF (which a vendor's error text may carry
+/// into a dead letter's reason) as they are, so those become `\uFFFE` / `\uFFFF` escapes:
+/// the same JSON value, in characters SQS takes.
+fn body(value: &impl serde::Serialize) -> String {
+    let json = serde_json::to_string(value).expect("serialisable");
+    if !json.contains(['\u{FFFE}', '\u{FFFF}']) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '\u{FFFE}' => out.push_str("\\uFFFE"),
+            '\u{FFFF}' => out.push_str("\\uFFFF"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Settling with a receipt handle that is no longer the message's latest: AWS answers
+/// success and may leave the message to whoever received it since (its DeleteMessage
+/// documentation), other engines answer `ReceiptHandleIsInvalid` (seen on MiniStack). Either
+/// way the message is settled by its current holder or comes back: nothing to report.
+fn stale_receipt<T, E, R>(
+    result: Result<T, aws_sdk_sqs::error::SdkError<E, R>>,
+    stale: impl Fn(&E) -> bool,
+) -> Result<(), StoreError>
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    match result {
+        Ok(_) => Ok(()),
+        Err(e) if e.as_service_error().is_some_and(&stale) => {
+            tracing::debug!("settled with a stale receipt handle: left to its current holder");
+            Ok(())
+        }
+        Err(e) => Err(err(e)),
+    }
 }
 
 #[derive(Clone)]
@@ -69,7 +114,7 @@ impl DeliveryQueue for SqsQueue {
                     .map(|(i, m)| {
                         SendMessageBatchRequestEntry::builder()
                             .id(i.to_string())
-                            .message_body(serde_json::to_string(m).expect("serialisable"))
+                            .message_body(body(m))
                             .build()
                             .map_err(err)
                     })
@@ -110,7 +155,7 @@ impl DeliveryQueue for SqsQueue {
         self.client
             .send_message()
             .queue_url(self.url(message.kind)?)
-            .message_body(serde_json::to_string(&message).expect("serialisable"))
+            .message_body(body(&message))
             .delay_seconds(delay.min(MAX_DELAY).as_secs() as i32)
             .send()
             .await
@@ -164,14 +209,14 @@ impl QueueConsumer for SqsQueue {
     }
 
     async fn ack(&self, kind: ConnectorKind, receipt: &str) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .delete_message()
             .queue_url(self.url(kind)?)
             .receipt_handle(receipt)
             .send()
-            .await
-            .map_err(err)?;
-        Ok(())
+            .await;
+        stale_receipt(result, DeleteMessageError::is_receipt_handle_is_invalid)
     }
 
     async fn retry_later(
@@ -180,15 +225,17 @@ impl QueueConsumer for SqsQueue {
         receipt: &str,
         delay: Duration,
     ) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .change_message_visibility()
             .queue_url(self.url(kind)?)
             .receipt_handle(receipt)
             .visibility_timeout(delay.min(MAX_VISIBILITY).as_secs() as i32)
             .send()
-            .await
-            .map_err(err)?;
-        Ok(())
+            .await;
+        stale_receipt(result, |e: &ChangeMessageVisibilityError| {
+            e.is_receipt_handle_is_invalid() || e.is_message_not_inflight()
+        })
     }
 }
 
@@ -243,7 +290,7 @@ impl DeadLetterStore for SqsDeadLetters {
         self.client
             .send_message()
             .queue_url(self.url(letter.message.kind)?)
-            .message_body(serde_json::to_string(letter).expect("serialisable"))
+            .message_body(body(letter))
             .send()
             .await
             .map_err(err)?;
@@ -290,14 +337,14 @@ impl DeadLetterStore for SqsDeadLetters {
     }
 
     async fn remove(&self, kind: ConnectorKind, handle: &str) -> Result<(), StoreError> {
-        self.client
+        let result = self
+            .client
             .delete_message()
             .queue_url(self.url(kind)?)
             .receipt_handle(handle)
             .send()
-            .await
-            .map_err(err)?;
-        Ok(())
+            .await;
+        stale_receipt(result, DeleteMessageError::is_receipt_handle_is_invalid)
     }
 }
 

@@ -53,6 +53,11 @@ struct Position {
     throttled: u32,
 }
 
+/// A vendor's error text kept with a delivery (each attempt, the last error, the dead
+/// letter's reason) is cut to this many bytes: with every attempt it must still fit one
+/// DynamoDB item (400 KB) and one SQS message (256 KiB), whatever the vendor answered.
+pub const ERROR_DETAIL_CAP: usize = 2 * 1024;
+
 /// When testrelay's own stores fail, the message is simply tried again this much later.
 pub const STORE_RETRY: Duration = Duration::from_secs(30);
 
@@ -331,7 +336,10 @@ impl DeliveryService {
                 );
                 return Ok(Disposition::Done);
             }
-            Err(e) => e,
+            Err(e) => crate::ports::DeliveryError {
+                detail: crate::parse::limits::cut_text(e.detail, ERROR_DETAIL_CAP),
+                ..e
+            },
         };
         attempt.status_code = e.status_code;
         attempt.error_class = Some(e.class);

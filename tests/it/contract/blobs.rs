@@ -12,8 +12,8 @@ async fn embedded_port() -> Fixture<std::sync::Arc<dyn BlobStore>> {
     }
 }
 
-async fn aws_port() -> Fixture<std::sync::Arc<dyn BlobStore>> {
-    let sdk = testrelay_tests::aws::sdk().await;
+async fn aws_port(engine: testrelay_tests::aws::Engine) -> Fixture<std::sync::Arc<dyn BlobStore>> {
+    let sdk = testrelay_tests::aws::sdk_on(engine).await;
     let bucket = testrelay_tests::aws::bucket(&sdk).await;
     Fixture {
         port: std::sync::Arc::new(testrelay_aws::S3BlobStore::new(&sdk, bucket)),

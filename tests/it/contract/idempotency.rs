@@ -11,8 +11,8 @@ async fn embedded_port() -> Fixture<Port> {
     super::sqlite(|s| Arc::new(s) as Port)
 }
 
-async fn aws_port() -> Fixture<Port> {
-    let sdk = testrelay_tests::aws::sdk().await;
+async fn aws_port(engine: testrelay_tests::aws::Engine) -> Fixture<Port> {
+    let sdk = testrelay_tests::aws::sdk_on(engine).await;
     let table = testrelay_tests::aws::state_table(&sdk).await;
     Fixture {
         port: Arc::new(testrelay_aws::DynamoIdempotencyStore::new(&sdk, table)),

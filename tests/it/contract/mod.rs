@@ -1,7 +1,10 @@
-//! One contract per port, run against both adapters. `contract!(suite, test)` makes the pair
-//! of tests `suite::test::embedded` and `suite::test::aws` from one async fn taking the port.
+//! One contract per port, run against every adapter on every engine. `contract!(suite, test)`
+//! makes `suite::test::embedded` (SQLite, files), `suite::test::moto` and
+//! `suite::test::dynamodb_local` (the AWS adapters on DynamoDB Local + MiniStack) from one
+//! async fn taking the port.
 
 mod blobs;
+mod dead_letters;
 mod idempotency;
 mod queue;
 mod runs;
@@ -29,8 +32,8 @@ pub fn sqlite<T: ?Sized>(as_port: impl FnOnce(SqliteStore) -> Arc<T>) -> Fixture
     }
 }
 
-/// Defines `mod $name { embedded, aws }` running `$body` on the fixtures that the calling
-/// module builds with its `embedded_port()` and `aws_port()`.
+/// Defines `mod $name { embedded, moto, dynamodb_local }` running `$body` on the fixtures that
+/// the calling module builds with its `embedded_port()` and `aws_port(engine)`.
 #[macro_export]
 macro_rules! contract {
     ($name:ident, $body:ident) => {
@@ -41,8 +44,13 @@ macro_rules! contract {
                 super::$body(&fixture.port).await;
             }
             #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn aws() {
-                let fixture = super::aws_port().await;
+            async fn moto() {
+                let fixture = super::aws_port(testrelay_tests::aws::Engine::Moto).await;
+                super::$body(&fixture.port).await;
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn dynamodb_local() {
+                let fixture = super::aws_port(testrelay_tests::aws::Engine::DynamoDbLocal).await;
                 super::$body(&fixture.port).await;
             }
         }

@@ -16,8 +16,8 @@ async fn embedded_port() -> Fixture<Port> {
     super::sqlite(|s| Arc::new(s) as Port)
 }
 
-async fn aws_port() -> Fixture<Port> {
-    let sdk = testrelay_tests::aws::sdk().await;
+async fn aws_port(engine: testrelay_tests::aws::Engine) -> Fixture<Port> {
+    let sdk = testrelay_tests::aws::sdk_on(engine).await;
     let url = testrelay_tests::aws::queue(&sdk).await;
     Fixture {
         port: Arc::new(testrelay_aws::SqsQueue::new(
@@ -92,5 +92,29 @@ async fn retry_later_makes_it_visible_again(q: &Port) {
     );
 }
 
+/// A receipt from an earlier receive settles nothing and is no error, and a receipt used twice
+/// neither: the message is settled by whoever received it last. (AWS answers success to a
+/// stale DeleteMessage and may keep the message; MiniStack answers ReceiptHandleIsInvalid;
+/// moto deletes it.)
+async fn stale_receipts_are_no_error(q: &Port) {
+    q.enqueue(&messages(1)).await.unwrap();
+    let first = receive_n(q, 1).await.remove(0);
+    q.retry_later(K, &first.receipt, Duration::ZERO)
+        .await
+        .unwrap();
+    let second = receive_n(q, 1).await.remove(0);
+    q.ack(K, &first.receipt).await.unwrap();
+    q.retry_later(K, &first.receipt, Duration::from_secs(5))
+        .await
+        .unwrap();
+    q.ack(K, &second.receipt).await.unwrap();
+    q.ack(K, &second.receipt).await.unwrap();
+    assert!(
+        q.receive(K, 10, Duration::ZERO).await.unwrap().is_empty(),
+        "settled by its last holder"
+    );
+}
+
 crate::contract!(enqueue_and_ack, enqueue_receive_ack);
+crate::contract!(stale_receipts, stale_receipts_are_no_error);
 crate::contract!(retry_later, retry_later_makes_it_visible_again);

@@ -16,8 +16,10 @@ async fn embedded_port() -> Fixture<std::sync::Arc<dyn SecretStore>> {
     }
 }
 
-async fn aws_port() -> Fixture<std::sync::Arc<dyn SecretStore>> {
-    let sdk = testrelay_tests::aws::sdk().await;
+async fn aws_port(
+    engine: testrelay_tests::aws::Engine,
+) -> Fixture<std::sync::Arc<dyn SecretStore>> {
+    let sdk = testrelay_tests::aws::sdk_on(engine).await;
     let prefix = testrelay_tests::unique("team");
     testrelay_tests::aws::put_secret(&sdk, &format!("{prefix}/hook"), VALUE).await;
     Fixture {

@@ -33,8 +33,8 @@ async fn embedded_port() -> Fixture<Port> {
     }
 }
 
-async fn aws_port() -> Fixture<Port> {
-    let sdk = testrelay_tests::aws::sdk().await;
+async fn aws_port(engine: testrelay_tests::aws::Engine) -> Fixture<Port> {
+    let sdk = testrelay_tests::aws::sdk_on(engine).await;
     let (url, dlq) = testrelay_tests::aws::queue_with_dlq(&sdk).await;
     let queues = testrelay_tests::aws::queues(&url);
     let dlqs = testrelay_tests::aws::queues(&dlq);
