@@ -11,7 +11,7 @@ use testrelay_domain::ids::RunId;
 use testrelay_domain::ports::{BlobStore, DeliveryState, QueueConsumer, RunStore, run_blob_key};
 use testrelay_domain::retry::RetryPolicy;
 use testrelay_lambda::bootstrap::AwsApp;
-use testrelay_tests::aws::{Stack, put_secret};
+use testrelay_tests::aws::{Engine, Stack, put_secret};
 use testrelay_tests::local::{ADMIN_KEY, API_KEY};
 use testrelay_tests::receiver::Receiver;
 
@@ -20,7 +20,12 @@ const PLACEHOLDER: &str = "00000000000000000000000000";
 /// A fresh stack in moto, the receiver's secret in Secrets Manager, and the function's
 /// adapters on both, configured the way an operator would.
 pub(crate) async fn app(receiver: &Receiver) -> (Stack, AwsApp) {
-    let stack = Stack::create().await;
+    app_on(receiver, Engine::Moto).await
+}
+
+/// [`app`] on `engine`.
+pub(crate) async fn app_on(receiver: &Receiver, engine: Engine) -> (Stack, AwsApp) {
+    let stack = Stack::create_on(engine).await;
     let secret_name = testrelay_tests::unique("testrelay/team-hook");
     put_secret(&stack.sdk, &secret_name, &receiver.secret_text).await;
     let toml = format!(
@@ -70,7 +75,7 @@ pub(crate) async fn invoke(app: &AwsApp, event: &str) -> (u16, Value) {
     (status, serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
-async fn ingest(app: &AwsApp) -> RunId {
+pub(crate) async fn ingest(app: &AwsApp) -> RunId {
     let (status, body) = invoke(app, &testrelay_tests::event("apigw-post-report.json")).await;
     assert_eq!(status, 202, "{body}");
     RunId::parse(body["run_id"].as_str().unwrap()).unwrap()
