@@ -497,11 +497,10 @@ impl testrelay_domain::hooks::Headers for Map {
 
 /// Two ingest instances (two Lambda cold starts) on one DynamoDB: the second sees the
 /// first's delivery and answers its run.
-#[tokio::test]
-async fn duplicates_are_caught_across_instances_on_aws() {
+async fn duplicates_are_caught_across_instances_on_aws(engine: testrelay_tests::aws::Engine) {
     use testrelay_domain::hook_ingest::{HookOutcome, HookRequest, HookSecrets};
     use testrelay_domain::ingest::IngestService;
-    let stack = testrelay_tests::aws::Stack::create().await;
+    let stack = testrelay_tests::aws::Stack::create_on(engine).await;
     let name = testrelay_tests::unique("testrelay/gh");
     testrelay_tests::aws::put_secret(&stack.sdk, &name, GH_SECRET).await;
     let toml = format!(
@@ -536,3 +535,5 @@ async fn duplicates_are_caught_across_instances_on_aws() {
     assert_eq!(runs[0].0, runs[1].0);
     assert_eq!((runs[0].1, runs[1].1), (false, true));
 }
+
+crate::on_engines!(duplicates_are_caught_across_instances_on_aws);

@@ -1,5 +1,6 @@
 //! The Lambda functions' handlers driven by the sample events in `events/`, on the AWS
-//! adapters against moto: what the functions do on AWS, short of the runtime API itself.
+//! adapters against moto and against DynamoDB Local + MiniStack: what the functions do on
+//! AWS, short of the runtime API itself.
 
 use lambda_http::request::LambdaRequest;
 use lambda_http::tower::Service;
@@ -81,10 +82,9 @@ pub(crate) async fn ingest(app: &AwsApp) -> RunId {
     RunId::parse(body["run_id"].as_str().unwrap()).unwrap()
 }
 
-#[tokio::test]
-async fn ingest_stores_the_run_in_s3_and_dynamodb_and_enqueues_to_sqs() {
+async fn ingest_stores_the_run_in_s3_and_dynamodb_and_enqueues_to_sqs(engine: Engine) {
     let receiver = Receiver::start(200).await;
-    let (_stack, app) = app(&receiver).await;
+    let (_stack, app) = app_on(&receiver, engine).await;
     let (status, body) = invoke(&app, &testrelay_tests::event("apigw-post-report.json")).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["summary"]["total"], 3);
@@ -120,10 +120,9 @@ async fn ingest_stores_the_run_in_s3_and_dynamodb_and_enqueues_to_sqs() {
     assert_eq!(msgs[0].message.connector.as_str(), "team-hook");
 }
 
-#[tokio::test]
-async fn ingest_accepts_base64_gzip_bodies_and_serves_status_and_health() {
+async fn ingest_accepts_base64_gzip_bodies_and_serves_status_and_health(engine: Engine) {
     let receiver = Receiver::start(200).await;
-    let (_stack, app) = app(&receiver).await;
+    let (_stack, app) = app_on(&receiver, engine).await;
     let (status, body) = invoke(&app, &testrelay_tests::event("apigw-post-report-gzip.json")).await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["summary"]["total"], 2);
@@ -144,10 +143,9 @@ async fn ingest_accepts_base64_gzip_bodies_and_serves_status_and_health() {
     assert_eq!((status, health), (200, serde_json::json!({"status": "ok"})));
 }
 
-#[tokio::test]
-async fn ingest_rejects_without_writing_to_aws() {
+async fn ingest_rejects_without_writing_to_aws(engine: Engine) {
     let receiver = Receiver::start(200).await;
-    let (_stack, app) = app(&receiver).await;
+    let (_stack, app) = app_on(&receiver, engine).await;
     let bad = testrelay_tests::event("apigw-post-report.json").replace("</testsuites>", "");
     let (status, problem) = invoke(&app, &bad).await;
     assert_eq!(status, 400, "{problem}");
@@ -192,10 +190,9 @@ impl Deliver {
     }
 }
 
-#[tokio::test]
-async fn deliver_function_delivers_and_reports_only_bad_records() {
+async fn deliver_function_delivers_and_reports_only_bad_records(engine: Engine) {
     let receiver = Receiver::start(200).await;
-    let (_stack, app) = app(&receiver).await;
+    let (_stack, app) = app_on(&receiver, engine).await;
     let id = ingest(&app).await;
     let deliver = Deliver::new(&app, &id).await;
     let response = deliver.batch().await;
@@ -227,10 +224,9 @@ async fn deliver_function_delivers_and_reports_only_bad_records() {
     assert_eq!(receiver.count().await, 1);
 }
 
-#[tokio::test]
-async fn deliver_function_returns_a_failing_target_to_the_queue() {
+async fn deliver_function_returns_a_failing_target_to_the_queue(engine: Engine) {
     let receiver = Receiver::start(503).await;
-    let (stack, app) = app(&receiver).await;
+    let (stack, app) = app_on(&receiver, engine).await;
     let id = ingest(&app).await;
     let deliver = Deliver::new(&app, &id).await;
     let response = deliver.batch().await;
@@ -261,10 +257,9 @@ async fn deliver_function_returns_a_failing_target_to_the_queue() {
     assert!(d.next_attempt_at.is_some());
 }
 
-#[tokio::test]
-async fn a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api() {
+async fn a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api(engine: Engine) {
     let receiver = Receiver::start(400).await;
-    let (stack, app) = app(&receiver).await;
+    let (stack, app) = app_on(&receiver, engine).await;
     let id = ingest(&app).await;
     let deliver = Deliver::new(&app, &id).await;
     deliver.batch().await;
@@ -302,3 +297,10 @@ async fn a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api() {
     let generations: Vec<u32> = msgs.iter().map(|m| m.message.generation).collect();
     assert!(generations.contains(&1), "{generations:?}");
 }
+
+crate::on_engines!(ingest_stores_the_run_in_s3_and_dynamodb_and_enqueues_to_sqs);
+crate::on_engines!(ingest_accepts_base64_gzip_bodies_and_serves_status_and_health);
+crate::on_engines!(ingest_rejects_without_writing_to_aws);
+crate::on_engines!(deliver_function_delivers_and_reports_only_bad_records);
+crate::on_engines!(deliver_function_returns_a_failing_target_to_the_queue);
+crate::on_engines!(a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api);

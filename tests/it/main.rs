@@ -13,3 +13,21 @@ mod local_flow;
 mod send;
 mod vendor_text;
 mod webhook;
+
+/// `on_engines!(scenario)` runs `async fn scenario(engine: Engine)` as the tests
+/// `scenario::moto` and `scenario::dynamodb_local` (DynamoDB Local + MiniStack).
+#[macro_export]
+macro_rules! on_engines {
+    ($name:ident) => {
+        mod $name {
+            #[tokio::test]
+            async fn moto() {
+                super::$name(testrelay_tests::aws::Engine::Moto).await;
+            }
+            #[tokio::test]
+            async fn dynamodb_local() {
+                super::$name(testrelay_tests::aws::Engine::DynamoDbLocal).await;
+            }
+        }
+    };
+}

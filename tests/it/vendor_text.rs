@@ -107,12 +107,4 @@ async fn a_rambling_vendor_is_dead_lettered_with_a_bounded_reason(engine: Engine
     assert_eq!(letters[0].letter.reason, kept, "with the same text, intact");
 }
 
-#[tokio::test]
-async fn moto() {
-    a_rambling_vendor_is_dead_lettered_with_a_bounded_reason(Engine::Moto).await;
-}
-
-#[tokio::test]
-async fn dynamodb_local() {
-    a_rambling_vendor_is_dead_lettered_with_a_bounded_reason(Engine::DynamoDbLocal).await;
-}
+crate::on_engines!(a_rambling_vendor_is_dead_lettered_with_a_bounded_reason);
