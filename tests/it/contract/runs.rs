@@ -287,7 +287,44 @@ async fn only_a_redrive_revives_a_dead_letter(store: &Port) {
     assert_eq!((d.state, d.generation), (DeliveryState::Delivering, 1));
 }
 
+/// A run whose records outgrow one DynamoDB query page (1 MB) still reads back whole, every
+/// delivery in its place.
+async fn a_run_larger_than_a_query_page_reads_back_whole(store: &Port) {
+    let names: Vec<String> = (0..14).map(|i| format!("c{i:02}")).collect();
+    let run = record(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    store.create_run(&run).await.unwrap();
+    for (i, n) in names.iter().enumerate() {
+        let mut a = attempt(1, false);
+        a.error = Some(format!("{i:02}").repeat(40_000));
+        store
+            .update_delivery(
+                &run.run_id,
+                &name(n),
+                &DeliveryUpdate {
+                    attempt: Some(a),
+                    ..DeliveryUpdate::to(DeliveryState::Retrying)
+                },
+            )
+            .await
+            .unwrap();
+    }
+    let got = store.get_run(&run.run_id).await.unwrap().unwrap();
+    assert_eq!(
+        got.deliveries.len(),
+        names.len(),
+        "every delivery, past 1 MB"
+    );
+    for (i, d) in got.deliveries.iter().enumerate() {
+        assert_eq!(d.connector.as_str(), names[i], "in their order");
+        assert_eq!(d.attempts[0].error.as_deref().map(str::len), Some(80_000));
+    }
+}
+
 crate::contract!(create_and_get, create_then_get);
+crate::contract!(
+    past_one_page,
+    a_run_larger_than_a_query_page_reads_back_whole
+);
 crate::contract!(dead_letters_stay_dead, only_a_redrive_revives_a_dead_letter);
 crate::contract!(delivered_is_final, delivered_is_final_and_redrive_is_stored);
 crate::contract!(conditional_create, create_is_conditional);
