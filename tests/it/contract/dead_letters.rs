@@ -72,3 +72,40 @@ async fn any_reason_round_trips(store: &Port) {
 }
 
 crate::contract!(reasons, any_reason_round_trips);
+
+/// SQS's own redrive (AWS adapters only: the embedded queue has no receive limit): a
+/// message received `maxReceiveCount` (10) times without being settled — a crash loop — is
+/// moved to the dead-letter queue by SQS, and listed as a dead letter saying so.
+async fn sqs_moves_a_crash_loop_to_the_dead_letters(engine: testrelay_tests::aws::Engine) {
+    use std::time::Duration;
+    use testrelay_domain::ports::{DeliveryQueue, QueueConsumer};
+    let sdk = testrelay_tests::aws::sdk_on(engine).await;
+    let (url, dlq) = testrelay_tests::aws::queue_with_dlq(&sdk).await;
+    let queue = testrelay_aws::SqsQueue::new(&sdk, testrelay_tests::aws::queues(&url));
+    let dead = testrelay_aws::SqsDeadLetters::new(&sdk, testrelay_tests::aws::queues(&dlq));
+    let sent = letter(7, String::new()).message;
+    queue.enqueue(std::slice::from_ref(&sent)).await.unwrap();
+    let mut receives = 0;
+    for _ in 0..40 {
+        let got = queue.receive(K, 10, Duration::ZERO).await.unwrap();
+        if got.is_empty() && receives >= 10 {
+            break;
+        }
+        receives += got.len();
+    }
+    assert_eq!(receives, 10, "received maxReceiveCount times, then moved");
+    let listed = dead.list(K, 10).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].letter.message, sent);
+    assert!(
+        listed[0]
+            .letter
+            .reason
+            .starts_with("moved to the dead-letter queue by SQS after"),
+        "{}",
+        listed[0].letter.reason
+    );
+    dead.remove(K, &listed[0].handle).await.unwrap();
+}
+
+crate::on_engines!(sqs_moves_a_crash_loop_to_the_dead_letters);
