@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testrelay_domain::breaker::BreakerConfig;
 use testrelay_domain::config::ConnectorKind;
-use testrelay_domain::delivery::{DeliveryPorts, DeliveryService, Disposition, ERROR_DETAIL_CAP};
+use testrelay_domain::delivery::{Disposition, ERROR_DETAIL_CAP};
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::model::TestRun;
 use testrelay_domain::ports::{
@@ -59,16 +59,7 @@ async fn a_rambling_vendor_is_dead_lettered_with_a_bounded_reason(engine: Engine
     let (_stack, app) = crate::lambda::app_on(&receiver, engine).await;
     let id = crate::lambda::ingest(&app).await;
     let name = ConnectorName::parse("team-hook").unwrap();
-    let service = DeliveryService::new(
-        DeliveryPorts {
-            runs: Arc::new(app.runs.clone()),
-            blobs: Arc::new(app.blobs.clone()),
-            idempotency: Arc::new(app.idempotency.clone()),
-            state: Arc::new(app.state.clone()),
-            dead_letters: Arc::new(app.dead_letters.clone()),
-            clock: Arc::new(testrelay_domain::ports::SystemClock),
-            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
-        },
+    let service = app.delivery_service(
         [(
             name.clone(),
             Arc::new(Rambling(BreakerConfig::default())) as Arc<dyn Connector>,

@@ -76,13 +76,18 @@ async fn enqueue_receive_ack(q: &Port) {
     }
 }
 
-async fn retry_later_makes_it_visible_again(q: &Port) {
+/// One message, received, handed back with `retry_later(0)` and received again: both receives.
+async fn received_twice(q: &Port) -> (Received, Received) {
     q.enqueue(&messages(1)).await.unwrap();
     let first = receive_n(q, 1).await.remove(0);
     q.retry_later(K, &first.receipt, Duration::ZERO)
         .await
         .unwrap();
-    let second = receive_n(q, 1).await.remove(0);
+    (first, receive_n(q, 1).await.remove(0))
+}
+
+async fn retry_later_makes_it_visible_again(q: &Port) {
+    let (first, second) = received_twice(q).await;
     assert_eq!(second.message, first.message);
     assert_eq!(second.receive_count, 2);
     q.ack(K, &second.receipt).await.unwrap();
@@ -97,12 +102,7 @@ async fn retry_later_makes_it_visible_again(q: &Port) {
 /// stale DeleteMessage and may keep the message; MiniStack answers ReceiptHandleIsInvalid;
 /// moto deletes it.)
 async fn stale_receipts_are_no_error(q: &Port) {
-    q.enqueue(&messages(1)).await.unwrap();
-    let first = receive_n(q, 1).await.remove(0);
-    q.retry_later(K, &first.receipt, Duration::ZERO)
-        .await
-        .unwrap();
-    let second = receive_n(q, 1).await.remove(0);
+    let (first, second) = received_twice(q).await;
     q.ack(K, &first.receipt).await.unwrap();
     q.retry_later(K, &first.receipt, Duration::from_secs(5))
         .await
