@@ -1,11 +1,16 @@
 """Offline checks of infra/template.yaml, run by tests/run-all.sh:
 
+0. infra/template.yaml is exactly what infra/generate.py writes from infra/template.src.yaml
+   (the per-kind delivery pieces written once);
 1. every function in the template builds a binary of a crate under functions/, and every
    crate under functions/ has its function in the template;
 2. `sam validate --lint` (SAM's own checks and cfn-lint on the SAM template);
 3. the SAM template translated to plain CloudFormation (aws-sam-translator, as
    CloudFormation would) and linted by cfn-lint, which catches what linting the SAM template
-   misses (a !Ref to a resource that does not exist, properties of generated resources).
+   misses (a !Ref to a resource that does not exist, properties of generated resources);
+4. routes: the HTTP API has one route, `$default` (any method, any path), to the ingest
+   function, so every route the router serves (shared/api/src/lib.rs) reaches it and the
+   router answers unknown ones with its own problem+json 404/405.
 
 Usage: python tests/infra/check.py  (from the repository root, inside the venv)
 """
@@ -14,6 +19,7 @@ import copy
 import glob
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -100,8 +106,35 @@ def translate_and_lint(template):
         path = f.name
     kinds = sorted({r["Type"] for r in cfn["Resources"].values()})
     print(f"ok: translated to {len(cfn['Resources'])} CloudFormation resources ({len(kinds)} types)")
+    check_routes(cfn)
     run([os.path.join(BIN, "cfn-lint"), "--regions", "us-east-1", "--", path], os.environ)
     os.unlink(path)
+
+
+def router_paths():
+    """The paths the API router serves, read from its source."""
+    with open(os.path.join(ROOT, "shared", "api", "src", "lib.rs")) as f:
+        return re.findall(r'\.route\("([^"]+)"', f.read())
+
+
+def check_routes(cfn):
+    apis = [r for r in cfn["Resources"].values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    if len(apis) != 1:
+        fail(f"expected one HTTP API, found {len(apis)}")
+    paths = apis[0]["Properties"]["Body"]["paths"]
+    if list(paths) != ["$default"]:
+        fail(f"the HTTP API routes {sorted(paths)}; keep only the $default route to ingest, "
+             f"so that every path the router serves ({', '.join(router_paths())}) reaches it")
+    route = paths["$default"]
+    if list(route) != ["x-amazon-apigateway-any-method"]:
+        fail(f"the $default route must take any method, not {sorted(route)}")
+    uri = json.dumps(route["x-amazon-apigateway-any-method"]["x-amazon-apigateway-integration"]["uri"])
+    if "${IngestFunction.Arn}" not in uri:
+        fail(f"the $default route must go to IngestFunction, not {uri}")
+    served = router_paths()
+    if "/v1/hooks/{source}" not in served or "/v1/reports" not in served:
+        fail(f"could not read the router's routes from shared/api/src/lib.rs: {served}")
+    print(f"ok: the HTTP API's one route, $default, takes all {len(served)} router paths to ingest")
 
 
 def run(cmd, env):
@@ -117,7 +150,12 @@ def fail(message):
     sys.exit(1)
 
 
+def generated():
+    run([sys.executable, os.path.join(ROOT, "infra", "generate.py"), "--check"], os.environ)
+
+
 if __name__ == "__main__":
+    generated()
     t = load()
     check_functions(t)
     sam_validate()

@@ -268,7 +268,6 @@ async fn a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api(engine: Engine
     assert_eq!(d.last_error.as_deref(), Some("HTTP 400 Bad Request"));
 
     let redrive = testrelay_tests::event("apigw-post-report.json")
-        .replace("POST /v1/reports", "POST /v1/deadletters/redrive")
         .replace("\"/v1/reports\"", "\"/v1/deadletters/redrive\"")
         .replace(
             "project=web&branch=main&commit=abc123",

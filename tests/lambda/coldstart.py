@@ -86,6 +86,7 @@ def main():
     env.update({
         "TESTRELAY_CONFIG": invoke.config(vendor),
         "TEST_WEBHOOK_SECRET": invoke.WHSEC,
+        "TEST_GITHUB_SECRET": invoke.GITHUB_SECRET,
         "TEST_TOKEN": "test-token",
         "TEST_TEAMS_URL": f"{vendor}/teams",
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",

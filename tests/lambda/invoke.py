@@ -33,6 +33,8 @@ NAMES = {"webhook": "team-hook", "testrail": "qa", "jira": "jira", "slack": "cha
          "teams": "cards", "pagerduty": "pager"}
 API_KEY = "trk_test_key_for_integration_tests"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+# events/apigw-post-hook-github.json is signed with it.
+GITHUB_SECRET = "gh-secret-for-integration-tests"
 
 
 def free_port():
@@ -100,6 +102,12 @@ connectors = ["team-hook", "qa", "jira", "chat", "cards", "pager"]
 
 [health]
 alert = "chat"
+
+[hooks.github]
+scheme = "github"
+secrets = [{{ env = "TEST_GITHUB_SECRET" }}]
+format = "github"
+project = "web"
 
 [connectors.team-hook]
 kind = "webhook"
@@ -239,8 +247,11 @@ def main():
         "TESTRELAY_CONFIG": config(vendor),
         "TESTRELAY_METRICS_NAMESPACE": "testrelay/invoke",
         "TEST_WEBHOOK_SECRET": WHSEC,
+        "TEST_GITHUB_SECRET": GITHUB_SECRET,
         "TEST_TOKEN": "test-token",
         "TEST_TEAMS_URL": f"{vendor}/teams/workflow",
+        # As the template sets it on the delivery functions (<Kind>Concurrency).
+        "TESTRELAY_DELIVERY_CONCURRENCY": "2",
         "RUST_LOG": "info",
     })
     logs = []
@@ -303,9 +314,19 @@ def main():
     report = run("health", [event("scheduler-health.json")])[0]
     if report["status"] != "HEALTHY" or len(report["connectors"]) != 6:
         fail(f"health: {json.dumps(report)[:2000]}")
-    got = run("ingest", [event("apigw-get-health.json")])[0]
+    got, hook, unknown = run("ingest", [event("apigw-get-health.json"),
+                                        event("apigw-post-hook-github.json"),
+                                        event("apigw-unknown-route.json")])
     if got.get("statusCode") != 200 or json.loads(got["body"])["status"] != "HEALTHY":
         fail(f"GET /v1/health: {got}")
+    # The API's one $default route brings every path to the router: a signed GitHub
+    # delivery becomes a run, an unknown path is the router's own 404 problem+json.
+    if hook.get("statusCode") != 202 or not json.loads(hook["body"]).get("run_id"):
+        fail(f"POST /v1/hooks/github: {hook}")
+    if unknown.get("statusCode") != 404 or \
+            unknown.get("headers", {}).get("content-type") != "application/problem+json":
+        fail(f"an unknown route: {unknown}")
+    print("ok: a signed GitHub delivery became a run; an unknown route answered 404 problem+json")
     metrics = [m for path in logs for m in emf_lines(path)]
     names = {m for m, _ in metrics}
     for needed in ["RunsAccepted", "TestsAccepted", "DeliveryOutcome", "DeliveryLatency",

@@ -39,6 +39,8 @@ pub struct Http {
     client: reqwest::Client,
     policy: Arc<AddressPolicy>,
     limiter: Arc<RateLimiter>,
+    /// How many processes share each target's limit (see [`Http::shared_by`]).
+    instances: u32,
 }
 
 /// Where a request goes, for rate limiting: the target key and its limit.
@@ -66,7 +68,21 @@ impl Http {
             client,
             policy,
             limiter: Arc::new(RateLimiter::default()),
+            instances: 1,
         }
+    }
+
+    /// Holds each target to its share of the limit when `instances` processes send to it at
+    /// once (a Lambda delivery function at its maximum concurrency), so that together they
+    /// keep to the vendor's limit.
+    pub fn shared_by(mut self, instances: u32) -> Self {
+        self.instances = instances.max(1);
+        self
+    }
+
+    /// The limit this process keeps to for `limit`.
+    pub fn effective_rate(&self, limit: &Limit) -> Option<RateLimit> {
+        limit.rate.map(|r| r.shared_by(self.instances))
     }
 
     pub fn client(&self) -> &reqwest::Client {
@@ -91,7 +107,9 @@ impl Http {
                 self.policy.check(ip).map_err(permanent)?;
             }
         }
-        let rate = limit.rate.filter(|_| UNLIMITED.try_with(|_| ()).is_err());
+        let rate = self
+            .effective_rate(limit)
+            .filter(|_| UNLIMITED.try_with(|_| ()).is_err());
         let slot = match rate {
             Some(rate) => self.limiter.reserve(&limit.key, rate, MAX_SLOT_WAIT),
             // Without a limit there is no bucket to pause: the delivery that was throttled
@@ -337,5 +355,28 @@ mod tests {
         let d = retry_after(&h).unwrap().as_secs();
         assert!((88..=90).contains(&d), "{d}");
         assert_eq!(retry_after(&HeaderMap::new()), None);
+    }
+
+    #[test]
+    fn instances_sharing_a_limit_keep_together_within_it() {
+        let limit = |rate| Limit {
+            key: "https://example.testrail.io:443".into(),
+            rate,
+        };
+        let testrail = limit(Some(RateLimit::new(180, 10)));
+        let alone = Http::new(AddressPolicy::new(&[]));
+        assert_eq!(
+            alone.effective_rate(&testrail),
+            Some(RateLimit::new(180, 10))
+        );
+        let one_of_three = alone.clone().shared_by(3);
+        assert_eq!(
+            one_of_three.effective_rate(&testrail),
+            Some(RateLimit::new(60, 3))
+        );
+        // Never below one request a minute, one at a time; no limit stays none.
+        let many = alone.shared_by(500);
+        assert_eq!(many.effective_rate(&testrail), Some(RateLimit::new(1, 1)));
+        assert_eq!(many.effective_rate(&limit(None)), None);
     }
 }

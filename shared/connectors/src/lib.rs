@@ -98,6 +98,12 @@ impl Env {
             clock,
         }
     }
+
+    /// Every target's rate limit shared by `instances` processes (see [`Http::shared_by`]).
+    pub fn shared_by(mut self, instances: u32) -> Self {
+        self.http = self.http.shared_by(instances);
+        self
+    }
 }
 
 /// `scheme://host:port` of a URL, for target keys (never the path: it may hold a token).

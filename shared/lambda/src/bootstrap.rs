@@ -51,6 +51,10 @@ pub struct AwsApp {
     pub state: DynamoStateStore,
     pub secrets: SecretsManagerStore,
     pub metrics: Arc<dyn Metrics>,
+    /// How many instances of this function may run at once (`TESTRELAY_DELIVERY_CONCURRENCY`,
+    /// the template's `<Kind>Concurrency`): each keeps to that share of every target's rate
+    /// limit, so together they keep to the vendor's. 1 when unset.
+    pub delivery_concurrency: u32,
 }
 
 impl AwsApp {
@@ -59,7 +63,9 @@ impl AwsApp {
     pub async fn from_env(config: Config) -> Result<Self, String> {
         let resources = Resources::from_env()?;
         let sdk = testrelay_aws::sdk_config().await;
-        Ok(Self::new(config, &sdk, resources))
+        let mut app = Self::new(config, &sdk, resources);
+        app.delivery_concurrency = delivery_concurrency_from_env()?;
+        Ok(app)
     }
 
     pub fn new(config: Config, sdk: &aws_config::SdkConfig, resources: Resources) -> Self {
@@ -78,6 +84,7 @@ impl AwsApp {
             dead_letters: SqsDeadLetters::new(sdk, resources.dead_letter_queues),
             secrets: SecretsManagerStore::new(sdk),
             metrics: Arc::new(crate::emf::EmfMetrics::stdout()),
+            delivery_concurrency: 1,
         }
     }
 
@@ -100,7 +107,8 @@ impl AwsApp {
             &self.config,
             Arc::new(self.state.clone()),
             Arc::new(SystemClock),
-        );
+        )
+        .shared_by(self.delivery_concurrency);
         testrelay_connectors::build(&self.config, &self.secrets, &env).await
     }
 
@@ -133,6 +141,19 @@ impl AwsApp {
     pub fn delivery_service(&self, connectors: Connectors, policy: RetryPolicy) -> DeliveryService {
         DeliveryService::new(self.delivery_ports(), connectors, policy)
             .with_public_url(self.config.server.public_url.clone())
+    }
+}
+
+/// `TESTRELAY_DELIVERY_CONCURRENCY`: a whole number from 1, or 1 when unset.
+fn delivery_concurrency_from_env() -> Result<u32, String> {
+    match std::env::var("TESTRELAY_DELIVERY_CONCURRENCY") {
+        Err(_) => Ok(1),
+        Ok(v) => match v.trim().parse::<u32>() {
+            Ok(n) if n >= 1 => Ok(n),
+            _ => Err(format!(
+                "TESTRELAY_DELIVERY_CONCURRENCY must be a whole number from 1, not {v:?}"
+            )),
+        },
     }
 }
 

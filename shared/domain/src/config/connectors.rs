@@ -24,6 +24,17 @@ impl RateLimit {
         RateLimit { per_minute, burst }
     }
 
+    /// This limit's share for one of `instances` processes that each hold a bucket (Lambda
+    /// instances of one delivery function): together they stay within it. Never below one
+    /// request a minute and a burst of one.
+    pub fn shared_by(self, instances: u32) -> Self {
+        let n = instances.max(1);
+        RateLimit {
+            per_minute: (self.per_minute / n).max(1),
+            burst: (self.burst / n).max(1),
+        }
+    }
+
     fn problems(&self) -> Vec<String> {
         let mut p = Vec::new();
         if self.per_minute == 0 {
