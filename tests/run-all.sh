@@ -31,7 +31,16 @@ if [ ! -x "$venv/bin/python" ] || ! cmp -s "$requirements" "$stamp"; then
   cp "$requirements" "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
-phase "install: Python venv (moto, SAM tools, cargo-lambda)"
+# checkov (the infra check runs it on the translated template) in its own venv: its pins do
+# not sit with the SAM tools'.
+checkov_requirement="checkov==3.3.30"
+if [ "$(cat "$root/target/venv-checkov/.requirement" 2>/dev/null)" != "$checkov_requirement" ]; then
+  echo "== installing $checkov_requirement into target/venv-checkov"
+  python3 -m venv "$root/target/venv-checkov"
+  "$root/target/venv-checkov/bin/pip" install --quiet --disable-pip-version-check "$checkov_requirement"
+  echo "$checkov_requirement" >"$root/target/venv-checkov/.requirement"
+fi
+phase "install: Python venvs (moto, SAM, cargo-lambda, checkov)"
 
 # shellcheck source=tests/engines.sh
 source tests/engines.sh
@@ -65,7 +74,7 @@ test_log="$root/target/test-output.log"
 cargo nextest run --workspace --locked --test-threads 4 --no-fail-fast \
   --success-output never --failure-output final 2>&1 | tee "$test_log"
 phase "tests (cargo nextest, all binaries)"
-echo "== infra: function/crate match, sam validate --lint, cfn-lint on the translated template"
+echo "== infra: generated template, function/crate match, sam validate --lint, cfn-lint and checkov on the translated template, one API route"
 "$venv/bin/python" tests/infra/check.py
 phase "infra checks"
 echo "== lambda: every function binary started on cargo lambda's Runtime API, invoked with its event"

@@ -10,7 +10,9 @@
    misses (a !Ref to a resource that does not exist, properties of generated resources);
 4. routes: the HTTP API has one route, `$default` (any method, any path), to the ingest
    function, so every route the router serves (shared/api/src/lib.rs) reaches it and the
-   router answers unknown ones with its own problem+json 404/405.
+   router answers unknown ones with its own problem+json 404/405;
+5. checkov on the translated template: every failing check must be listed with its reason in
+   infra/checkov-skips.yaml, and every check listed there must still fail (no stale reasons).
 
 Usage: python tests/infra/check.py  (from the repository root, inside the venv)
 """
@@ -108,6 +110,7 @@ def translate_and_lint(template):
     print(f"ok: translated to {len(cfn['Resources'])} CloudFormation resources ({len(kinds)} types)")
     check_routes(cfn)
     run([os.path.join(BIN, "cfn-lint"), "--regions", "us-east-1", "--", path], os.environ)
+    checkov(path)
     os.unlink(path)
 
 
@@ -135,6 +138,32 @@ def check_routes(cfn):
     if "/v1/hooks/{source}" not in served or "/v1/reports" not in served:
         fail(f"could not read the router's routes from shared/api/src/lib.rs: {served}")
     print(f"ok: the HTTP API's one route, $default, takes all {len(served)} router paths to ingest")
+
+
+def checkov(path):
+    """checkov (its own venv, target/venv-checkov, installed by the test command)."""
+    exe = os.path.join(ROOT, "target", "venv-checkov", "bin", "checkov")
+    with open(os.path.join(ROOT, "infra", "checkov-skips.yaml")) as f:
+        skips = yaml.safe_load(f)
+    result = subprocess.run([exe, "-f", path, "--framework", "cloudformation", "--quiet",
+                             "--compact", "-o", "json"], capture_output=True, text=True)
+    try:
+        report = json.loads(result.stdout)
+    except json.JSONDecodeError:
+        fail(f"checkov did not run:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+    failed = {}
+    for f in report["results"]["failed_checks"]:
+        failed.setdefault(f["check_id"], []).append(f["resource"])
+    unexplained = {c: r for c, r in failed.items() if c not in skips}
+    if unexplained:
+        fail("checkov: failing checks with no reason in infra/checkov-skips.yaml:\n" +
+             "\n".join(f"  {c}: {', '.join(r)}" for c, r in sorted(unexplained.items())))
+    stale = sorted(set(skips) - set(failed))
+    if stale:
+        fail(f"checkov: {', '.join(stale)} no longer fail: take them out of infra/checkov-skips.yaml")
+    passed = report["summary"]["passed"]
+    print(f"ok: checkov {report['summary'].get('checkov_version', '')}: {passed} checks passed, "
+          f"{len(skips)} skipped with their reasons (infra/checkov-skips.yaml)")
 
 
 def run(cmd, env):

@@ -26,6 +26,11 @@ pub(crate) async fn app(receiver: &Receiver) -> (Stack, AwsApp) {
 
 /// [`app`] on `engine`.
 pub(crate) async fn app_on(receiver: &Receiver, engine: Engine) -> (Stack, AwsApp) {
+    app_with(receiver, engine, "").await
+}
+
+/// [`app_on`] with `extra` appended to its configuration.
+async fn app_with(receiver: &Receiver, engine: Engine, extra: &str) -> (Stack, AwsApp) {
     let stack = Stack::create_on(engine).await;
     let secret_name = testrelay_tests::unique("testrelay/team-hook");
     put_secret(&stack.sdk, &secret_name, &receiver.secret_text).await;
@@ -55,7 +60,7 @@ secret = {{ secret = "{secret_name}" }}
         hash_api_key(API_KEY),
         hash_api_key(ADMIN_KEY),
         receiver.url()
-    );
+    ) + extra;
     let config = Config::from_toml(&toml, "test").unwrap();
     let app = AwsApp::new(config, &stack.sdk, stack.resources());
     (stack, app)
@@ -303,3 +308,41 @@ crate::on_engines!(ingest_rejects_without_writing_to_aws);
 crate::on_engines!(deliver_function_delivers_and_reports_only_bad_records);
 crate::on_engines!(deliver_function_returns_a_failing_target_to_the_queue);
 crate::on_engines!(a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api);
+
+/// A delivery function builds only its kind's connectors and reads only their secrets (its
+/// IAM policy allows no other): another kind's missing secret cannot stop it.
+async fn a_delivery_function_reads_only_its_kinds_secrets(engine: Engine) {
+    let receiver = Receiver::start(200).await;
+    let missing = testrelay_tests::unique("testrelay/testrail/missing");
+    let extra = format!(
+        r#"
+[connectors.qa]
+kind = "testrail"
+url = "https://example.testrail.io"
+user = "ci@example.com"
+api_key = {{ secret = "{missing}" }}
+project_id = 1
+"#
+    );
+    let (_stack, app) = app_with(&receiver, engine, &extra).await;
+    let webhook =
+        testrelay_lambda::deliver::build_with(&app, ConnectorKind::Webhook, RetryPolicy::default())
+            .await;
+    assert!(webhook.is_ok(), "deliver-webhook starts");
+    let testrail = testrelay_lambda::deliver::build_with(
+        &app,
+        ConnectorKind::Testrail,
+        RetryPolicy::default(),
+    )
+    .await;
+    let error = testrail
+        .err()
+        .expect("deliver-testrail cannot start")
+        .to_string();
+    assert!(
+        error.contains("connectors.qa") && error.contains(&missing),
+        "{error}"
+    );
+}
+
+crate::on_engines!(a_delivery_function_reads_only_its_kinds_secrets);

@@ -18,7 +18,7 @@ use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
 use testrelay_domain::breaker::BreakerConfig;
-use testrelay_domain::config::{Config, ConnectorConfig, SecretRef};
+use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind, SecretRef};
 use testrelay_domain::delivery::Connectors;
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::net::AddressPolicy;
@@ -127,8 +127,28 @@ pub async fn build(
     secrets: &dyn SecretStore,
     env: &Env,
 ) -> Result<Connectors, String> {
+    build_where(config, secrets, env, |_| true).await
+}
+
+/// Only the connectors of `kind`, reading only their secrets: a delivery function on
+/// Lambda, which may read no other kind's secrets and must not fail on one of them.
+pub async fn build_kind(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    env: &Env,
+    kind: ConnectorKind,
+) -> Result<Connectors, String> {
+    build_where(config, secrets, env, |k| k == kind).await
+}
+
+async fn build_where(
+    config: &Config,
+    secrets: &dyn SecretStore,
+    env: &Env,
+    wanted: impl Fn(ConnectorKind) -> bool,
+) -> Result<Connectors, String> {
     let mut out = Connectors::new();
-    for (name, cfg) in &config.connectors {
+    for (name, cfg) in config.connectors.iter().filter(|(_, c)| wanted(c.kind())) {
         let connector = build_one(name, cfg, secrets, env)
             .await
             .map_err(|e| format!("connectors.{name}.{e}"))?;

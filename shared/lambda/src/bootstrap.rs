@@ -5,7 +5,7 @@ use testrelay_aws::{
     DynamoIdempotencyStore, DynamoRunStore, DynamoStateStore, Resources, S3BlobStore,
     SecretsManagerStore, SqsDeadLetters, SqsQueue, SqsStats,
 };
-use testrelay_domain::config::Config;
+use testrelay_domain::config::{Config, ConnectorKind};
 use testrelay_domain::delivery::{Connectors, DeliveryPorts, DeliveryService};
 use testrelay_domain::ingest::Ports;
 use testrelay_domain::metrics::Metrics;
@@ -103,13 +103,22 @@ impl AwsApp {
 
     /// Resolves connector secrets through Secrets Manager (or env/file references).
     pub async fn connectors(&self) -> Result<Connectors, String> {
-        let env = testrelay_connectors::Env::new(
+        testrelay_connectors::build(&self.config, &self.secrets, &self.connector_env()).await
+    }
+
+    /// Only the connectors of `kind` (a delivery function's), reading only their secrets.
+    pub async fn connectors_of(&self, kind: ConnectorKind) -> Result<Connectors, String> {
+        testrelay_connectors::build_kind(&self.config, &self.secrets, &self.connector_env(), kind)
+            .await
+    }
+
+    fn connector_env(&self) -> testrelay_connectors::Env {
+        testrelay_connectors::Env::new(
             &self.config,
             Arc::new(self.state.clone()),
             Arc::new(SystemClock),
         )
-        .shared_by(self.delivery_concurrency);
-        testrelay_connectors::build(&self.config, &self.secrets, &env).await
+        .shared_by(self.delivery_concurrency)
     }
 
     pub fn delivery_ports(&self) -> DeliveryPorts {

@@ -88,11 +88,7 @@ pub async fn build_with(
     kind: ConnectorKind,
     policy: RetryPolicy,
 ) -> Result<Deliverer, BoxError> {
-    let connectors = app.connectors().await?;
-    let connectors = connectors
-        .into_iter()
-        .filter(|(_, c)| c.kind() == kind)
-        .collect();
+    let connectors = app.connectors_of(kind).await?;
     Ok(Deliverer {
         kind,
         service: Arc::new(app.delivery_service(connectors, policy)),
