@@ -346,3 +346,35 @@ project_id = 1
 }
 
 crate::on_engines!(a_delivery_function_reads_only_its_kinds_secrets);
+
+/// A target slower than the invocation has left: the record is stopped before the deadline
+/// (its call dropped) and listed for retry, and the batch answers in time; nothing is
+/// recorded as delivered.
+async fn a_batch_answers_before_the_invocations_deadline(engine: Engine) {
+    use wiremock::{Mock, ResponseTemplate, matchers::method};
+    let receiver = Receiver::start(200).await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_delay(Duration::from_secs(20)))
+        .with_priority(1)
+        .mount(&receiver.server)
+        .await;
+    let (_stack, app) = app_on(&receiver, engine).await;
+    let id = ingest(&app).await;
+    let deliver = Deliver::new(&app, &id).await;
+    let budget = testrelay_lambda::deliver::DEADLINE_MARGIN + Duration::from_millis(500);
+    let started = std::time::Instant::now();
+    let response = deliver
+        .function
+        .handle_batch_within(serde_json::from_str(&deliver.batch).unwrap(), budget)
+        .await;
+    assert!(started.elapsed() < budget, "answered within the invocation");
+    assert_eq!(
+        response.batch_item_failures.len(),
+        2,
+        "the unreadable record and the one stopped at the deadline"
+    );
+    let d = &app.runs.get_run(&id).await.unwrap().unwrap().deliveries[0];
+    assert_ne!(d.state, DeliveryState::Delivered);
+}
+
+crate::on_engines!(a_batch_answers_before_the_invocations_deadline);

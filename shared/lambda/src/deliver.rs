@@ -10,11 +10,27 @@ use crate::bootstrap::BoxError;
 use aws_lambda_events::event::sqs::{SqsBatchResponse, SqsEvent, SqsMessage};
 use lambda_runtime::{LambdaEvent, service_fn};
 use std::sync::Arc;
+use std::time::Duration;
 use testrelay_aws::SqsQueue;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::delivery::{DeliveryService, Disposition};
-use testrelay_domain::ports::{DeliveryMessage, DeliveryQueue, QueueConsumer};
+use testrelay_domain::ports::{Clock, DeliveryMessage, DeliveryQueue, QueueConsumer, SystemClock};
 use testrelay_domain::retry::RetryPolicy;
+
+/// The time an invocation has left, from its deadline (epoch milliseconds, as Lambda's
+/// Runtime API gives it). A deadline that is not in the future is no deadline we can keep
+/// to (cargo lambda's emulator sends a duration, 600000): the function's timeout applies.
+pub fn budget(deadline_ms: u64, now_ms: u64) -> Duration {
+    if deadline_ms > now_ms {
+        Duration::from_millis(deadline_ms - now_ms)
+    } else {
+        Duration::MAX
+    }
+}
+
+/// Kept back from the invocation's deadline to answer: the batch response, and the
+/// records stopped short listed in it.
+pub const DEADLINE_MARGIN: Duration = Duration::from_secs(3);
 
 pub struct Deliverer {
     pub kind: ConnectorKind,
@@ -58,10 +74,30 @@ impl Deliverer {
         false
     }
 
-    /// Handles a batch; the records to retry are listed in the response.
+    /// Handles a batch with no deadline (tests, tools); see [`Deliverer::handle_batch_within`].
     pub async fn handle_batch(&self, event: SqsEvent) -> SqsBatchResponse {
+        self.handle_batch_within(event, Duration::MAX).await
+    }
+
+    /// Handles a batch within `budget` (the invocation's remaining time); the records to
+    /// retry are listed in the response. A record still running (or still waiting for its
+    /// rate-limit slot) when the budget less [`DEADLINE_MARGIN`] runs out is stopped, its
+    /// call dropped, and listed for retry: it comes back after the queue's visibility
+    /// timeout and resumes from its recorded steps. So no call outlives the invocation, and a
+    /// timeout never makes every record of the batch count a receive towards the DLQ.
+    pub async fn handle_batch_within(&self, event: SqsEvent, budget: Duration) -> SqsBatchResponse {
+        let cut = budget.saturating_sub(DEADLINE_MARGIN);
         // A batch holds at most 10 records: run them concurrently.
-        let results = futures::future::join_all(event.records.iter().map(|r| self.record(r))).await;
+        let results = futures::future::join_all(event.records.iter().map(|r| async move {
+            match tokio::time::timeout(cut, self.record(r)).await {
+                Ok(ok) => ok,
+                Err(_) => {
+                    tracing::warn!(message_id = ?r.message_id, "stopped at the invocation's deadline; it comes back");
+                    false
+                }
+            }
+        }))
+        .await;
         let mut response = SqsBatchResponse::default();
         for (record, ok) in event.records.iter().zip(results) {
             if !ok {
@@ -101,7 +137,27 @@ pub async fn main(kind: ConnectorKind) -> Result<(), BoxError> {
     let deliverer = Arc::new(build(kind).await?);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| {
         let d = deliverer.clone();
-        async move { Ok::<_, BoxError>(d.handle_batch(event.payload).await) }
+        async move {
+            let budget = budget(event.context.deadline, SystemClock.now_ms());
+            Ok::<_, BoxError>(d.handle_batch_within(event.payload, budget).await)
+        }
     }))
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_is_the_time_to_the_deadline_when_there_is_one() {
+        let now = 1_795_341_600_000;
+        assert_eq!(budget(now + 42_000, now), Duration::from_secs(42));
+        assert_eq!(
+            budget(600_000, now),
+            Duration::MAX,
+            "a duration, not a time"
+        );
+        assert_eq!(budget(now, now), Duration::MAX);
+    }
 }
