@@ -363,3 +363,68 @@ async fn health_route_and_prometheus_metrics_locally() {
         );
     }
 }
+
+/// `GET /v1/health` shows a key limited to some projects only their connectors (and the
+/// status those make); an admin key sees every connector.
+#[tokio::test]
+async fn the_health_route_shows_a_key_its_projects_connectors() {
+    use testrelay_domain::config::{ConnectorConfig, ProjectConfig};
+    use testrelay_domain::ids::{ConnectorName, ProjectName};
+    let t = testrelay_tests::local::spawn_app_config(
+        200,
+        std::sync::Arc::new(testrelay_domain::ports::SystemClock),
+        testrelay_domain::retry::RetryPolicy::default(),
+        |c| {
+            let hook = c.connectors.values().next().unwrap().clone();
+            let ConnectorConfig::Webhook(mut other) = hook else {
+                panic!("the test config's connector is a webhook")
+            };
+            other.url = "http://127.0.0.1:9/other-team".into();
+            c.connectors.insert(
+                ConnectorName::parse("other-team").unwrap(),
+                ConnectorConfig::Webhook(other),
+            );
+            c.projects.insert(
+                ProjectName::parse("mobile").unwrap(),
+                ProjectConfig {
+                    connectors: vec![ConnectorName::parse("other-team").unwrap()],
+                },
+            );
+        },
+    )
+    .await;
+    t.app.health.check().await;
+    let names = |body: &Value| -> Vec<String> {
+        body["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["connector"].as_str().unwrap().to_string())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect()
+    };
+    let admin: Value = t
+        .admin("GET", "/v1/health", testrelay_tests::local::ADMIN_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(names(&admin), ["hook", "other-team"]);
+    assert_ne!(
+        admin["status"], "HEALTHY",
+        "the other team's target is down"
+    );
+    let web: Value = t
+        .admin("GET", "/v1/health", testrelay_tests::local::API_KEY)
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        names(&web),
+        ["hook"],
+        "the web key sees web's connector only"
+    );
+    assert_eq!(web["status"], "HEALTHY", "and the status it makes");
+}

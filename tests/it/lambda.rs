@@ -378,3 +378,99 @@ async fn a_batch_answers_before_the_invocations_deadline(engine: Engine) {
 }
 
 crate::on_engines!(a_batch_answers_before_the_invocations_deadline);
+
+/// A real deployment's configuration: 20 connectors, 50 projects, past 10 KB (Lambda's 4 KB
+/// of environment could not carry it).
+fn large_config() -> String {
+    let mut toml = format!(
+        "[[api_keys]]\nid = \"ci\"\nsha256 = \"{}\"\n\n[network]\nallow = [\"10.0.0.0/8\"]\n",
+        hash_api_key(API_KEY)
+    );
+    for i in 0..20 {
+        if i % 2 == 0 {
+            toml += &format!(
+                "\n# Team {i:02}'s build dashboard: every run, signed.\n[connectors.hook-{i:02}]\nkind = \"webhook\"\nurl = \"https://hooks-{i:02}.example.com/testrelay/runs\"\nsecret = {{ secret = \"testrelay/prod/webhook/hook-{i:02}\" }}\ntimeout_ms = 5000\nrate_limit = {{ per_minute = 600, burst = 20 }}\n"
+            );
+        } else {
+            toml += &format!(
+                "\n# Team {i:02}'s TestRail project (results only for cases with ids).\n[connectors.qa-{i:02}]\nkind = \"testrail\"\nurl = \"https://team-{i:02}.testrail.io\"\nuser = \"ci-{i:02}@example.com\"\napi_key = {{ secret = \"testrelay/prod/testrail/qa-{i:02}\" }}\nproject_id = {i}\ntimeout_ms = 15000\nrate_limit = {{ per_minute = 90, burst = 5 }}\n"
+            );
+        }
+    }
+    for p in 0..50 {
+        let (a, b) = ((p * 2) % 20, (p * 2 + 1) % 20);
+        toml += &format!(
+            "\n# service-{p:02}: owned by team {a:02}, cases in team {b:02}'s TestRail\n[projects.service-{p:02}]\nconnectors = [\"hook-{a:02}\", \"qa-{b:02}\"]\n"
+        );
+    }
+    toml
+}
+
+/// The configuration from an S3 object (the template's ConfigBucket / ConfigKey): one of
+/// any size loads; a missing, empty or request-less one stops the cold start saying what to
+/// set, instead of serving 401s.
+async fn the_configuration_comes_from_s3_at_any_size(engine: Engine) {
+    use testrelay_lambda::config_source::ConfigSource;
+    let stack = Stack::create_on(engine).await;
+    let put = |key: &'static str, text: String| {
+        let blobs = testrelay_aws::S3BlobStore::new(&stack.sdk, stack.bucket.clone());
+        async move { blobs.put(key, bytes::Bytes::from(text)).await.unwrap() }
+    };
+    let at = |key: &str| ConfigSource::S3 {
+        bucket: stack.bucket.clone(),
+        key: key.into(),
+    };
+    let large = large_config();
+    assert!(large.len() > 10 * 1024, "{} bytes", large.len());
+    put("config/prod.toml", large).await;
+    let config = at("config/prod.toml").load(&stack.sdk).await.unwrap();
+    assert_eq!((config.connectors.len(), config.projects.len()), (20, 50));
+
+    let missing = at("config/none.toml").load(&stack.sdk).await.unwrap_err();
+    assert!(
+        missing.contains("no configuration at s3://") && missing.contains("ConfigBucket"),
+        "{missing}"
+    );
+    put("config/empty.toml", " \n".into()).await;
+    let empty = at("config/empty.toml").load(&stack.sdk).await.unwrap_err();
+    assert!(empty.contains("is empty"), "{empty}");
+    put("config/keyless.toml", "[projects.web]\n".into()).await;
+    let keyless = at("config/keyless.toml")
+        .load(&stack.sdk)
+        .await
+        .unwrap_err();
+    assert!(keyless.contains("admits no request"), "{keyless}");
+}
+
+crate::on_engines!(the_configuration_comes_from_s3_at_any_size);
+
+/// The largest body a Lambda invocation can carry base64-encoded is testrelay's limit there:
+/// one byte more gets testrelay's own 413 problem+json (a larger one never reaches the
+/// function: API Gateway answers), and nothing is stored.
+async fn on_lambda_the_body_limit_is_what_an_invocation_carries(engine: Engine) {
+    use base64::Engine as _;
+    let receiver = Receiver::start(200).await;
+    let (_stack, app) = app_on(&receiver, engine).await;
+    assert!(app.config.server.max_body_bytes > testrelay_lambda::ingest::LAMBDA_MAX_BODY_BYTES);
+    let body = vec![b'x'; testrelay_lambda::ingest::LAMBDA_MAX_BODY_BYTES + 1];
+    let mut event: Value =
+        serde_json::from_str(&testrelay_tests::event("apigw-post-report-gzip.json")).unwrap();
+    event["body"] = base64::engine::general_purpose::STANDARD
+        .encode(&body)
+        .into();
+    event["headers"]["content-length"] = body.len().to_string().into();
+    let (status, problem) = invoke(&app, &event.to_string()).await;
+    assert_eq!(status, 413, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("4194304"),
+        "{problem}"
+    );
+    let msgs = app
+        .queue
+        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(msgs.is_empty(), "nothing enqueued");
+}
+
+crate::on_engines!(on_lambda_the_body_limit_is_what_an_invocation_carries);

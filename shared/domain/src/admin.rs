@@ -44,11 +44,23 @@ impl IngestService {
         &self,
         authorization: Option<&str>,
     ) -> Result<crate::health::HealthReport, ApiError> {
-        self.authenticate(authorization)?;
-        crate::health::HealthService::latest(self.ports.state.as_ref())
+        let key = self.authenticate(authorization)?;
+        let mut report = crate::health::HealthService::latest(self.ports.state.as_ref())
             .await
             .map_err(|e| ApiError::unavailable(e.to_string()))?
-            .ok_or_else(|| ApiError::not_found("no health check has run yet".to_string()))
+            .ok_or_else(|| ApiError::not_found("no health check has run yet".to_string()))?;
+        // A key limited to some projects sees their connectors only, and the status they
+        // make; admin keys and keys for every project see all.
+        if let (false, Some(projects)) = (key.admin, &key.projects) {
+            let visible: std::collections::HashSet<_> = projects
+                .iter()
+                .filter_map(|p| self.config.projects.get(p))
+                .flat_map(|p| p.connectors.iter())
+                .collect();
+            report.connectors.retain(|c| visible.contains(&c.connector));
+            report.status = crate::health::overall(&report.connectors, &report.system);
+        }
+        Ok(report)
     }
 
     /// Dead letters of `kind` (default webhook), up to `max` (default 50).

@@ -27,17 +27,6 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// The configuration: `TESTRELAY_CONFIG` holds the TOML itself, or `TESTRELAY_CONFIG_FILE`
-/// names a file packaged with the function (default `testrelay.toml` beside it).
-pub fn load_config() -> Result<Config, String> {
-    if let Ok(text) = std::env::var("TESTRELAY_CONFIG") {
-        return Config::from_toml(&text, "TESTRELAY_CONFIG").map_err(|e| e.to_string());
-    }
-    let path = std::env::var("TESTRELAY_CONFIG_FILE").unwrap_or_else(|_| "testrelay.toml".into());
-    let text = std::fs::read_to_string(&path).map_err(|e| format!("{path}: {e}"))?;
-    Config::from_toml(&text, &path).map_err(|e| e.to_string())
-}
-
 /// The AWS adapters, built once.
 #[derive(Clone)]
 pub struct AwsApp {
@@ -58,16 +47,6 @@ pub struct AwsApp {
 }
 
 impl AwsApp {
-    /// Resource names from the environment (`Resources::from_env`), SDK config from the
-    /// default chain.
-    pub async fn from_env(config: Config) -> Result<Self, String> {
-        let resources = Resources::from_env()?;
-        let sdk = testrelay_aws::sdk_config().await;
-        let mut app = Self::new(config, &sdk, resources);
-        app.delivery_concurrency = delivery_concurrency_from_env()?;
-        Ok(app)
-    }
-
     pub fn new(config: Config, sdk: &aws_config::SdkConfig, resources: Resources) -> Self {
         AwsApp {
             config: Arc::new(config),
@@ -166,8 +145,13 @@ fn delivery_concurrency_from_env() -> Result<u32, String> {
     }
 }
 
-/// Configuration and adapters from the environment; the error says what is missing.
+/// Configuration (see [`crate::config_source`]), resource names (`Resources::from_env`) and
+/// the SDK's default chain, from the environment; the error says what is missing.
 pub async fn from_env() -> Result<AwsApp, BoxError> {
-    let config = load_config()?;
-    Ok(AwsApp::from_env(config).await?)
+    let source = crate::config_source::ConfigSource::from_env()?;
+    let sdk = testrelay_aws::sdk_config().await;
+    let config = source.load(&sdk).await?;
+    let mut app = AwsApp::new(config, &sdk, Resources::from_env()?);
+    app.delivery_concurrency = delivery_concurrency_from_env()?;
+    Ok(app)
 }

@@ -3,6 +3,7 @@
 //! lifter for delivery functions (partial batch failures), and the scheduled health check.
 
 pub mod bootstrap;
+pub mod config_source;
 pub mod deliver;
 pub mod emf;
 pub mod health;
