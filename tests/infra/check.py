@@ -12,7 +12,9 @@
    function, so every route the router serves (shared/api/src/lib.rs) reaches it and the
    router answers unknown ones with its own problem+json 404/405;
 5. checkov on the translated template: every failing check must be listed with its reason in
-   infra/checkov-skips.yaml, and every check listed there must still fail (no stale reasons).
+   infra/checkov-skips.yaml, and every check listed there must still fail (no stale reasons);
+6. the alarm thresholds tests/it/alarms.rs drives an outage against are the template's defaults,
+   and the metrics those alarms watch are the ones the code emits.
 
 Usage: python tests/infra/check.py  (from the repository root, inside the venv)
 """
@@ -179,6 +181,28 @@ def fail(message):
     sys.exit(1)
 
 
+def alarm_defaults(template):
+    """tests/it/alarms.rs checks that an outage trips the alarms at these defaults."""
+    with open(os.path.join(ROOT, "tests", "it", "alarms.rs")) as f:
+        test = f.read()
+    params = template["Parameters"]
+    pairs = [("UNDELIVERED_ALARM_S", "UndeliveredAlarmSeconds"),
+             ("BREAKER_OPEN_ALARM_MIN", "BreakerOpenAlarmMinutes")]
+    for const, param in pairs:
+        m = re.search(rf"const {const}: f64 = ([0-9.]+);", test)
+        if not m or float(m.group(1)) != float(params[param]["Default"]):
+            fail(f"tests/it/alarms.rs {const} must be the template's {param} default "
+                 f"({params[param]['Default']})")
+    watched = {r["Properties"].get("MetricName") for r in template["Resources"].values()
+               if r["Type"] == "AWS::CloudWatch::Alarm"}
+    with open(os.path.join(ROOT, "shared", "domain", "src", "metrics.rs")) as f:
+        documented = f.read()
+    for metric in ["UndeliveredAge", "BreakersOpenLongest", "HealthStatus"]:
+        if metric not in watched or f"`{metric}`" not in documented:
+            fail(f"{metric}: an alarm must watch it and shared/domain/src/metrics.rs list it")
+    print("ok: the outage test's alarm thresholds are the template's defaults")
+
+
 def generated():
     run([sys.executable, os.path.join(ROOT, "infra", "generate.py"), "--check"], os.environ)
 
@@ -187,5 +211,6 @@ if __name__ == "__main__":
     generated()
     t = load()
     check_functions(t)
+    alarm_defaults(t)
     sam_validate()
     translate_and_lint(t)

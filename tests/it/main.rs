@@ -2,6 +2,7 @@
 //! Contract suites run every port's contract against the embedded adapter and the AWS one
 //! (on moto and on DynamoDB Local + MiniStack); the other modules drive the whole system.
 
+mod alarms;
 mod connectors;
 mod contract;
 mod fault_injection;

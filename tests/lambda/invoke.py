@@ -252,6 +252,7 @@ def main():
         "TEST_TEAMS_URL": f"{vendor}/teams/workflow",
         # As the template sets it on the delivery functions (<Kind>Concurrency).
         "TESTRELAY_DELIVERY_CONCURRENCY": "2",
+        "TESTRELAY_RUN_RETENTION_DAYS": "30",
         "RUST_LOG": "info",
     })
     logs = []

@@ -76,6 +76,9 @@ fn delivery_sk(connector: &ConnectorName) -> String {
 pub struct DynamoRunStore {
     client: aws_sdk_dynamodb::Client,
     table: String,
+    /// Run items get a `ttl` (epoch seconds) this far ahead, for the table's TTL to delete
+    /// them with their report bodies (the template passes `ReportRetentionDays`).
+    retention: Option<std::time::Duration>,
 }
 
 impl DynamoRunStore {
@@ -83,7 +86,25 @@ impl DynamoRunStore {
         DynamoRunStore {
             client: aws_sdk_dynamodb::Client::new(sdk),
             table: table.into(),
+            retention: None,
         }
+    }
+
+    /// Runs written from now on expire `retention` after they were accepted.
+    pub fn with_retention(mut self, retention: std::time::Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// `item` with its `ttl`, when runs expire.
+    fn expiring(&self, mut item: Item) -> Item {
+        if let Some(r) = self.retention {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            item.insert("ttl".into(), n((now + r).as_secs()));
+        }
+        item
     }
 
     pub fn client(&self) -> &aws_sdk_dynamodb::Client {
@@ -188,7 +209,8 @@ impl RunStore for DynamoRunStore {
     async fn create_run(&self, run: &RunRecord) -> Result<Created, StoreError> {
         let pk = run_pk(&run.run_id);
         for (i, d) in run.deliveries.iter().enumerate() {
-            self.put_if_absent(delivery_item(&pk, i, d)?).await?;
+            self.put_if_absent(self.expiring(delivery_item(&pk, i, d)?))
+                .await?;
         }
         let mut head = run.clone();
         head.deliveries.clear();
@@ -201,7 +223,7 @@ impl RunStore for DynamoRunStore {
                 s(serde_json::to_string(&head).map_err(|e| StoreError::new(BACKEND, e))?),
             ),
         ]);
-        if self.put_if_absent(head_item).await? {
+        if self.put_if_absent(self.expiring(head_item)).await? {
             Ok(Created::Created)
         } else {
             Ok(Created::AlreadyExists)

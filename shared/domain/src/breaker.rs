@@ -165,6 +165,12 @@ pub struct BreakerState {
     /// When the current phase began.
     #[serde(default)]
     pub since_ms: u64,
+    /// When the outage began: the first opening since the breaker was last CLOSED, kept
+    /// through every re-opening and probe until it closes. The "open for N minutes" alarm
+    /// measures from here (`since_ms` restarts at each re-opening, which a cool-down capped
+    /// at 10 minutes would keep below any longer alarm threshold).
+    #[serde(default)]
+    pub outage_since_ms: Option<u64>,
 }
 
 impl BreakerState {
@@ -177,6 +183,7 @@ impl BreakerState {
             cooldown_ms: cfg.cooldown.as_millis() as u64,
             probe_until_ms: 0,
             since_ms: now_ms,
+            outage_since_ms: None,
         }
     }
 
@@ -190,6 +197,7 @@ impl BreakerState {
             cooldown_ms,
             probe_until_ms: 0,
             since_ms: now_ms,
+            outage_since_ms: Some(self.outage_since_ms.unwrap_or(now_ms)),
         }
     }
 
@@ -366,6 +374,33 @@ mod tests {
         let s = feed(s, &[Signal::Failure], T);
         assert_eq!(s.phase, Phase::Open);
         assert_eq!(s.open_until_ms, T + 30_000);
+    }
+
+    #[test]
+    fn an_outage_lasts_from_the_first_opening_until_it_closes() {
+        let open = feed(BreakerState::closed(&cfg(), T), &[Signal::Failure; 5], T);
+        assert_eq!(open.outage_since_ms, Some(T));
+        // The cool-down ends: a probe, which fails: open again, the outage goes on.
+        let later = open.open_until_ms;
+        let (_, probing) = admit(&open, &cfg(), later);
+        let probing = probing.unwrap();
+        let reopened = record(&probing, &cfg(), Signal::Failure, true, later).unwrap();
+        assert_eq!(reopened.phase, Phase::Open);
+        assert_eq!(reopened.since_ms, later, "the phase restarts");
+        assert_eq!(reopened.outage_since_ms, Some(T), "the outage does not");
+        let (_, probing) = admit(&reopened, &cfg(), reopened.open_until_ms);
+        let closed = record(
+            &probing.unwrap(),
+            &cfg(),
+            Signal::Success,
+            true,
+            reopened.open_until_ms,
+        )
+        .unwrap();
+        assert_eq!(
+            (closed.phase, closed.outage_since_ms),
+            (Phase::Closed, None)
+        );
     }
 
     #[test]

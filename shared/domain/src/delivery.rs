@@ -119,12 +119,29 @@ impl DeliveryService {
         self
     }
 
-    fn outcome(&self, connector: &ConnectorName, outcome: &str) {
+    fn outcome(&self, msg: &DeliveryMessage, outcome: &str) {
+        let connector = msg.connector.as_str();
         self.ports.metrics.count(
             "DeliveryOutcome",
-            &[("Connector", connector.as_str()), ("Outcome", outcome)],
+            &[("Connector", connector), ("Outcome", outcome)],
             1,
         );
+        // How long a delivery has been waiting, each time it stays undelivered for now (and
+        // 0 once one is delivered): what the undelivered-age alarm watches, per connector
+        // and across all.
+        let age_s = match outcome {
+            "retry" | "deferred" => msg
+                .accepted_ms
+                .map(|at| self.ports.clock.now_ms().saturating_sub(at) as f64 / 1000.0),
+            "delivered" => Some(0.0),
+            _ => None,
+        };
+        if let Some(age_s) = age_s {
+            self.ports
+                .metrics
+                .gauge("UndeliveredAge", &[("Connector", connector)], age_s);
+            self.ports.metrics.gauge("UndeliveredAge", &[], age_s);
+        }
     }
 
     /// Handles one message. Never loses it: anything unexpected from testrelay's own
@@ -167,7 +184,7 @@ impl DeliveryService {
                 .runs
                 .update_delivery(&msg.run_id, &msg.connector, &update)
                 .await?;
-            self.outcome(&msg.connector, "deferred");
+            self.outcome(msg, "deferred");
             return Ok(Disposition::Requeue(Duration::from_millis(
                 retry_at_ms.saturating_sub(now),
             )));
@@ -187,7 +204,7 @@ impl DeliveryService {
             return Ok(Disposition::Done);
         };
         if delivery.state == DeliveryState::Delivered {
-            self.outcome(&msg.connector, "duplicate");
+            self.outcome(msg, "duplicate");
             return Ok(Disposition::Done);
         }
         if delivery.state == DeliveryState::DeadLettered && msg.generation <= delivery.generation {
@@ -328,7 +345,7 @@ impl DeliveryService {
                     .update_delivery(&msg.run_id, &msg.connector, &update)
                     .await?;
                 tracing::info!(run_id = %msg.run_id, connector = %msg.connector, attempt = attempt_in_generation, "delivered");
-                self.outcome(&msg.connector, "delivered");
+                self.outcome(msg, "delivered");
                 self.ports.metrics.count(
                     "DeliveryAttempts",
                     &[("Connector", msg.connector.as_str())],
@@ -368,7 +385,7 @@ impl DeliveryService {
                 .runs
                 .update_delivery(&msg.run_id, &msg.connector, &update)
                 .await?;
-            self.outcome(&msg.connector, "retry");
+            self.outcome(msg, "retry");
             return Ok(Disposition::Requeue(delay));
         }
         let reason = if e.class == ErrorClass::Permanent {
@@ -404,7 +421,7 @@ impl DeliveryService {
             .runs
             .update_delivery(&msg.run_id, &msg.connector, &update)
             .await?;
-        self.outcome(&msg.connector, "dead_lettered");
+        self.outcome(msg, "dead_lettered");
         self.ports
             .metrics
             .count("DeadLetters", &[("Connector", msg.connector.as_str())], 1);

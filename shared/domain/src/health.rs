@@ -354,15 +354,18 @@ impl HealthService {
                 &[("Target", &c.target)],
                 if open { 1.0 } else { 0.0 },
             );
-            if open {
+            // An outage lasts from the breaker's first opening until it closes again,
+            // through every re-opening and probe in between.
+            if c.breaker != Phase::Closed {
                 let connector = &self.connectors[&c.connector];
                 if let Ok((s, _)) = self
                     .breakers
                     .load(connector.target(), connector.breaker())
                     .await
                 {
+                    let since = s.outage_since_ms.unwrap_or(s.since_ms);
                     longest_open_min =
-                        longest_open_min.max(now.saturating_sub(s.since_ms) as f64 / 60_000.0);
+                        longest_open_min.max(now.saturating_sub(since) as f64 / 60_000.0);
                 }
             }
         }

@@ -432,9 +432,12 @@ impl IngestService {
         if created == Created::AlreadyExists {
             tracing::info!(run_id = %run.run_id, "run exists already (retried request); re-enqueueing");
         }
+        let accepted_ms = self.ports.clock.now_ms();
         let messages: Vec<DeliveryMessage> = connectors
             .iter()
-            .map(|(c, k)| DeliveryMessage::new(run.run_id.clone(), c.clone(), *k))
+            .map(|(c, k)| {
+                DeliveryMessage::new(run.run_id.clone(), c.clone(), *k).accepted_at(accepted_ms)
+            })
             .collect();
         if !messages.is_empty() {
             self.ports

@@ -12,6 +12,11 @@
 //! - `HealthStatus` (None; `Scope` = overall, or `Connector`): 0 healthy, 1 degraded, 2 critical
 //! - `ProbeLatency` (Milliseconds; `Connector`)
 //! - `BreakerOpen` (None; `Target`): 1 while open; `BreakersOpenLongest` (None): minutes
+//!   since the longest outage began (a breaker's first opening, through its re-openings and
+//!   probes, until it closes)
+//! - `UndeliveredAge` (None; `Connector`, and with no dimension for the alarm): seconds since
+//!   the run was accepted, each time a delivery of it ends undelivered for now (retry,
+//!   deferred, breaker open); 0 when one is delivered
 //! - `HealthAlerts` (Count; `Outcome` = sent | failed)
 
 use std::collections::BTreeMap;

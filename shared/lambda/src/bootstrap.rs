@@ -145,6 +145,20 @@ fn delivery_concurrency_from_env() -> Result<u32, String> {
     }
 }
 
+/// `TESTRELAY_RUN_RETENTION_DAYS`: days after which run records expire (the table's TTL),
+/// or none when unset.
+fn run_retention_days_from_env() -> Result<Option<u64>, String> {
+    match std::env::var("TESTRELAY_RUN_RETENTION_DAYS") {
+        Err(_) => Ok(None),
+        Ok(v) => match v.trim().parse::<u64>() {
+            Ok(d) if d >= 1 => Ok(Some(d)),
+            _ => Err(format!(
+                "TESTRELAY_RUN_RETENTION_DAYS must be a whole number of days from 1, not {v:?}"
+            )),
+        },
+    }
+}
+
 /// Configuration (see [`crate::config_source`]), resource names (`Resources::from_env`) and
 /// the SDK's default chain, from the environment; the error says what is missing.
 pub async fn from_env() -> Result<AwsApp, BoxError> {
@@ -153,5 +167,10 @@ pub async fn from_env() -> Result<AwsApp, BoxError> {
     let config = source.load(&sdk).await?;
     let mut app = AwsApp::new(config, &sdk, Resources::from_env()?);
     app.delivery_concurrency = delivery_concurrency_from_env()?;
+    if let Some(days) = run_retention_days_from_env()? {
+        app.runs = app
+            .runs
+            .with_retention(std::time::Duration::from_secs(days * 24 * 60 * 60));
+    }
     Ok(app)
 }

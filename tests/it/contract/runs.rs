@@ -330,3 +330,43 @@ crate::contract!(delivered_is_final, delivered_is_final_and_redrive_is_stored);
 crate::contract!(conditional_create, create_is_conditional);
 crate::contract!(delivery_updates, updates_follow_the_rules);
 crate::contract!(concurrent_updates, concurrent_appends_lose_nothing);
+
+/// DynamoDB only: with a retention, every item of a run carries a `ttl` (epoch seconds) that
+/// far ahead, for the table's TTL to delete the run with its report body.
+async fn run_items_carry_their_expiry(engine: testrelay_tests::aws::Engine) {
+    let sdk = testrelay_tests::aws::sdk_on(engine).await;
+    let table = testrelay_tests::aws::runs_table(&sdk).await;
+    let thirty_days = std::time::Duration::from_secs(30 * 24 * 60 * 60);
+    let store = testrelay_aws::DynamoRunStore::new(&sdk, table.clone()).with_retention(thirty_days);
+    let run = record(&["hook", "chat"]);
+    store.create_run(&run).await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let items = store
+        .client()
+        .query()
+        .table_name(&table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(
+            ":pk",
+            aws_sdk_dynamodb::types::AttributeValue::S(format!("RUN#{}", run.run_id)),
+        )
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
+    assert_eq!(items.len(), 3, "the run and its two deliveries");
+    for item in &items {
+        let ttl: u64 = item["ttl"].as_n().unwrap().parse().unwrap();
+        let expected = now + thirty_days.as_secs();
+        assert!(
+            ttl.abs_diff(expected) <= 60,
+            "ttl {ttl}, expected about {expected}"
+        );
+    }
+}
+
+crate::on_engines!(run_items_carry_their_expiry);

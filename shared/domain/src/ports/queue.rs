@@ -20,6 +20,11 @@ pub struct DeliveryMessage {
     /// (SQS: 15 minutes) is served in several hops.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_before_ms: Option<u64>,
+    /// When the run was accepted (Unix ms), kept through retries, deferrals and redrives:
+    /// how long a delivery has been waiting (the `UndeliveredAge` metric). Absent in
+    /// messages written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accepted_ms: Option<u64>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -34,7 +39,14 @@ impl DeliveryMessage {
             kind,
             generation: 0,
             not_before_ms: None,
+            accepted_ms: None,
         }
+    }
+
+    /// The message of a run accepted at `accepted_ms`.
+    pub fn accepted_at(mut self, accepted_ms: u64) -> Self {
+        self.accepted_ms = Some(accepted_ms);
+        self
     }
 }
 

@@ -1,0 +1,148 @@
+//! The alarms follow the harm. A 40-minute vendor outage, driven through the delivery and
+//! health code on a manual clock, trips the alarms the template sets on testrelay's own
+//! metrics at their default thresholds, although the breaker re-opens many times on the way
+//! and every retry or deferral is a fresh message; once the vendor is back, both clear.
+
+use std::sync::Arc;
+use std::time::Duration;
+use testrelay_domain::ingest::{IngestService, Ports, Submission};
+use testrelay_domain::ports::{DeliveryState, ManualClock, RunStore};
+use testrelay_domain::retry::RetryPolicy;
+use testrelay_tests::fake_vendor::{FakeVendor, Plan};
+use testrelay_tests::local::API_KEY;
+
+const T0: u64 = 1_800_000_000_000;
+const MINUTE: Duration = Duration::from_secs(60);
+const OUTAGE_MIN: u64 = 40;
+/// infra/template.src.yaml's defaults: `UndeliveredAlarmSeconds` (Maximum of
+/// `UndeliveredAge` over 5 minutes) and `BreakerOpenAlarmMinutes` (`BreakersOpenLongest`).
+const UNDELIVERED_ALARM_S: f64 = 1800.0;
+const BREAKER_OPEN_ALARM_MIN: f64 = 15.0;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let vendor = FakeVendor::start(Plan {
+        seed: 7,
+        server_error: 0,
+        throttled: 0,
+        slow: 0,
+        reset: 0,
+        bad_request: 0,
+        clock: clock.clone(),
+        outage_until_ms: T0 + OUTAGE_MIN * 60_000,
+        slow_by: Duration::from_millis(100),
+    })
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()))
+        .put(
+            "hook-secret",
+            &testrelay_domain::signing::WebhookSecret::generate().1,
+        )
+        .unwrap();
+    let app = testrelay_cli::app::App::build_with_faults(
+        testrelay_tests::local::config(dir.path(), &vendor.url),
+        clock.clone(),
+        RetryPolicy::default(),
+        None,
+    )
+    .await
+    .unwrap();
+    let ingest = IngestService::new(
+        app.config.clone(),
+        Ports {
+            blobs: Arc::new(testrelay_embedded::FileBlobStore::new(
+                dir.path().join("blobs"),
+            )),
+            runs: Arc::new(app.store.clone()),
+            idempotency: Arc::new(app.store.clone()),
+            queue: Arc::new(app.store.clone()),
+            dead_letters: Arc::new(app.store.clone()),
+            state: Arc::new(app.store.clone()),
+            clock: clock.clone(),
+            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
+        },
+    );
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        let accepted = ingest
+            .submit(Submission {
+                authorization: Some(format!("Bearer {API_KEY}")),
+                query: Some(format!("project=web&commit=c{i}")),
+                content_encoding: None,
+                idempotency_key: None,
+                body: bytes::Bytes::from(format!(
+                    r#"<testsuite name="s{i}"><testcase name="a"/></testsuite>"#
+                )),
+                reservation: Default::default(),
+            })
+            .await
+            .expect("accepted");
+        ids.push(accepted.accepted.run_id);
+    }
+
+    // A minute at a time for an hour: what is due is delivered (or deferred, or retried),
+    // the health check runs every five minutes, and the alarms' metrics are read.
+    let (mut undelivered, mut open_longest) = (Vec::new(), Vec::new());
+    for minute in 0..=60u64 {
+        app.dispatch_all_pending().await;
+        if minute % 5 == 0 {
+            app.health.check().await;
+            let longest = app.metrics.gauge_value("BreakersOpenLongest", &[]).unwrap();
+            open_longest.push((minute, longest));
+        }
+        let age = app.metrics.gauge_value("UndeliveredAge", &[]);
+        undelivered.push((minute, age));
+        clock.advance(MINUTE);
+    }
+
+    let openings = app.metrics.get(
+        "BreakerTransition",
+        &[
+            (
+                "Target",
+                &format!(
+                    "webhook:{}",
+                    testrelay_connectors::origin(&reqwest::Url::parse(&vendor.url).unwrap())
+                ),
+            ),
+            ("To", "OPEN"),
+        ],
+    );
+    let during = |m: u64| m <= OUTAGE_MIN;
+    let tripped = undelivered
+        .iter()
+        .find(|(m, age)| during(*m) && age.is_some_and(|a| a >= UNDELIVERED_ALARM_S));
+    assert!(
+        tripped.is_some(),
+        "the undelivered-age alarm trips during the outage: {undelivered:?}"
+    );
+    let breaker_tripped = open_longest
+        .iter()
+        .find(|(m, longest)| during(*m) && *longest >= BREAKER_OPEN_ALARM_MIN);
+    assert!(
+        breaker_tripped.is_some() && openings >= 2,
+        "the breaker alarm trips though the breaker re-opened {openings} times: {open_longest:?}"
+    );
+    // Recovered: deliveries flow, the breaker closed, both metrics back to 0.
+    let (_, last_age) = undelivered.last().unwrap();
+    assert_eq!(*last_age, Some(0.0), "{undelivered:?}");
+    assert_eq!(open_longest.last().unwrap().1, 0.0, "{open_longest:?}");
+    for id in &ids {
+        let run = app.store.get_run(id).await.unwrap().unwrap();
+        assert!(
+            matches!(
+                run.deliveries[0].state,
+                DeliveryState::Delivered | DeliveryState::DeadLettered
+            ),
+            "{id}: settled, not lost: {:?}",
+            run.deliveries[0].state
+        );
+    }
+    println!(
+        "outage of {OUTAGE_MIN} min: undelivered-age alarm tripped at minute {}, breaker alarm at minute {} after {openings} openings",
+        tripped.unwrap().0,
+        breaker_tripped.unwrap().0
+    );
+}
