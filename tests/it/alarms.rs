@@ -18,6 +18,8 @@ const OUTAGE_MIN: u64 = 40;
 /// `UndeliveredAge` over 5 minutes) and `BreakerOpenAlarmMinutes` (`BreakersOpenLongest`).
 const UNDELIVERED_ALARM_S: f64 = 1800.0;
 const BREAKER_OPEN_ALARM_MIN: f64 = 15.0;
+/// `HealthCriticalAlarm`: `HealthStatus` (overall) at least this in 2 of 3 periods.
+const CRITICAL: f64 = 2.0;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
@@ -41,8 +43,11 @@ async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
             &testrelay_domain::signing::WebhookSecret::generate().1,
         )
         .unwrap();
+    let mut config = testrelay_tests::local::config(dir.path(), &vendor.url);
+    // Its failure makes the whole status CRITICAL (the health alarm's level).
+    config.health.critical = vec![testrelay_domain::ids::ConnectorName::parse("hook").unwrap()];
     let app = testrelay_cli::app::App::build_with_faults(
-        testrelay_tests::local::config(dir.path(), &vendor.url),
+        config,
         clock.clone(),
         RetryPolicy::default(),
         None,
@@ -84,18 +89,49 @@ async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
 
     // A minute at a time for an hour: what is due is delivered (or deferred, or retried),
     // the health check runs every five minutes, and the alarms' metrics are read.
-    let (mut undelivered, mut open_longest) = (Vec::new(), Vec::new());
+    let (mut undelivered, mut open_longest, mut health) = (Vec::new(), Vec::new(), Vec::new());
     for minute in 0..=60u64 {
         app.dispatch_all_pending().await;
         if minute % 5 == 0 {
             app.health.check().await;
             let longest = app.metrics.gauge_value("BreakersOpenLongest", &[]).unwrap();
             open_longest.push((minute, longest));
+            let status = app
+                .metrics
+                .gauge_value("HealthStatus", &[("Scope", "overall")])
+                .unwrap();
+            health.push((minute, status));
         }
         let age = app.metrics.gauge_value("UndeliveredAge", &[]);
         undelivered.push((minute, age));
         clock.advance(MINUTE);
     }
+
+    // Then whatever retries are still scheduled come due (their jittered delays may reach
+    // past the hour): a bound on rounds, not a wait.
+    for round in 0.. {
+        assert!(round < 1_000, "not settled");
+        app.dispatch_all_pending().await;
+        match app.store.next_visible_at().await.unwrap() {
+            Some(next) => clock.advance(Duration::from_millis(
+                next.saturating_sub(testrelay_domain::ports::Clock::now_ms(clock.as_ref()))
+                    .max(1),
+            )),
+            None => break,
+        }
+    }
+    app.health.check().await;
+    undelivered.push((61, app.metrics.gauge_value("UndeliveredAge", &[])));
+    open_longest.push((
+        61,
+        app.metrics.gauge_value("BreakersOpenLongest", &[]).unwrap(),
+    ));
+    health.push((
+        61,
+        app.metrics
+            .gauge_value("HealthStatus", &[("Scope", "overall")])
+            .unwrap(),
+    ));
 
     let openings = app.metrics.get(
         "BreakerTransition",
@@ -125,7 +161,16 @@ async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
         breaker_tripped.is_some() && openings >= 2,
         "the breaker alarm trips though the breaker re-opened {openings} times: {open_longest:?}"
     );
-    // Recovered: deliveries flow, the breaker closed, both metrics back to 0.
+    // The health alarm: CRITICAL (2) in 2 of 3 consecutive five-minute checks.
+    let health_tripped = health
+        .windows(3)
+        .find(|w| during(w[0].0) && w.iter().filter(|(_, s)| *s >= CRITICAL).count() >= 2);
+    assert!(
+        health_tripped.is_some(),
+        "the health alarm trips during the outage: {health:?}"
+    );
+    // Recovered: deliveries flow, the breaker closed, the metrics back to 0.
+    assert_eq!(health.last().unwrap().1, 0.0, "{health:?}");
     let (_, last_age) = undelivered.last().unwrap();
     assert_eq!(*last_age, Some(0.0), "{undelivered:?}");
     assert_eq!(open_longest.last().unwrap().1, 0.0, "{open_longest:?}");
@@ -141,8 +186,9 @@ async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
         );
     }
     println!(
-        "outage of {OUTAGE_MIN} min: undelivered-age alarm tripped at minute {}, breaker alarm at minute {} after {openings} openings",
+        "outage of {OUTAGE_MIN} min: undelivered-age alarm tripped at minute {}, outage alarm at minute {} after {openings} openings, health alarm at minute {}",
         tripped.unwrap().0,
-        breaker_tripped.unwrap().0
+        breaker_tripped.unwrap().0,
+        health_tripped.unwrap()[2].0
     );
 }
