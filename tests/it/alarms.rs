@@ -5,9 +5,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::ingest::{IngestService, Ports, Submission};
+use testrelay_domain::ingest::Submission;
 use testrelay_domain::ports::{DeliveryState, ManualClock, RunStore};
-use testrelay_domain::retry::RetryPolicy;
 use testrelay_tests::fake_vendor::{FakeVendor, Plan};
 use testrelay_tests::local::API_KEY;
 
@@ -37,38 +36,11 @@ async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
-    testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()))
-        .put(
-            "hook-secret",
-            &testrelay_domain::signing::WebhookSecret::generate().1,
-        )
-        .unwrap();
     let mut config = testrelay_tests::local::config(dir.path(), &vendor.url);
     // Its failure makes the whole status CRITICAL (the health alarm's level).
     config.health.critical = vec![testrelay_domain::ids::ConnectorName::parse("hook").unwrap()];
-    let app = testrelay_cli::app::App::build_with_faults(
-        config,
-        clock.clone(),
-        RetryPolicy::default(),
-        None,
-    )
-    .await
-    .unwrap();
-    let ingest = IngestService::new(
-        app.config.clone(),
-        Ports {
-            blobs: Arc::new(testrelay_embedded::FileBlobStore::new(
-                dir.path().join("blobs"),
-            )),
-            runs: Arc::new(app.store.clone()),
-            idempotency: Arc::new(app.store.clone()),
-            queue: Arc::new(app.store.clone()),
-            dead_letters: Arc::new(app.store.clone()),
-            state: Arc::new(app.store.clone()),
-            clock: clock.clone(),
-            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
-        },
-    );
+    let (app, ingest) =
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), None).await;
     let mut ids = Vec::new();
     for i in 0..20 {
         let accepted = ingest

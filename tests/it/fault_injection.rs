@@ -201,35 +201,13 @@ async fn embedded_adapters_lose_and_duplicate_nothing() {
     let vendor = FakeVendor::start(plan(clock.clone())).await;
     let crashes = Arc::new(RandomCrashes::new(99, 3));
     let dir = tempfile::tempdir().unwrap();
-    testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()))
-        .put(
-            "hook-secret",
-            &testrelay_domain::signing::WebhookSecret::generate().1,
-        )
-        .unwrap();
-    let app = testrelay_cli::app::App::build_with_faults(
+    let (app, ingest) = testrelay_tests::local::on_manual_clock(
         config(dir.path(), &vendor.url),
+        dir.path(),
         clock.clone(),
-        RetryPolicy::default(),
         Some(crashes.clone()),
     )
-    .await
-    .unwrap();
-    let ingest = Arc::new(IngestService::new(
-        app.config.clone(),
-        Ports {
-            blobs: Arc::new(testrelay_embedded::FileBlobStore::new(
-                dir.path().join("blobs"),
-            )),
-            runs: Arc::new(app.store.clone()),
-            idempotency: Arc::new(app.store.clone()),
-            queue: Arc::new(app.store.clone()),
-            dead_letters: Arc::new(app.store.clone()),
-            state: Arc::new(app.store.clone()),
-            clock: clock.clone(),
-            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
-        },
-    ));
+    .await;
     let ids = submit_all(ingest, RUNS).await;
 
     for round in 0.. {

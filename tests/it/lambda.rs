@@ -87,6 +87,14 @@ pub(crate) async fn ingest(app: &AwsApp) -> RunId {
     RunId::parse(body["run_id"].as_str().unwrap()).unwrap()
 }
 
+/// The webhook queue's visible messages (hidden for 30 s once read).
+async fn queued(app: &AwsApp) -> Vec<testrelay_domain::ports::Received> {
+    app.queue
+        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
+        .await
+        .unwrap()
+}
+
 async fn ingest_stores_the_run_in_s3_and_dynamodb_and_enqueues_to_sqs(engine: Engine) {
     let receiver = Receiver::start(200).await;
     let (_stack, app) = app_on(&receiver, engine).await;
@@ -115,11 +123,7 @@ async fn ingest_stores_the_run_in_s3_and_dynamodb_and_enqueues_to_sqs(engine: En
         run["report"]["suites"][0]["cases"][2]["name"],
         "applies a coupon [C1234]"
     );
-    let msgs = app
-        .queue
-        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let msgs = queued(&app).await;
     assert_eq!(msgs.len(), 1, "one message per connector");
     assert_eq!(msgs[0].message.run_id, id);
     assert_eq!(msgs[0].message.connector.as_str(), "team-hook");
@@ -160,11 +164,7 @@ async fn ingest_rejects_without_writing_to_aws(engine: Engine) {
     );
     let unauthorised = testrelay_tests::event("apigw-post-report.json").replace(API_KEY, "nope");
     assert_eq!(invoke(&app, &unauthorised).await.0, 401);
-    let msgs = app
-        .queue
-        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let msgs = queued(&app).await;
     assert!(msgs.is_empty(), "nothing enqueued");
 }
 
@@ -293,11 +293,7 @@ async fn a_dead_letter_in_the_sqs_dlq_is_redriven_through_the_api(engine: Engine
         "moved out of the DLQ"
     );
     // The original ingest message and the redriven one (generation 1) are on the queue.
-    let msgs = app
-        .queue
-        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let msgs = queued(&app).await;
     let generations: Vec<u32> = msgs.iter().map(|m| m.message.generation).collect();
     assert!(generations.contains(&1), "{generations:?}");
 }
@@ -465,11 +461,7 @@ async fn on_lambda_the_body_limit_is_what_an_invocation_carries(engine: Engine) 
         problem["detail"].as_str().unwrap().contains("4194304"),
         "{problem}"
     );
-    let msgs = app
-        .queue
-        .receive(ConnectorKind::Webhook, 10, Duration::from_secs(30))
-        .await
-        .unwrap();
+    let msgs = queued(&app).await;
     assert!(msgs.is_empty(), "nothing enqueued");
 }
 

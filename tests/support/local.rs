@@ -196,3 +196,38 @@ impl TestApp {
         std::fs::read_dir(dir).map(|d| d.count()).unwrap_or(0)
     }
 }
+
+/// The whole local app on a manual clock, for scenarios that run hours of schedule without
+/// waiting: `config` with a fresh webhook secret as `hook-secret` in `dir`, crashes injected
+/// by `faults` when given, and an ingest service on the same embedded store (its metrics
+/// dropped, so the app's metrics hold only what delivery and health emit).
+pub async fn on_manual_clock(
+    config: Config,
+    dir: &std::path::Path,
+    clock: Arc<testrelay_domain::ports::ManualClock>,
+    faults: Option<Arc<dyn testrelay_domain::steps::Faults>>,
+) -> (App, Arc<testrelay_domain::ingest::IngestService>) {
+    testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir))
+        .put(
+            "hook-secret",
+            &testrelay_domain::signing::WebhookSecret::generate().1,
+        )
+        .unwrap();
+    let app = App::build_with_faults(config, clock.clone(), RetryPolicy::default(), faults)
+        .await
+        .unwrap();
+    let ingest = Arc::new(testrelay_domain::ingest::IngestService::new(
+        app.config.clone(),
+        testrelay_domain::ingest::Ports {
+            blobs: Arc::new(testrelay_embedded::FileBlobStore::new(dir.join("blobs"))),
+            runs: Arc::new(app.store.clone()),
+            idempotency: Arc::new(app.store.clone()),
+            queue: Arc::new(app.store.clone()),
+            dead_letters: Arc::new(app.store.clone()),
+            state: Arc::new(app.store.clone()),
+            clock,
+            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
+        },
+    ));
+    (app, ingest)
+}
