@@ -115,9 +115,12 @@ impl Slack {
             "event_payload": { "event_id": ctx.event_id, "run_id": run.run_id.to_string() }
         });
         let answer = match self.call("chat.postMessage", &message).await {
-            // Slack's own limits moved: fall back to the plain text message.
+            // Slack's own limits moved: fall back to the plain text message, without the
+            // `blocks` key (an empty array is refused as `invalid_blocks` too).
             Err(e) if e.detail.contains("invalid_blocks") || e.detail.contains("too_long") => {
-                message["blocks"] = json!([]);
+                if let Some(fields) = message.as_object_mut() {
+                    fields.remove("blocks");
+                }
                 self.call("chat.postMessage", &message).await?
             }
             other => other?,
@@ -229,7 +232,8 @@ struct Metadata {
 /// Slack answers HTTP 200 with `ok: false` and an error code.
 fn api_error(method: &str, code: &str) -> DeliveryError {
     let class = match code {
-        "ratelimited" => ErrorClass::Throttled,
+        // Both spellings: `rate_limited` is chat.postMessage's documented code.
+        "ratelimited" | "rate_limited" => ErrorClass::Throttled,
         "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
             ErrorClass::Transient
         }

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use testrelay_domain::config::{ConnectorConfig, TestRailConfig};
 use testrelay_domain::model::{Status, TestCase, TestRun};
 use testrelay_domain::ports::{
-    Connector, Delivered, DeliveryContext, DeliveryError, Probe, StepError,
+    Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StepError,
 };
 use testrelay_domain::render;
 use testrelay_domain::steps::{StepCall, Steps};
@@ -74,7 +74,8 @@ impl TestRail {
         let response = self
             .base
             .send(self.request(reqwest::Method::GET, endpoint))
-            .await?;
+            .await
+            .map_err(classify)?;
         json(response, "TestRail").await
     }
 
@@ -84,7 +85,7 @@ impl TestRail {
         body: &Value,
     ) -> Result<T, DeliveryError> {
         let request = self.request(reqwest::Method::POST, endpoint).json(body);
-        json(self.base.send(request).await?, "TestRail").await
+        json(self.base.send(request).await.map_err(classify)?, "TestRail").await
     }
 
     /// Every page of a paginated list (`{_links: {next}, <field>: [...]}`); older TestRail
@@ -356,6 +357,21 @@ pub struct Plan {
     pub unmatched: usize,
     /// Skipped tests not posted (no `status.skipped` configured).
     pub skipped: usize,
+}
+
+/// TestRail's answers the generic classification gets wrong. `409` is TestRail Cloud's daily
+/// maintenance (`{"error": "Account is undergoing daily maintenance (TestRail Cloud only)"}`,
+/// with or without `Retry-After`): transient, retried after it, never the reason a run is
+/// lost.
+fn classify(e: DeliveryError) -> DeliveryError {
+    match e.status_code {
+        Some(409) => DeliveryError {
+            class: ErrorClass::Transient,
+            detail: "HTTP 409: TestRail Cloud's daily maintenance; retrying after it".into(),
+            ..e
+        },
+        _ => e,
+    }
 }
 
 pub fn plan(run: &TestRun, ctx: &DeliveryContext, c: &TestRailConfig) -> Plan {

@@ -81,8 +81,11 @@ async fn posts_once_then_updates_on_redrive() {
 
 #[tokio::test]
 async fn maps_slack_error_codes() {
+    // Slack spells "rate limited" two ways: `rate_limited` is the code chat.postMessage
+    // documents, `ratelimited` the one other methods answer. Both are throttling.
     for (code, class) in [
         ("ratelimited", ErrorClass::Throttled),
+        ("rate_limited", ErrorClass::Throttled),
         ("internal_error", ErrorClass::Transient),
         ("invalid_auth", ErrorClass::Permanent),
         ("channel_not_found", ErrorClass::Permanent),
@@ -116,6 +119,52 @@ async fn maps_slack_error_codes() {
             Some(std::time::Duration::from_secs(30))
         )
     );
+}
+
+/// Slack refuses a message's blocks with `invalid_blocks`, and an empty `blocks` array the
+/// same way: the plain-text fallback must leave the key out.
+#[tokio::test]
+async fn the_fallback_for_refused_blocks_sends_no_blocks_key() {
+    struct RefusesBlocks;
+    impl wiremock::Respond for RefusesBlocks {
+        fn respond(&self, r: &wiremock::Request) -> ResponseTemplate {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            if body.get("blocks").is_some() {
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": false, "error": "invalid_blocks"}))
+            } else {
+                ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": true, "channel": "C1", "ts": "1795341600.000100"}))
+            }
+        }
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(RefusesBlocks)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = slack(&h, &server).await;
+    let delivered = deliver(&h, c.as_ref(), &sample_run(), 0)
+        .await
+        .expect("the plain-text fallback is accepted");
+    assert!(
+        delivered
+            .external_ref
+            .as_deref()
+            .is_some_and(|r| r.ends_with("/1795341600.000100")),
+        "{:?}",
+        delivered.external_ref
+    );
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(
+        requests.len(),
+        2,
+        "the message with blocks, then the fallback"
+    );
+    let fallback: Value = serde_json::from_slice(&requests[1].body).unwrap();
+    assert!(fallback.get("blocks").is_none(), "{fallback}");
+    assert!(fallback["text"].as_str().is_some_and(|t| !t.is_empty()));
 }
 
 #[tokio::test]

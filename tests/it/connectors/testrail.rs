@@ -206,6 +206,36 @@ async fn throttling_and_auth_errors() {
     }
 }
 
+/// TestRail Cloud's daily maintenance: every call answers 409 with its error body, with or
+/// without `Retry-After`. Transient (retried, after `Retry-After` when given), never the
+/// permanent failure that dead-letters every run delivered during the window.
+#[tokio::test]
+async fn daily_maintenance_409_is_transient() {
+    for retry_after in [Some("600"), None] {
+        let server = MockServer::start().await;
+        let mut answer = ResponseTemplate::new(409).set_body_json(json!({
+            "error": "Account is undergoing daily maintenance (TestRail Cloud only)"
+        }));
+        if let Some(secs) = retry_after {
+            answer = answer.insert_header("retry-after", secs);
+        }
+        Mock::given(method("POST"))
+            .respond_with(answer)
+            .mount(&server)
+            .await;
+        let h = Harness::new();
+        let c = testrail(&h, &server, "").await;
+        let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+        assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
+        assert_eq!(e.status_code, Some(409));
+        assert!(e.detail.contains("maintenance"), "{}", e.detail);
+        assert_eq!(
+            e.retry_after,
+            retry_after.map(|s| std::time::Duration::from_secs(s.parse().unwrap()))
+        );
+    }
+}
+
 #[derive(Default)]
 struct FakeTestRail {
     runs: Vec<Value>,
