@@ -359,7 +359,7 @@ pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
             escape(&render::cut(&render::title(suite, case), 300))
         );
         if let Some(reason) = render::reason(case, 400) {
-            line.push_str(&format!("\n```{}```", reason.replace('`', "'")));
+            line.push_str(&format!("\n```{}```", escape(&reason.replace('`', "'"))));
         }
         // Leave room for the context block and the "+N more" line.
         if line.len() > budget || blocks.len() + 2 >= MAX_BLOCKS {
@@ -381,7 +381,7 @@ pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": links.join(" · ")}]}),
     );
     json!({
-        "text": format!("{} — {}", render::context(run), headline),
+        "text": escape(&format!("{} — {}", render::context(run), headline)),
         "blocks": blocks,
     })
 }

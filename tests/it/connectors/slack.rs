@@ -275,6 +275,37 @@ async fn rendered_message_fixture() {
     fixture("slack-message.json", &m);
 }
 
+/// Report text is escaped for mrkdwn (`&`, `<`, `>`): a JUnit message such as
+/// `expected:<200> but was:<503>` would otherwise become broken links, and `<!channel>` in a
+/// test's name or message would ping the whole channel.
+#[tokio::test]
+async fn report_text_cannot_ping_the_channel_or_make_links() {
+    let mut run = sample_run();
+    for suite in &mut run.report.suites {
+        for case in suite.cases.iter_mut().filter(|c| c.status.is_failure()) {
+            case.name = format!("{} <!channel> & <https://evil.example|click>", case.name);
+            case.message = Some("expected:<200> but was:<503> <!here>".into());
+            case.trace = Some("java.lang.AssertionError: expected:<200> but was:<503>".into());
+        }
+    }
+    let message = slack::render(&run, &ctx("c", 0).status_url, 10);
+    let text = message.to_string();
+    for raw in [
+        "<!channel>",
+        "<!here>",
+        "<200>",
+        "<503>",
+        "<https://evil.example",
+    ] {
+        assert!(!text.contains(raw), "{raw} reached Slack unescaped: {text}");
+    }
+    assert!(text.contains("&lt;!channel&gt; &amp; "), "{text}");
+    assert!(
+        text.contains("expected:&lt;200&gt; but was:&lt;503&gt;"),
+        "{text}"
+    );
+}
+
 #[tokio::test]
 async fn probe_is_auth_test() {
     let server = MockServer::start().await;
