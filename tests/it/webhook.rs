@@ -107,6 +107,57 @@ fn connector(
     .unwrap()
 }
 
+/// The event's `timestamp` is when it happened (the run's acceptance), the same on every
+/// retry, as Standard Webhooks defines it; `webhook-timestamp` is the attempt's send time.
+#[tokio::test]
+async fn a_retry_carries_the_events_own_timestamp() {
+    let server = MockServer::start().await;
+    let (_, secret) = WebhookSecret::generate();
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503))
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(204))
+        .mount(&server)
+        .await;
+    let (steps, dir) = steps();
+    let webhook = connector(format!("{}/in", server.uri()), &secret, 5_000, &dir);
+    let accepted = 1_795_341_600_000; // the run's received_at
+    let first = webhook
+        .deliver(&run(), &ctx(accepted + 5_000), &steps)
+        .await;
+    assert!(first.is_err(), "the 503 is a failed attempt");
+    let second = webhook
+        .deliver(&run(), &ctx(accepted + 600_000), &steps)
+        .await;
+    assert_eq!(second.unwrap().status_code, Some(204));
+    let requests = server.received_requests().await.unwrap();
+    assert_eq!(requests.len(), 2);
+    let sent: Vec<(String, String)> = requests
+        .iter()
+        .map(|r| {
+            let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+            (
+                body["timestamp"].as_str().unwrap().to_string(),
+                r.headers["webhook-timestamp"].to_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        sent[0].0, "2026-11-22T10:00:00.000Z",
+        "when the run was accepted"
+    );
+    assert_eq!(sent[0].0, sent[1].0, "the same on the retry");
+    assert_eq!(
+        (sent[0].1.as_str(), sent[1].1.as_str()),
+        ("1795341605", "1795342200"),
+        "the send times"
+    );
+}
+
 #[tokio::test]
 async fn sends_the_documented_request() {
     let server = MockServer::start().await;

@@ -192,7 +192,9 @@ impl Connector for WebhookConnector {
 impl WebhookConnector {
     /// POSTs the signed event; the status code on success.
     async fn post(&self, run: &TestRun, ctx: &DeliveryContext) -> Result<String, DeliveryError> {
-        let event = run_completed(run, &ctx.status_url, &rfc3339(ctx.now_ms));
+        // The event happened when the run was accepted: the same `timestamp` on every retry
+        // (`webhook-timestamp` carries the send time).
+        let event = run_completed(run, &ctx.status_url, &run.received_at);
         let body = serde_json::to_vec(&event).expect("serialisable");
         let response = self.signed(&ctx.event_id, ctx.now_ms / 1000, body).await?;
         Ok(response.status().as_u16().to_string())

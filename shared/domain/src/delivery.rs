@@ -269,7 +269,7 @@ impl DeliveryService {
         )
         .after_attempts(delivery.attempts.len());
         let ctx = DeliveryContext {
-            event_id: format!("evt_{}_{}", msg.run_id, msg.connector),
+            event_id: crate::ids::event_id(&msg.run_id, &msg.connector),
             attempt: number,
             generation: msg.generation,
             now_ms: now,

@@ -172,3 +172,30 @@ mod tests {
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
     }
 }
+
+/// The event id of `run`'s delivery to `connector`: the same on every retry (receivers
+/// dedupe on it; it is `webhook-id`). Standard Webhooks signs `{id}.{timestamp}.{body}`, so
+/// the id holds no `.`: a connector name's dots become `~` (a character names never hold,
+/// so two names never share an id).
+pub fn event_id(run: &RunId, connector: &ConnectorName) -> String {
+    format!("evt_{run}_{}", connector.as_str().replace('.', "~"))
+}
+
+#[cfg(test)]
+mod event_id_tests {
+    use super::*;
+
+    #[test]
+    fn event_ids_hold_no_dot_and_stay_distinct() {
+        let run = RunId::parse("01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap();
+        let id = |c: &str| event_id(&run, &ConnectorName::parse(c).unwrap());
+        assert_eq!(id("hook"), "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV_hook");
+        assert_eq!(
+            id("team.alpha"),
+            "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV_team~alpha"
+        );
+        assert!(!id("a.b.c").contains('.'));
+        assert_ne!(id("a.b"), id("a-b"));
+        assert_ne!(id("a.b"), id("a_b"));
+    }
+}

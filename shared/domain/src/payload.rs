@@ -9,7 +9,8 @@ pub const MAX_FAILURES: usize = 50;
 /// Traces are cut to this many bytes in the event; the full report stays in testrelay.
 pub const MAX_TRACE: usize = 4096;
 
-pub fn run_completed(run: &TestRun, status_url: &str, now: &str) -> Value {
+/// The event; `timestamp` is when it happened (Standard Webhooks), for a run its acceptance.
+pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value {
     let failing = run
         .report
         .suites
@@ -37,7 +38,7 @@ pub fn run_completed(run: &TestRun, status_url: &str, now: &str) -> Value {
     }
     json!({
         "type": "run.completed",
-        "timestamp": now,
+        "timestamp": timestamp,
         "data": {
             "run_id": run.run_id,
             "status_url": status_url,

@@ -31,8 +31,9 @@ impl WebhookSecret {
         let bytes = STANDARD
             .decode(b64)
             .map_err(|_| "a webhook secret must be whsec_ followed by base64")?;
-        if bytes.len() < 16 {
-            return Err("a webhook secret must hold at least 16 bytes");
+        // Standard Webhooks: between 24 and 64 bytes (longer ones are taken as they are).
+        if bytes.len() < 24 {
+            return Err("a webhook secret must hold at least 24 bytes");
         }
         Ok(WebhookSecret(SecretBox::new(Box::new(bytes))))
     }
@@ -154,5 +155,17 @@ mod tests {
         assert!(!format!("{secret:?}").contains(&text[6..]));
         assert!(WebhookSecret::parse("whsec_***not base64***").is_err());
         assert!(WebhookSecret::parse("whsec_c2hvcnQ=").is_err());
+    }
+
+    /// Standard Webhooks: a secret holds 24 to 64 bytes.
+    #[test]
+    fn secrets_shorter_than_24_bytes_are_refused() {
+        let of = |n: usize| format!("whsec_{}", STANDARD.encode(vec![7u8; n]));
+        assert_eq!(
+            WebhookSecret::parse(&of(23)).err(),
+            Some("a webhook secret must hold at least 24 bytes")
+        );
+        assert!(WebhookSecret::parse(&of(24)).is_ok());
+        assert!(WebhookSecret::parse(&of(64)).is_ok());
     }
 }
