@@ -422,6 +422,12 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
             if t.run_id.is_some() && t.plan_id.is_some() {
                 p.push("run_id, plan_id: set one or neither (neither creates a run)".into());
             }
+            if t.plan_id.is_some() && t.suite_id.is_none() {
+                p.push(
+                    "suite_id: required with plan_id (TestRail's add_plan_entry refuses an entry without it)"
+                        .into(),
+                );
+            }
             if t.batch_size == 0 || t.batch_size > 1000 {
                 p.push("batch_size: must be between 1 and 1000".into());
             }

@@ -169,6 +169,7 @@ timeout_ms = 60000
         "network.allow[0]: \"10.0.0.0/33\": the prefix length must be 0 to 32",
         "connectors.qa.url: plain http is refused",
         "connectors.qa.run_id, plan_id: set one or neither",
+        "connectors.qa.suite_id: required with plan_id (TestRail's add_plan_entry refuses an entry without it)",
         "connectors.qa.batch_size: must be between 1 and 1000",
         "connectors.qa.user: must be the account's email",
         "connectors.qa.rate_limit: per_minute must be at least 1",
@@ -181,7 +182,7 @@ timeout_ms = 60000
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
-    assert_eq!(e.0.len(), 12, "{all}");
+    assert_eq!(e.0.len(), 13, "{all}");
     // A misspelt key names its line; a missing one its table's.
     let text = "[server]\nlisten = \"127.0.0.1:1\"\n\n[connectors.x]\nkind = \"slack\"\nchanel = \"C1\"\n\n[connectors.y]\nkind = \"teams\"\n";
     let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();
