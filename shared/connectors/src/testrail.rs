@@ -88,29 +88,37 @@ impl TestRail {
         json(self.base.send(request).await.map_err(classify)?, "TestRail").await
     }
 
-    /// Every page of a paginated list (`{_links: {next}, <field>: [...]}`); older TestRail
-    /// versions answer a bare array.
+    /// Every page of a paginated list (`{_links: {next}, <field>: [...]}`), asked for by
+    /// `limit` and `offset`: `_links.next` only says whether there is a next page (links seen
+    /// in the wild carry `limit=0`, which TestRail then refuses). Older TestRail versions
+    /// answer a bare array, unpaged.
     async fn list(&self, endpoint: &str, field: &str) -> Result<Vec<Value>, DeliveryError> {
+        const PAGE: usize = 250;
         let mut out = Vec::new();
-        let mut next = Some(endpoint.to_string());
-        while let Some(e) = next.take() {
-            let page: Value = self.get(&e).await?;
-            match page {
-                Value::Array(items) => out.extend(items),
-                Value::Object(mut o) => {
-                    if let Some(Value::Array(items)) = o.remove(field) {
-                        out.extend(items);
-                    }
-                    next = o
-                        .get("_links")
-                        .and_then(|l| l.get("next"))
-                        .and_then(Value::as_str)
-                        .map(|n| n.trim_start_matches("/api/v2/").to_string());
+        loop {
+            let page: Value = self
+                .get(&format!("{endpoint}&limit={PAGE}&offset={}", out.len()))
+                .await?;
+            let Value::Object(mut o) = page else {
+                if let Value::Array(items) = page {
+                    out.extend(items);
                 }
-                _ => {}
+                return Ok(out);
+            };
+            let items = match o.remove(field) {
+                Some(Value::Array(items)) => items,
+                _ => Vec::new(),
+            };
+            let more = o
+                .get("_links")
+                .and_then(|l| l.get("next"))
+                .is_some_and(|n| n.is_string());
+            let read = items.len();
+            out.extend(items);
+            if !more || read == 0 {
+                return Ok(out);
             }
         }
-        Ok(out)
     }
 
     fn marker(run: &TestRun) -> String {

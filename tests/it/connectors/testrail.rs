@@ -59,9 +59,11 @@ struct EndpointIs(&'static str);
 impl wiremock::Match for EndpointIs {
     fn matches(&self, r: &Request) -> bool {
         r.url.path() == "/index.php"
-            && r.url
-                .query()
-                .is_some_and(|q| q == format!("/api/v2/{}", self.0))
+            && r.url.query().is_some_and(|q| {
+                let e = format!("/api/v2/{}", self.0);
+                // Paged lists add `&limit=..&offset=..`.
+                q == e || q.starts_with(&format!("{e}&"))
+            })
     }
 }
 
@@ -234,6 +236,69 @@ async fn daily_maintenance_409_is_transient() {
             retry_after.map(|s| std::time::Duration::from_secs(s.parse().unwrap()))
         );
     }
+}
+
+/// TestRail pages lists (250 a page) and links the next page in `_links.next`; links seen in
+/// the wild carry `limit=0`, which TestRail then refuses. The next page is asked for by
+/// offset, never by following the link as given.
+#[tokio::test]
+async fn paged_lists_are_read_by_offset_not_by_the_next_link() {
+    struct Tests;
+    impl wiremock::Respond for Tests {
+        fn respond(&self, r: &Request) -> ResponseTemplate {
+            let q = r.url.query().unwrap_or_default().to_string();
+            let param = |name: &str| {
+                q.split('&')
+                    .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+                    .map(|v| v.parse::<usize>().unwrap())
+            };
+            let (limit, offset) = (param("limit").unwrap_or(250), param("offset").unwrap_or(0));
+            if limit == 0 {
+                return ResponseTemplate::new(400)
+                    .set_body_json(json!({"error": "Field :limit is not a valid integer."}));
+            }
+            let total = 600;
+            let page: Vec<Value> = (offset..(offset + limit).min(total))
+                .map(|i| json!({"case_id": 10_000 + i, "status_id": 3}))
+                .collect();
+            let next = (offset + limit < total)
+                .then(|| format!("/api/v2/get_tests/42&limit=0&offset={}", offset + limit));
+            ResponseTemplate::new(200).set_body_json(json!({
+                "offset": offset, "limit": limit, "size": page.len(),
+                "_links": {"next": next, "prev": null}, "tests": page
+            }))
+        }
+    }
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(endpoint("get_tests/42"))
+        .respond_with(Tests)
+        .mount(&server)
+        .await;
+    let seen = Arc::new(Mutex::new(0usize));
+    let count = seen.clone();
+    Mock::given(method("POST"))
+        .and(endpoint("update_run/42"))
+        .respond_with(move |r: &Request| {
+            let body: Value = serde_json::from_slice(&r.body).unwrap();
+            *count.lock().unwrap() = body["case_ids"].as_array().unwrap().len();
+            ResponseTemplate::new(200).set_body_json(json!({"id": 42}))
+        })
+        .mount(&server)
+        .await;
+    Mock::given(method("POST"))
+        .and(endpoint("add_results_for_cases/42"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = testrail(&h, &server, "run_id = 42").await;
+    deliver(&h, c.as_ref(), &sample_run(), 0).await.unwrap();
+    assert_eq!(
+        *seen.lock().unwrap(),
+        600 + 6,
+        "the run keeps all 600 cases it had, plus the report's 6"
+    );
 }
 
 #[derive(Default)]
