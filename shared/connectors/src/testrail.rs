@@ -384,6 +384,11 @@ fn classify(e: DeliveryError) -> DeliveryError {
 
 pub fn plan(run: &TestRun, ctx: &DeliveryContext, c: &TestRailConfig) -> Plan {
     let mut plan = Plan::default();
+    // Each case id's tests, in the order the ids first appear: parametrised tests map several
+    // to one case, and TestRail keeps only the last result it is sent for a case.
+    let mut order: Vec<u64> = Vec::new();
+    let mut by_case: std::collections::HashMap<u64, Vec<(&TestCase, u32)>> =
+        std::collections::HashMap::new();
     for case in run.report.cases() {
         let ids = case_ids(case);
         if ids.is_empty() {
@@ -403,19 +408,74 @@ pub fn plan(run: &TestRun, ctx: &DeliveryContext, c: &TestRailConfig) -> Plan {
                 }
             },
         };
-        let comment = comment(run, ctx, case);
         for id in ids {
-            let mut body = json!({"case_id": id, "status_id": status, "comment": comment});
-            if let Some(ms) = case.duration_ms {
-                body["elapsed"] = json!(render::timespan(ms));
+            let tests = by_case.entry(id).or_default();
+            if tests.is_empty() {
+                order.push(id);
             }
-            if let Some(c) = &run.meta.commit {
-                body["version"] = json!(render::short_commit(c));
-            }
-            plan.results.push(Planned { case_id: id, body });
+            tests.push((case, status));
         }
     }
+    for id in order {
+        let tests = &by_case[&id];
+        // The worst outcome stands for the case (the first of equals).
+        let (worst, status) = tests
+            .iter()
+            .copied()
+            .reduce(|w, t| {
+                if severity(t.0.status) > severity(w.0.status) {
+                    t
+                } else {
+                    w
+                }
+            })
+            .expect("at least one test per case id");
+        let mut comment = comment(run, ctx, worst);
+        if tests.len() > 1 {
+            let variants: Vec<String> = tests
+                .iter()
+                .map(|(t, _)| format!("- {}: {}", render::cut(&t.name, 200), status_word(t.status)))
+                .collect();
+            comment = render::cut(
+                &format!(
+                    "{} results for this case (one per variant; the worst stands):\n{}\n\n{comment}",
+                    tests.len(),
+                    variants.join("\n")
+                ),
+                MAX_COMMENT,
+            );
+        }
+        let mut body = json!({"case_id": id, "status_id": status, "comment": comment});
+        let times: Vec<f64> = tests.iter().filter_map(|(t, _)| t.duration_ms).collect();
+        if !times.is_empty() {
+            body["elapsed"] = json!(render::timespan(times.iter().sum()));
+        }
+        if let Some(c) = &run.meta.commit {
+            body["version"] = json!(render::short_commit(c));
+        }
+        plan.results.push(Planned { case_id: id, body });
+    }
     plan
+}
+
+/// How bad an outcome is, for the one result that stands for several variants.
+fn severity(status: Status) -> u8 {
+    match status {
+        Status::Skipped => 0,
+        Status::Passed => 1,
+        Status::Flaky => 2,
+        Status::Failed | Status::Error => 3,
+    }
+}
+
+fn status_word(status: Status) -> &'static str {
+    match status {
+        Status::Passed => "passed",
+        Status::Failed => "failed",
+        Status::Error => "error",
+        Status::Skipped => "skipped",
+        Status::Flaky => "flaky",
+    }
 }
 
 fn comment(run: &TestRun, ctx: &DeliveryContext, case: &TestCase) -> String {

@@ -448,6 +448,49 @@ async fn rendered_results_fixture() {
     );
 }
 
+/// Parametrised tests map several results to one case id; TestRail keeps the last one it
+/// is sent, so a failure followed by a pass would read as passed. One result per case: the
+/// worst status, the variants' times added up, and the comment lists every variant.
+#[tokio::test]
+async fn parametrised_variants_make_one_result_the_worst_wins() {
+    use testrelay_domain::model::{Status, TestCase};
+    let mut run = sample_run();
+    let variant = |name: &str, status, ms| {
+        let mut c = TestCase::new(name, status);
+        c.duration_ms = Some(ms);
+        if status == Status::Failed {
+            c.message = Some("expected 3 items, got 2".into());
+        }
+        c
+    };
+    run.report.suites[0].cases.extend([
+        variant("C900 sums [1-2]", Status::Passed, 1000.0),
+        variant("C900 sums [2-3]", Status::Failed, 2000.0),
+        variant("C900 sums [3-4]", Status::Passed, 3000.0),
+    ]);
+    let plan = testrail::plan(&run, &ctx("c", 0), &plain_config());
+    let c900: Vec<&Value> = plan
+        .results
+        .iter()
+        .filter(|p| p.case_id == 900)
+        .map(|p| &p.body)
+        .collect();
+    assert_eq!(c900.len(), 1, "one result for the case");
+    let r = c900[0];
+    assert_eq!(r["status_id"], 5, "the failure wins over the later pass");
+    assert_eq!(r["elapsed"], "6s");
+    let comment = r["comment"].as_str().unwrap();
+    assert!(comment.contains("3 results for this case"), "{comment}");
+    for name in [
+        "sums [1-2]: passed",
+        "sums [2-3]: failed",
+        "sums [3-4]: passed",
+    ] {
+        assert!(comment.contains(name), "{name} in {comment}");
+    }
+    assert!(comment.contains("expected 3 items, got 2"), "{comment}");
+}
+
 #[tokio::test]
 async fn plan_entries_are_created_in_the_configured_plan() {
     let server = MockServer::start().await;
