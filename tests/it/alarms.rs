@@ -5,10 +5,8 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::ingest::Submission;
 use testrelay_domain::ports::{DeliveryState, ManualClock, RunStore};
 use testrelay_tests::fake_vendor::{FakeVendor, Plan};
-use testrelay_tests::local::API_KEY;
 
 const T0: u64 = 1_800_000_000_000;
 const MINUTE: Duration = Duration::from_secs(60);
@@ -41,23 +39,7 @@ async fn a_long_outage_trips_the_alarms_and_recovery_clears_them() {
     config.health.critical = vec![testrelay_domain::ids::ConnectorName::parse("hook").unwrap()];
     let (app, ingest) =
         testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), None).await;
-    let mut ids = Vec::new();
-    for i in 0..20 {
-        let accepted = ingest
-            .submit(Submission {
-                authorization: Some(format!("Bearer {API_KEY}")),
-                query: Some(format!("project=web&commit=c{i}")),
-                content_encoding: None,
-                idempotency_key: None,
-                body: bytes::Bytes::from(format!(
-                    r#"<testsuite name="s{i}"><testcase name="a"/></testsuite>"#
-                )),
-                reservation: Default::default(),
-            })
-            .await
-            .expect("accepted");
-        ids.push(accepted.accepted.run_id);
-    }
+    let ids = testrelay_tests::local::submit_runs(ingest, 20).await;
 
     // A minute at a time for an hour: what is due is delivered (or deferred, or retried),
     // the health check runs every five minutes, and the alarms' metrics are read.

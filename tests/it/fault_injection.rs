@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind};
 use testrelay_domain::ids::{ConnectorName, RunId};
-use testrelay_domain::ingest::{IngestService, Ports, Submission};
+use testrelay_domain::ingest::{IngestService, Ports};
 use testrelay_domain::metrics::MemoryMetrics;
 use testrelay_domain::ports::{Clock, DeadLetterStore, DeliveryState, ManualClock, RunStore};
 use testrelay_domain::retry::RetryPolicy;
@@ -21,7 +21,6 @@ use testrelay_domain::steps::CrashPoint;
 use testrelay_tests::aws::Engine;
 use testrelay_tests::fake_vendor::{Answer, FakeVendor, Plan};
 use testrelay_tests::faults::RandomCrashes;
-use testrelay_tests::local::API_KEY;
 
 /// Runs per scenario on the embedded store and on DynamoDB Local + MiniStack.
 const RUNS: usize = 1000;
@@ -56,38 +55,6 @@ fn config(dir: &std::path::Path, url: &str) -> Config {
         }
     }
     c
-}
-
-fn report(i: usize) -> bytes::Bytes {
-    bytes::Bytes::from(format!(
-        r#"<testsuite name="s{i}"><testcase name="a"/><testcase name="b"><failure message="x"/></testcase></testsuite>"#
-    ))
-}
-
-/// Submits `runs` reports through the ingest service, 16 at a time; their run ids.
-async fn submit_all(ingest: Arc<IngestService>, runs: usize) -> Vec<RunId> {
-    use futures::StreamExt;
-    futures::stream::iter(0..runs)
-        .map(|i| {
-            let ingest = ingest.clone();
-            async move {
-                let accepted = ingest
-                    .submit(Submission {
-                        authorization: Some(format!("Bearer {API_KEY}")),
-                        query: Some(format!("project=web&commit=c{i}")),
-                        content_encoding: None,
-                        idempotency_key: None,
-                        body: report(i),
-                        reservation: Default::default(),
-                    })
-                    .await
-                    .expect("accepted");
-                accepted.accepted.run_id
-            }
-        })
-        .buffer_unordered(16)
-        .collect()
-        .await
 }
 
 /// What a finished scenario is checked against.
@@ -208,7 +175,7 @@ async fn embedded_adapters_lose_and_duplicate_nothing() {
         Some(crashes.clone()),
     )
     .await;
-    let ids = submit_all(ingest, RUNS).await;
+    let ids = testrelay_tests::local::submit_runs(ingest, RUNS).await;
 
     for round in 0.. {
         assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
@@ -306,7 +273,7 @@ async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
             metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
         },
     ));
-    let ids = submit_all(ingest, runs).await;
+    let ids = testrelay_tests::local::submit_runs(ingest, runs).await;
 
     for round in 0.. {
         assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");

@@ -231,3 +231,36 @@ pub async fn on_manual_clock(
     ));
     (app, ingest)
 }
+
+/// Submits `n` small reports (one pass, one failure; project `web`, commit `c<i>`) through
+/// `ingest`, 16 at a time; their run ids in submission order.
+pub async fn submit_runs(
+    ingest: Arc<testrelay_domain::ingest::IngestService>,
+    n: usize,
+) -> Vec<testrelay_domain::ids::RunId> {
+    use futures::StreamExt;
+    futures::stream::iter(0..n)
+        .map(|i| {
+            let ingest = ingest.clone();
+            async move {
+                ingest
+                    .submit(testrelay_domain::ingest::Submission {
+                        authorization: Some(format!("Bearer {API_KEY}")),
+                        query: Some(format!("project=web&commit=c{i}")),
+                        content_encoding: None,
+                        idempotency_key: None,
+                        body: bytes::Bytes::from(format!(
+                            r#"<testsuite name="s{i}"><testcase name="a"/><testcase name="b"><failure message="x"/></testcase></testsuite>"#
+                        )),
+                        reservation: Default::default(),
+                    })
+                    .await
+                    .expect("accepted")
+                    .accepted
+                    .run_id
+            }
+        })
+        .buffered(16)
+        .collect()
+        .await
+}

@@ -354,7 +354,7 @@ impl DeliveryService {
                 return Ok(Disposition::Done);
             }
             Err(e) => crate::ports::DeliveryError {
-                detail: crate::parse::limits::cut_text(e.detail, ERROR_DETAIL_CAP),
+                detail: crate::render::cut(&e.detail, ERROR_DETAIL_CAP),
                 ..e
             },
         };

@@ -5,7 +5,6 @@ use std::sync::Arc;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::delivery::ERROR_DETAIL_CAP;
 use testrelay_domain::ids::{ConnectorName, RunId};
-use testrelay_domain::parse::limits::cut_text;
 use testrelay_domain::ports::{DeadLetter, DeadLetterStore, DeliveryMessage};
 
 type Port = Arc<dyn DeadLetterStore>;
@@ -48,7 +47,7 @@ fn letter(i: u64, reason: String) -> DeadLetter {
 fn hostile_reason() -> String {
     let mut text: String = (0u32..0x20).filter_map(char::from_u32).collect();
     text.push_str("\u{FFFE}\u{FFFF}\u{FFFD}\"\\ 🦀 ");
-    cut_text(text.repeat(ERROR_DETAIL_CAP), ERROR_DETAIL_CAP)
+    testrelay_domain::render::cut(&text.repeat(ERROR_DETAIL_CAP), ERROR_DETAIL_CAP)
 }
 
 async fn any_reason_round_trips(store: &Port) {

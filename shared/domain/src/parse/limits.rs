@@ -70,12 +70,6 @@ pub fn cut_name(s: &str) -> String {
     super::text::capped(s, NAME_CAP)
 }
 
-/// `s` cut to at most `cap` bytes on a char boundary, `…` marking the cut; no copy when it
-/// fits.
-pub fn cut_text(s: String, cap: usize) -> String {
-    super::text::cap_owned(s, cap)
-}
-
 /// The bytes the model may take while a report of `input_len` bytes is parsed.
 pub fn memory_budget(input_len: usize) -> usize {
     input_len
