@@ -79,8 +79,20 @@ impl Harness {
         generation: u32,
         faults: Arc<dyn Faults>,
     ) -> Steps {
+        self.steps_of(RUN_ID, connector, kind, generation, faults)
+    }
+
+    /// Steps of the delivery of run `run_id` (another run than the sample's).
+    pub fn steps_of(
+        &self,
+        run_id: &str,
+        connector: &str,
+        kind: ConnectorKind,
+        generation: u32,
+        faults: Arc<dyn Faults>,
+    ) -> Steps {
         let mut message = DeliveryMessage::new(
-            RunId::parse(RUN_ID).unwrap(),
+            RunId::parse(run_id).unwrap(),
             ConnectorName::parse(connector).unwrap(),
             kind,
         );

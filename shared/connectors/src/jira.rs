@@ -17,7 +17,7 @@ use crate::{Base, Env, origin, parse_url};
 use async_trait::async_trait;
 use base64::Engine;
 use secrecy::{ExposeSecret, SecretString};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,8 +30,6 @@ use testrelay_domain::ports::{
 use testrelay_domain::render;
 use testrelay_domain::steps::{StepCall, Steps};
 
-/// A bug claim older than this whose holder never finished is taken over.
-pub const BUG_CLAIM_LEASE: Duration = Duration::from_secs(600);
 /// Xray JSON comments per test are cut to this (less when the run is large).
 pub const MAX_TEST_COMMENT: usize = 2000;
 
@@ -46,16 +44,6 @@ pub struct Jira {
     xray_token: tokio::sync::Mutex<Option<(SecretString, tokio::time::Instant)>>,
     state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
-}
-
-/// A fingerprint's record in the state store.
-#[derive(Debug, Serialize, Deserialize)]
-struct BugRecord {
-    #[serde(default)]
-    key: Option<String>,
-    /// The run that claimed the fingerprint and is creating the bug.
-    claimed_by: String,
-    claimed_at_ms: u64,
 }
 
 #[derive(Deserialize)]
@@ -215,8 +203,7 @@ impl Jira {
         format!("jira-bug/{}/{fingerprint}", self.name)
     }
 
-    /// The fingerprint's bug: `Ok(Some(key))` when it exists (or this run just created it,
-    /// `created` = true), `Err(Busy)` while another run is creating it.
+    /// The fingerprint's bug and whether this run created it (see [`crate::claim`]).
     async fn bug(
         &self,
         run: &TestRun,
@@ -225,63 +212,21 @@ impl Jira {
         fingerprint: &str,
         steps: &Steps,
     ) -> Result<(String, bool), StepError> {
-        let key = self.bug_key(fingerprint);
-        let me = run.run_id.to_string();
-        for _ in 0..8 {
-            let now = self.clock.now_ms();
-            let current = self.state.load(&key).await?;
-            let record = current
-                .as_ref()
-                .and_then(|v| serde_json::from_str::<BugRecord>(&v.value).ok());
-            match record {
-                Some(BugRecord {
-                    key: Some(k),
-                    claimed_by,
-                    ..
-                }) => return Ok((k, claimed_by == me)),
-                Some(r)
-                    if r.claimed_by != me
-                        && now < r.claimed_at_ms + BUG_CLAIM_LEASE.as_millis() as u64 =>
-                {
-                    return Err(StepError::Busy {
-                        retry_in: Duration::from_secs(30),
-                    });
-                }
-                Some(r) if r.claimed_by == me => {
-                    // Ours: create (or find what an earlier try of ours created).
-                    let step = steps
-                        .once(&format!("bug/{fingerprint}"), |call| {
-                            self.create_bug(run, ctx, failure, fingerprint, call)
-                        })
-                        .await?;
-                    let done = BugRecord {
-                        key: Some(step.value.clone()),
-                        claimed_by: me.clone(),
-                        claimed_at_ms: r.claimed_at_ms,
-                    };
-                    let value = serde_json::to_string(&done).expect("serialisable");
-                    let version = current.map(|v| v.version);
-                    if self.state.save(&key, &value, version).await? {
-                        return Ok((step.value, true));
-                    }
-                }
-                // Nobody's, or an abandoned claim: claim it.
-                _ => {
-                    let claim = BugRecord {
-                        key: None,
-                        claimed_by: me.clone(),
-                        claimed_at_ms: now,
-                    };
-                    let value = serde_json::to_string(&claim).expect("serialisable");
-                    self.state
-                        .save(&key, &value, current.map(|v| v.version))
-                        .await?;
-                }
-            }
-        }
-        Err(StepError::Busy {
-            retry_in: Duration::from_secs(5),
-        })
+        crate::claim::once_ever(
+            self.state.as_ref(),
+            self.clock.as_ref(),
+            &self.bug_key(fingerprint),
+            &run.run_id.to_string(),
+            || async {
+                let step = steps
+                    .once(&format!("bug/{fingerprint}"), |call| {
+                        self.create_bug(run, ctx, failure, fingerprint, call)
+                    })
+                    .await?;
+                Ok(step.value)
+            },
+        )
+        .await
     }
 
     async fn create_bug(

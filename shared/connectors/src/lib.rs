@@ -4,6 +4,7 @@
 //! side effect as an idempotent step, and classifies the answers as success, transient,
 //! throttled or permanent.
 
+pub mod claim;
 pub mod http;
 pub mod jira;
 pub mod pagerduty;
@@ -180,7 +181,7 @@ async fn build_one(
         }
         ConnectorConfig::Testrail(t) => {
             let key = secret("api_key", &t.api_key, secrets).await?;
-            Arc::new(testrail::TestRail::new(cfg, t, key, env)?)
+            Arc::new(testrail::TestRail::new(name, cfg, t, key, env)?)
         }
         ConnectorConfig::Jira(j) => {
             let token = secret("token", &j.token, secrets).await?;

@@ -136,7 +136,7 @@ impl Slack {
         let Auth::Token(token) = &self.auth else {
             return None;
         };
-        let oldest = run_received_secs(run).saturating_sub(60);
+        let oldest = render::received_secs(run).saturating_sub(60);
         let request = self
             .base
             .http
@@ -186,15 +186,6 @@ impl Slack {
         self.base.send(request).await?;
         Ok(String::new())
     }
-}
-
-fn run_received_secs(run: &TestRun) -> u64 {
-    time::OffsetDateTime::parse(
-        &run.received_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map(|t| t.unix_timestamp().max(0) as u64)
-    .unwrap_or(0)
 }
 
 #[derive(Deserialize)]

@@ -164,6 +164,16 @@ pub fn fill(template: &str, run: &TestRun, extra: &[(&str, &str)]) -> String {
     out
 }
 
+/// When the run was accepted, in Unix seconds (0 if its time does not parse).
+pub fn received_secs(run: &TestRun) -> u64 {
+    time::OffsetDateTime::parse(
+        &run.received_at,
+        &time::format_description::well_known::Rfc3339,
+    )
+    .map(|t| t.unix_timestamp().max(0) as u64)
+    .unwrap_or(0)
+}
+
 /// Is the status worth a retry note (`flaky: passed after 2 retries`)?
 pub fn retry_note(case: &TestCase) -> Option<String> {
     (case.status == Status::Flaky || case.retries > 0).then(|| {

@@ -118,6 +118,18 @@ pub struct TestRailConfig {
     /// Results per `add_results_for_cases` call.
     #[serde(default = "default_batch")]
     pub batch_size: usize,
+    /// How a test finds its case: `name` (a case id in the test's name or its `test_id`
+    /// property) or `automation_id` (the case whose automation id field equals the test's
+    /// `classname.name`, as TestRail's own CLI matches by default).
+    #[serde(default)]
+    pub case_matcher: CaseMatcher,
+    /// The case field holding the automation id.
+    #[serde(default = "default_automation_id_field")]
+    pub automation_id_field: String,
+    /// Opt-in: tests without a case are created as cases in this section, carrying their
+    /// automation id so the next run matches them (`case_matcher = "automation_id"` only).
+    #[serde(default)]
+    pub create_cases_in_section: Option<u64>,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
     #[serde(default)]
@@ -126,6 +138,18 @@ pub struct TestRailConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CaseMatcher {
+    #[default]
+    Name,
+    AutomationId,
+}
+
+fn default_automation_id_field() -> String {
+    "custom_automation_id".into()
 }
 
 fn default_testrail_run_name() -> String {
@@ -421,6 +445,18 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
         C::Testrail(t) => {
             if t.run_id.is_some() && t.plan_id.is_some() {
                 p.push("run_id, plan_id: set one or neither (neither creates a run)".into());
+            }
+            if t.create_cases_in_section.is_some() && t.case_matcher != CaseMatcher::AutomationId {
+                p.push(
+                    "create_cases_in_section: needs case_matcher = \"automation_id\" (a created case is found again by its automation id)"
+                        .into(),
+                );
+            }
+            if !t.automation_id_field.starts_with("custom_") {
+                p.push(format!(
+                    "automation_id_field: {:?} is not a custom case field (they start with custom_)",
+                    t.automation_id_field
+                ));
             }
             if t.plan_id.is_some() && t.suite_id.is_none() {
                 p.push(

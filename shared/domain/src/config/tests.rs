@@ -144,6 +144,8 @@ run_id = 2
 plan_id = 3
 batch_size = 0
 rate_limit = { per_minute = 0 }
+create_cases_in_section = 4
+automation_id_field = "refs"
 
 [connectors.jira]
 kind = "jira"
@@ -171,6 +173,8 @@ timeout_ms = 60000
         "connectors.qa.run_id, plan_id: set one or neither",
         "connectors.qa.suite_id: required with plan_id (TestRail's add_plan_entry refuses an entry without it)",
         "connectors.qa.batch_size: must be between 1 and 1000",
+        "connectors.qa.create_cases_in_section: needs case_matcher = \"automation_id\"",
+        "connectors.qa.automation_id_field: \"refs\" is not a custom case field",
         "connectors.qa.user: must be the account's email",
         "connectors.qa.rate_limit: per_minute must be at least 1",
         "connectors.jira.email: Jira Cloud authenticates with email + API token",
@@ -182,7 +186,7 @@ timeout_ms = 60000
     ] {
         assert!(all.contains(expected), "missing {expected:?} in:\n{all}");
     }
-    assert_eq!(e.0.len(), 13, "{all}");
+    assert_eq!(e.0.len(), 15, "{all}");
     // A misspelt key names its line; a missing one its table's.
     let text = "[server]\nlisten = \"127.0.0.1:1\"\n\n[connectors.x]\nkind = \"slack\"\nchanel = \"C1\"\n\n[connectors.y]\nkind = \"teams\"\n";
     let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();

@@ -9,6 +9,11 @@ use testrelay_connectors::testrail;
 use testrelay_domain::ports::ErrorClass;
 use testrelay_domain::steps::CrashPoint;
 use testrelay_tests::vendor::*;
+
+mod fake;
+mod preflight;
+
+use fake::FakeTestRail;
 use wiremock::matchers::{body_json, header, method};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
@@ -49,6 +54,33 @@ fn plain_config() -> testrelay_domain::config::TestRailConfig {
     }
 }
 
+/// The suite holds `ids` (one `get_cases` page).
+async fn suite_has(server: &MockServer, ids: impl IntoIterator<Item = u64>) {
+    let cases: Vec<Value> = ids.into_iter().map(|id| json!({"id": id})).collect();
+    Mock::given(method("GET"))
+        .and(endpoint("get_cases/7"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "offset": 0, "limit": 250, "size": cases.len(),
+            "_links": {"next": null, "prev": null}, "cases": cases
+        })))
+        .mount(server)
+        .await;
+}
+
+/// A standalone run (not in a plan).
+async fn standalone_run(server: &MockServer, id: u64) {
+    Mock::given(method("GET"))
+        .and(endpoint(Box::leak(
+            format!("get_run/{id}").into_boxed_str(),
+        )))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"id": id, "plan_id": null, "config_ids": []})),
+        )
+        .mount(server)
+        .await;
+}
+
 /// TestRail puts the endpoint in the query string: `index.php?/api/v2/add_run/7`.
 fn endpoint(e: &'static str) -> impl wiremock::Match {
     EndpointIs(e)
@@ -70,6 +102,7 @@ impl wiremock::Match for EndpointIs {
 #[tokio::test]
 async fn creates_a_run_posts_results_and_closes_it() {
     let server = MockServer::start().await;
+    suite_has(&server, 101..=106).await;
     let run = sample_run();
     let plan = testrail::plan(&run, &ctx("c", 0), &plain_config());
     assert_eq!(plan.unmatched, 1, "'has no case id' is counted");
@@ -196,7 +229,7 @@ async fn throttling_and_auth_errors() {
         (503, ErrorClass::Transient),
     ] {
         let server = MockServer::start().await;
-        Mock::given(method("POST"))
+        Mock::given(wiremock::matchers::any())
             .respond_with(ResponseTemplate::new(status).insert_header("retry-after", "12"))
             .mount(&server)
             .await;
@@ -221,7 +254,7 @@ async fn daily_maintenance_409_is_transient() {
         if let Some(secs) = retry_after {
             answer = answer.insert_header("retry-after", secs);
         }
-        Mock::given(method("POST"))
+        Mock::given(wiremock::matchers::any())
             .respond_with(answer)
             .mount(&server)
             .await;
@@ -270,6 +303,8 @@ async fn paged_lists_are_read_by_offset_not_by_the_next_link() {
         }
     }
     let server = MockServer::start().await;
+    suite_has(&server, 101..=106).await;
+    standalone_run(&server, 42).await;
     Mock::given(method("GET"))
         .and(endpoint("get_tests/42"))
         .respond_with(Tests)
@@ -301,72 +336,11 @@ async fn paged_lists_are_read_by_offset_not_by_the_next_link() {
     );
 }
 
-#[derive(Default)]
-struct FakeTestRail {
-    runs: Vec<Value>,
-    /// (run id, case id, status)
-    results: Vec<(u64, u64, u64)>,
-    closed: Vec<u64>,
-}
-
-/// A TestRail that keeps runs, results and closings, and answers lookups from them.
-async fn fake_testrail() -> (MockServer, Arc<Mutex<FakeTestRail>>) {
-    let server = MockServer::start().await;
-    let state: Arc<Mutex<FakeTestRail>> = Arc::default();
-    let s = state.clone();
-    Mock::given(wiremock::matchers::any())
-        .respond_with(move |r: &Request| {
-            let q = r.url.query().unwrap_or("").trim_start_matches("/api/v2/").to_string();
-            let mut st = s.lock().unwrap();
-            let id_after = |prefix: &str| -> u64 {
-                q[prefix.len()..].split('&').next().unwrap().parse().unwrap()
-            };
-            let body = || r.body_json::<Value>().unwrap();
-            let answer = if q.starts_with("add_run/") {
-                let id = 500 + st.runs.len() as u64 + 1;
-                let mut run = body();
-                run["id"] = json!(id);
-                st.runs.push(run.clone());
-                run
-            } else if q.starts_with("get_runs/") {
-                json!({"offset": 0, "limit": 250, "size": st.runs.len(), "_links": {"next": null, "prev": null}, "runs": st.runs})
-            } else if q.starts_with("add_results_for_cases/") {
-                let run = id_after("add_results_for_cases/");
-                let results = body()["results"].as_array().unwrap().clone();
-                for x in &results {
-                    st.results.push((run, x["case_id"].as_u64().unwrap(), x["status_id"].as_u64().unwrap()));
-                }
-                json!(results.iter().enumerate().map(|(i, _)| json!({"id": i})).collect::<Vec<_>>())
-            } else if q.starts_with("get_tests/") {
-                let run = id_after("get_tests/");
-                let case_ids = st.runs.iter().find(|r| r["id"] == run).map(|r| r["case_ids"].clone()).unwrap_or(json!([]));
-                let tests: Vec<Value> = case_ids.as_array().unwrap().iter().map(|c| {
-                    let status = st.results.iter().rev().find(|(r, cid, _)| *r == run && json!(cid) == *c).map_or(3, |x| x.2);
-                    json!({"case_id": c, "status_id": status})
-                }).collect();
-                json!({"offset": 0, "limit": 250, "size": tests.len(), "_links": {"next": null}, "tests": tests})
-            } else if q.starts_with("close_run/") {
-                let run = id_after("close_run/");
-                st.closed.push(run);
-                json!({"id": run, "is_completed": true})
-            } else if q.starts_with("get_run/") {
-                let run = id_after("get_run/");
-                json!({"id": run, "is_completed": st.closed.contains(&run)})
-            } else {
-                return ResponseTemplate::new(404);
-            };
-            ResponseTemplate::new(200).set_body_json(answer)
-        })
-        .mount(&server)
-        .await;
-    (server, state)
-}
-
 #[tokio::test]
 async fn a_crash_at_any_step_creates_one_run_and_posts_each_result_once() {
     for step in ["run", "results/0", "results/1", "close"] {
         for point in [CrashPoint::BeforeCall, CrashPoint::AfterCall] {
-            let (server, state) = fake_testrail().await;
+            let (server, state) = fake::serve(FakeTestRail::with_cases(101..=106)).await;
             let h = Harness::new();
             let c = testrail(&h, &server, "batch_size = 4\nclose_run = true").await;
             let d = crash_then_retry(&h, c.as_ref(), &sample_run(), point, step).await;
@@ -412,6 +386,8 @@ async fn ten_thousand_failures_post_in_bounded_batches() {
 #[tokio::test]
 async fn existing_run_is_extended_not_replaced() {
     let server = MockServer::start().await;
+    suite_has(&server, 101..=106).await;
+    standalone_run(&server, 42).await;
     Mock::given(method("GET"))
         .and(endpoint("get_tests/42"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"offset": 0, "limit": 250, "size": 2, "_links": {"next": null}, "tests": [{"case_id": 101, "status_id": 3}, {"case_id": 900, "status_id": 3}]})))
@@ -494,6 +470,7 @@ async fn parametrised_variants_make_one_result_the_worst_wins() {
 #[tokio::test]
 async fn plan_entries_are_created_in_the_configured_plan() {
     let server = MockServer::start().await;
+    suite_has(&server, 101..=106).await;
     Mock::given(method("POST"))
         .and(endpoint("add_plan_entry/12"))
         .and(header("authorization", basic().as_str()))
