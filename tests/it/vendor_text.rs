@@ -47,6 +47,7 @@ impl Connector for Rambling {
             status_code: Some(400),
             detail: rambling_text(),
             retry_after: None,
+            target: None,
         }))
     }
     async fn probe(&self) -> Result<Probe, DeliveryError> {

@@ -129,6 +129,7 @@ impl Http {
                         wait.as_secs()
                     ),
                     retry_after: Some(wait),
+                    target: None,
                 });
             }
         }
@@ -164,6 +165,7 @@ pub async fn json<T: serde::de::DeserializeOwned>(
         status_code: None,
         detail: format!("unexpected answer from {what}: {e}"),
         retry_after: None,
+        target: None,
     })
 }
 
@@ -174,6 +176,7 @@ async fn read(mut response: reqwest::Response) -> Result<Vec<u8>, DeliveryError>
         status_code: None,
         detail: format!("reading the answer failed: {}", e.without_url()),
         retry_after: None,
+        target: None,
     })? {
         if out.len() + chunk.len() > MAX_ANSWER {
             return Err(DeliveryError {
@@ -181,6 +184,7 @@ async fn read(mut response: reqwest::Response) -> Result<Vec<u8>, DeliveryError>
                 status_code: None,
                 detail: "the answer is larger than 1 MiB".into(),
                 retry_after: None,
+                target: None,
             });
         }
         out.extend_from_slice(&chunk);
@@ -194,6 +198,7 @@ pub fn permanent(detail: impl Into<String>) -> DeliveryError {
         status_code: None,
         detail: detail.into(),
         retry_after: None,
+        target: None,
     }
 }
 
@@ -304,6 +309,7 @@ pub fn status_error(
         status_code: Some(code),
         detail,
         retry_after: retry_after(headers),
+        target: None,
     }
 }
 
@@ -328,6 +334,7 @@ pub fn transport_error(e: reqwest::Error, timeout: Duration) -> DeliveryError {
         status_code: None,
         detail,
         retry_after: None,
+        target: None,
     }
 }
 

@@ -117,6 +117,12 @@ pub fn origin(url: &reqwest::Url) -> String {
     )
 }
 
+/// The first 8 bytes of a SHA-256, in hex: short stable keys for state and steps.
+pub fn digest8(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..8])
+}
+
 pub fn parse_url(raw: &str, key: &str) -> Result<reqwest::Url, String> {
     reqwest::Url::parse(raw).map_err(|e| format!("{key}: {e}"))
 }

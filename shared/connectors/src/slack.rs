@@ -235,6 +235,7 @@ fn api_error(method: &str, code: &str) -> DeliveryError {
         status_code: Some(200),
         detail: format!("Slack {method}: {code}"),
         retry_after: None,
+        target: None,
     }
 }
 

@@ -172,14 +172,24 @@ impl DeliveryService {
         // The breaker first, without reading the run: while a target is down, thousands of
         // messages cycle through here and each deferral must stay cheap. The run store
         // ignores the Deferred state for a delivery that is delivered or dead-lettered.
-        let admission = match connector {
-            Some(c) => self.breakers.admit(c.target(), c.breaker()).await,
-            None => Admission::Allow,
-        };
-        if let (Admission::Reject { retry_at_ms }, Some(c)) = (admission, connector) {
+        // Every target the connector calls (Jira and Xray Cloud are two), each admitted by
+        // its own breaker.
+        let mut admissions: Vec<(&str, Admission)> = Vec::new();
+        let mut rejected = None;
+        if let Some(c) = connector {
+            for target in targets(c.as_ref()) {
+                let admission = self.breakers.admit(target, c.breaker()).await;
+                if let Admission::Reject { retry_at_ms } = admission {
+                    rejected = Some((target, retry_at_ms));
+                    break;
+                }
+                admissions.push((target, admission));
+            }
+        }
+        if let Some((target, retry_at_ms)) = rejected {
             let mut update = DeliveryUpdate::to(DeliveryState::Deferred);
             update.next_attempt_at = Some(rfc3339(retry_at_ms));
-            update.last_error = Some(format!("circuit breaker open for {}", c.target()));
+            update.last_error = Some(format!("circuit breaker open for {target}"));
             self.ports
                 .runs
                 .update_delivery(&msg.run_id, &msg.connector, &update)
@@ -301,14 +311,26 @@ impl DeliveryService {
                 ErrorClass::Permanent => Signal::Neutral,
             },
         };
-        self.breakers
-            .record(
-                connector.target(),
-                connector.breaker(),
-                signal,
-                admission == Admission::Probe,
-            )
-            .await;
+        // A failure counts against the target that answered; a success for them all.
+        let answered = match &result {
+            Err(e) => e.target.as_deref().unwrap_or(connector.target()),
+            Ok(_) => "",
+        };
+        for (target, admission) in &admissions {
+            let signal = if result.is_err() && *target != answered {
+                Signal::Neutral
+            } else {
+                signal
+            };
+            self.breakers
+                .record(
+                    target,
+                    connector.breaker(),
+                    signal,
+                    *admission == Admission::Probe,
+                )
+                .await;
+        }
         steps.crash(CrashPoint::AfterStep, "")?;
         let outcome = Outcome {
             attempt: attempt(number, now, ended),
@@ -447,6 +469,7 @@ fn permanent(detail: String) -> crate::ports::DeliveryError {
         status_code: None,
         detail,
         retry_after: None,
+        target: None,
     }
 }
 
@@ -469,4 +492,11 @@ pub async fn redrive(
         dead_letters.remove(kind, &l.handle).await?;
     }
     Ok(listed.len())
+}
+
+/// A connector's main target, then its others.
+pub fn targets(c: &dyn Connector) -> Vec<&str> {
+    let mut all = vec![c.target()];
+    all.extend(c.other_targets());
+    all
 }

@@ -211,14 +211,17 @@ impl HealthService {
             let c = &self.connectors[&p.name];
             let prev = before.get(&p.name);
             let ok = p.result.is_ok();
-            if ok {
-                // A target that answers again need not wait out its breaker's cool-down.
-                self.breakers.target_healthy(c.target(), c.breaker()).await;
+            // The connector's breaker phase is its worst target's (Jira and Xray Cloud).
+            let mut breaker = Phase::Closed;
+            for target in crate::delivery::targets(c.as_ref()) {
+                if ok {
+                    // A target that answers again need not wait out its breaker's cool-down.
+                    self.breakers.target_healthy(target, c.breaker()).await;
+                }
+                if let Ok((s, _)) = self.breakers.load(target, c.breaker()).await {
+                    breaker = worse(breaker, s.phase);
+                }
             }
-            let breaker = match self.breakers.load(c.target(), c.breaker()).await {
-                Ok((s, _)) => s.phase,
-                Err(_) => Phase::Closed,
-            };
             let mut history = prev.map(|p| p.history.clone()).unwrap_or_default();
             history.push(Check {
                 at: at.clone(),
@@ -358,14 +361,14 @@ impl HealthService {
             // through every re-opening and probe in between.
             if c.breaker != Phase::Closed {
                 let connector = &self.connectors[&c.connector];
-                if let Ok((s, _)) = self
-                    .breakers
-                    .load(connector.target(), connector.breaker())
-                    .await
-                {
-                    let since = s.outage_since_ms.unwrap_or(s.since_ms);
-                    longest_open_min =
-                        longest_open_min.max(now.saturating_sub(since) as f64 / 60_000.0);
+                for target in crate::delivery::targets(connector.as_ref()) {
+                    if let Ok((s, _)) = self.breakers.load(target, connector.breaker()).await
+                        && s.phase != Phase::Closed
+                    {
+                        let since = s.outage_since_ms.unwrap_or(s.since_ms);
+                        longest_open_min =
+                            longest_open_min.max(now.saturating_sub(since) as f64 / 60_000.0);
+                    }
                 }
             }
         }
@@ -440,4 +443,14 @@ fn problems(report: &HealthReport) -> Vec<String> {
         .collect();
     out.extend(report.system.problems.iter().cloned());
     out
+}
+
+/// The worse of two breaker phases: OPEN, then HALF_OPEN, then CLOSED.
+fn worse(a: Phase, b: Phase) -> Phase {
+    let rank = |p: Phase| match p {
+        Phase::Closed => 0,
+        Phase::HalfOpen => 1,
+        Phase::Open => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
 }

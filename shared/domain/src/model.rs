@@ -56,6 +56,27 @@ impl Status {
     pub fn is_failure(self) -> bool {
         matches!(self, Status::Failed | Status::Error)
     }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Passed => "passed",
+            Status::Failed => "failed",
+            Status::Error => "error",
+            Status::Skipped => "skipped",
+            Status::Flaky => "flaky",
+        }
+    }
+
+    /// How bad the outcome is, for one result that stands for several tests (parametrised
+    /// variants reported on one TestRail case or Xray test): the worst stands.
+    pub fn severity(self) -> u8 {
+        match self {
+            Status::Skipped => 0,
+            Status::Passed => 1,
+            Status::Flaky => 2,
+            Status::Failed | Status::Error => 3,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -144,6 +165,13 @@ pub struct Report {
 impl Report {
     pub fn cases(&self) -> impl Iterator<Item = &TestCase> {
         self.suites.iter().flat_map(|s| s.cases.iter())
+    }
+
+    /// Every case with its suite, in report order.
+    pub fn cases_in_suites(&self) -> impl Iterator<Item = (&Suite, &TestCase)> {
+        self.suites
+            .iter()
+            .flat_map(|s| s.cases.iter().map(move |c| (s, c)))
     }
 
     pub fn summary(&self) -> Summary {

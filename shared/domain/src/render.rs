@@ -8,10 +8,15 @@ use crate::model::{RunOutcome, Status, Suite, TestCase, TestRun};
 /// Failed and errored tests, in report order.
 pub fn failures(run: &TestRun) -> impl Iterator<Item = (&Suite, &TestCase)> {
     run.report
-        .suites
-        .iter()
-        .flat_map(|s| s.cases.iter().map(move |c| (s, c)))
+        .cases_in_suites()
         .filter(|(_, c)| c.status.is_failure())
+}
+
+/// A test's automation id, as TestRail's CLI and Xray's JUnit import name a test:
+/// `classname.name` (the suite's name stands in for a missing classname).
+pub fn automation_id(suite: &Suite, case: &TestCase) -> String {
+    let class = case.classname.as_deref().unwrap_or(suite.name.as_str());
+    format!("{class}.{}", case.name)
 }
 
 pub fn failure_count(run: &TestRun) -> u64 {
@@ -162,6 +167,34 @@ pub fn fill(template: &str, run: &TestRun, extra: &[(&str, &str)]) -> String {
         out = out.replace(&format!("{{{k}}}"), v.unwrap_or("-"));
     }
     out
+}
+
+/// The test that stands for several reported on one case (parametrised variants): the
+/// worst outcome, the first of equals.
+pub fn worst<'a, T: Copy>(tests: &[(&'a TestCase, T)]) -> (&'a TestCase, T) {
+    tests
+        .iter()
+        .copied()
+        .reduce(|w, t| {
+            if t.0.status.severity() > w.0.status.severity() {
+                t
+            } else {
+                w
+            }
+        })
+        .expect("at least one test")
+}
+
+/// `3 results for this case (one per variant; the worst stands):` and a line per variant.
+pub fn variants<'a>(tests: impl ExactSizeIterator<Item = &'a TestCase>) -> String {
+    let n = tests.len();
+    let lines: Vec<String> = tests
+        .map(|t| format!("- {}: {}", cut(&t.name, 200), t.status.as_str()))
+        .collect();
+    format!(
+        "{n} results for this case (one per variant; the worst stands):\n{}",
+        lines.join("\n")
+    )
 }
 
 /// When the run was accepted, in Unix seconds (0 if its time does not parse).

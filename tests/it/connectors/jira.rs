@@ -1,10 +1,12 @@
 //! Jira + Xray against wiremock: the Test Execution created with its run label, the Xray
 //! import into it (Cloud: authenticate + `/api/v2/import/execution`; Data Center:
-//! `/rest/raven/2.0/import/execution` with a PAT), one bug per failure fingerprint ever
-//! (later runs comment), and a stateful fake Jira for a crash at every step.
+//! `/rest/raven/1.0/import/execution` with a PAT), one bug per failure fingerprint ever
+//! (later runs comment), and a stateful fake Jira for a crash at every step. Xray's test-key
+//! pre-flight, duplicates, test creation and its own target are in `xray.rs`.
 
 use base64::Engine;
 use serde_json::{Value, json};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use testrelay_connectors::jira;
 use testrelay_domain::steps::CrashPoint;
@@ -41,6 +43,31 @@ async fn cloud(
     .await
 }
 
+/// The keys, as the set of tests Jira has.
+pub fn known(keys: &[&str]) -> HashSet<String> {
+    keys.iter().map(|k| k.to_string()).collect()
+}
+
+/// Jira has `keys` as issues of `issue_type` (Cloud bulk fetch: unknown keys are simply not
+/// in `issues`).
+pub async fn jira_has(server: &MockServer, keys: &[&str], issue_type: &str) {
+    Mock::given(method("POST"))
+        .and(path("/rest/api/3/issue/bulkfetch"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .set_body_json(json!({"issues": issues(keys, issue_type), "issueErrors": []})),
+        )
+        .mount(server)
+        .await;
+}
+
+/// Issues as Jira lists them, with only their issue type.
+pub fn issues(keys: &[&str], issue_type: &str) -> Value {
+    keys.iter()
+        .map(|k| json!({"id": "1", "key": k, "fields": {"issuetype": {"name": issue_type}}}))
+        .collect()
+}
+
 #[tokio::test]
 async fn cloud_creates_the_execution_and_imports_into_it() {
     let jira_server = MockServer::start().await;
@@ -70,6 +97,19 @@ async fn cloud_creates_the_execution_and_imports_into_it() {
         .expect(1)
         .mount(&xray)
         .await;
+    Mock::given(method("POST"))
+        .and(path("/rest/api/3/issue/bulkfetch"))
+        .and(header("authorization", basic().as_str()))
+        .and(body_json(json!({
+            "issueIdsOrKeys": ["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"], "fields": ["issuetype"]
+        })))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issues": issues(&["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"], "Test"),
+            "issueErrors": []
+        })))
+        .expect(1)
+        .mount(&jira_server)
+        .await;
     let config = connector_config(
         "c",
         "kind = \"jira\"\nurl = \"https://x.atlassian.net\"\ndeployment = \"cloud\"\nemail = \"e\"\ntoken = { secret = \"jira\" }\nproject_key = \"SHOP\"\n[connectors.c.xray]\nclient_id = { secret = \"a\" }\nclient_secret = { secret = \"b\" }\ntest_plan_key = \"SHOP-100\"\nenvironments = [\"chrome\"]",
@@ -77,7 +117,13 @@ async fn cloud_creates_the_execution_and_imports_into_it() {
     let testrelay_domain::config::ConnectorConfig::Jira(jc) = one(&config) else {
         unreachable!()
     };
-    let import = jira::xray_import(&run, "SHOP-200", jc);
+    let import = jira::xray_import(
+        &run,
+        "SHOP-200",
+        jc,
+        &known(&["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"]),
+    )
+    .body;
     assert_eq!(import["testExecutionKey"], "SHOP-200");
     assert_eq!(import["info"]["testPlanKey"], "SHOP-100");
     assert_eq!(import["info"]["testEnvironments"], json!(["chrome"]));
@@ -123,9 +169,31 @@ async fn cloud_creates_the_execution_and_imports_into_it() {
     assert!(deliver(&h, c.as_ref(), &run, 0).await.unwrap().resumed);
 }
 
+/// Xray Server/DC's documented import path is `/rest/raven/1.0/...`: older Xray versions
+/// have only that one (`2.0` answers 404 there, which would be permanent), newer ones keep it.
 #[tokio::test]
 async fn data_center_imports_with_a_personal_access_token() {
     let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .and(path("/rest/raven/2.0/import/execution"))
+        .respond_with(ResponseTemplate::new(404))
+        .expect(0)
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/rest/api/2/search"))
+        .and(wiremock::matchers::query_param(
+            "jql",
+            "key in (SHOP-2,SHOP-3,SHOP-5,SHOP-6)",
+        ))
+        .and(wiremock::matchers::query_param("validateQuery", "warn"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "issues": issues(&["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"], "Test"),
+            "warningMessages": []
+        })))
+        .expect(1)
+        .mount(&server)
+        .await;
     Mock::given(method("POST"))
         .and(path("/rest/api/2/issue"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
@@ -137,7 +205,7 @@ async fn data_center_imports_with_a_personal_access_token() {
         .mount(&server)
         .await;
     Mock::given(method("POST"))
-        .and(path("/rest/raven/2.0/import/execution"))
+        .and(path("/rest/raven/1.0/import/execution"))
         .and(header("authorization", format!("Bearer {TOKEN}").as_str()))
         .and(body_partial_json(json!({"testExecutionKey": "SHOP-9", "tests": [{"testKey": "SHOP-2", "status": "PASS"}, {"testKey": "SHOP-3", "status": "FAIL"}]})))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({"testExecIssue": {"id": "1", "key": "SHOP-9", "self": "x"}})))
@@ -221,6 +289,16 @@ async fn fake_jira() -> (MockServer, Arc<Mutex<FakeJira>>) {
                         .to_string(),
                 ));
                 json!({"id": format!("{}", st.comments.len())})
+            } else if p == "/rest/api/3/issue/bulkfetch" {
+                // Every key asked for is a test.
+                let keys = r.body_json::<Value>().unwrap()["issueIdsOrKeys"].clone();
+                let issues: Vec<Value> = keys
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|k| json!({"key": k, "fields": {"issuetype": {"name": "Test"}}}))
+                    .collect();
+                json!({ "issues": issues })
             } else if p == "/api/v2/authenticate" {
                 json!("token")
             } else if p == "/api/v2/import/execution" {
@@ -450,7 +528,8 @@ async fn ten_thousand_failures_make_a_bounded_import() {
     let testrelay_domain::config::ConnectorConfig::Jira(jc) = one(&config) else {
         unreachable!()
     };
-    let import = jira::xray_import(&run, "SHOP-1", jc);
+    let keys: HashSet<String> = (1..=10_001).map(|i| format!("SHOP-{i}")).collect();
+    let import = jira::xray_import(&run, "SHOP-1", jc, &keys).body;
     assert_eq!(import["tests"].as_array().unwrap().len(), 10_001);
     let size = import.to_string().len();
     assert!(size < 6_000_000, "{size} bytes");
@@ -467,7 +546,13 @@ async fn rendered_import_fixture() {
     };
     fixture(
         "xray-import-execution.json",
-        &jira::xray_import(&sample_run(), "SHOP-200", jc),
+        &jira::xray_import(
+            &sample_run(),
+            "SHOP-200",
+            jc,
+            &known(&["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"]),
+        )
+        .body,
     );
 }
 

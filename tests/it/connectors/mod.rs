@@ -9,3 +9,4 @@ mod pagerduty;
 mod slack;
 mod teams;
 mod testrail;
+mod xray;

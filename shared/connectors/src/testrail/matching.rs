@@ -1,7 +1,7 @@
 //! Which TestRail case a test reports on. The `name` matcher reads case ids users put in
 //! test names and properties, the forms TestRail's own CLI (trcli) reads plus the seed
 //! reporter's; the `automation_id` matcher looks the test's `classname.name` up in the
-//! suite's cases (see `cases.rs`).
+//! suite's cases (see `cases.rs`, and `render::automation_id`).
 //!
 //! Name rules (an id is `C` and digits; `c` is accepted where the form leaves no doubt):
 //! - in square brackets anywhere: `[C123]`, `[c123]`, `[C1, C2]`, `[TC-123]`;
@@ -15,7 +15,7 @@
 //! Not an id: a `C<digits>` word inside a sentence (`supports C11 atomics`), a longer word
 //! (`C3PO`, `ABC123`), bare numbers in brackets (`sums[1, 2]` is a parameter list).
 
-use testrelay_domain::model::{Suite, TestCase};
+use testrelay_domain::model::TestCase;
 
 /// Case ids a test names in its properties, then its name; duplicates removed, order kept.
 pub fn case_ids(case: &TestCase) -> Vec<u64> {
@@ -95,13 +95,6 @@ fn digits(s: &str) -> Option<u64> {
         return None;
     }
     s.parse().ok()
-}
-
-/// The automation id TestRail's CLI gives a test, `classname.name` (the suite's name
-/// stands in for a missing classname).
-pub fn automation_id(suite: &Suite, case: &TestCase) -> String {
-    let class = case.classname.as_deref().unwrap_or(suite.name.as_str());
-    format!("{class}.{}", case.name)
 }
 
 #[cfg(test)]

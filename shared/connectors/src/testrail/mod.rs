@@ -18,7 +18,7 @@ mod cases;
 pub mod matching;
 
 pub use cases::CaseIndex;
-pub use matching::{automation_id, case_ids, property_ids};
+pub use matching::{case_ids, property_ids};
 
 use crate::http::{json, permanent};
 use crate::{Base, Env, origin, parse_url};
@@ -31,7 +31,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use testrelay_domain::config::{CaseMatcher, ConnectorConfig, TestRailConfig};
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::model::{Status, Suite, TestCase, TestRun};
+use testrelay_domain::model::{Status, TestCase, TestRun};
 use testrelay_domain::ports::{
     Clock, Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StateStore,
     StepError,
@@ -310,8 +310,8 @@ impl TestRail {
         index: Arc<CaseIndex>,
     ) -> Result<Arc<CaseIndex>, StepError> {
         let mut missing: Vec<(String, &TestCase)> = Vec::new();
-        for (suite, case) in tests(run) {
-            let a = automation_id(suite, case);
+        for (suite, case) in run.report.cases_in_suites() {
+            let a = render::automation_id(suite, case);
             if property_ids(case).is_empty()
                 && index.by_automation_id(&a).is_none()
                 && !missing.iter().any(|(m, _)| *m == a)
@@ -325,7 +325,7 @@ impl TestRail {
         let mut index = (*index).clone();
         let suite = self.c.suite_id.unwrap_or(0);
         for (a, case) in missing {
-            let digest = short_digest(&a);
+            let digest = crate::digest8(&a);
             let (id, _) = crate::claim::once_ever(
                 self.state.as_ref(),
                 self.clock.as_ref(),
@@ -617,14 +617,16 @@ pub fn plan_with(
     let mut order: Vec<u64> = Vec::new();
     let mut by_case: std::collections::HashMap<u64, Vec<(&TestCase, u32)>> =
         std::collections::HashMap::new();
-    for (suite, case) in tests(run) {
+    for (suite, case) in run.report.cases_in_suites() {
         let mut ids = match c.case_matcher {
             CaseMatcher::Name => case_ids(case),
             // Ids in properties stand; names are matched by automation id only.
             CaseMatcher::AutomationId => {
                 let mut ids = property_ids(case);
                 if ids.is_empty() {
-                    ids.extend(index.and_then(|i| i.by_automation_id(&automation_id(suite, case))));
+                    ids.extend(
+                        index.and_then(|i| i.by_automation_id(&render::automation_id(suite, case))),
+                    );
                 }
                 ids
             }
@@ -664,29 +666,8 @@ pub fn plan_with(
     }
     for id in order {
         let tests = &by_case[&id];
-        // The worst outcome stands for the case (the first of equals).
-        let (worst, status) = tests
-            .iter()
-            .copied()
-            .reduce(|w, t| {
-                if severity(t.0.status) > severity(w.0.status) {
-                    t
-                } else {
-                    w
-                }
-            })
-            .expect("at least one test per case id");
-        let variants = (tests.len() > 1).then(|| {
-            let lines: Vec<String> = tests
-                .iter()
-                .map(|(t, _)| format!("- {}: {}", render::cut(&t.name, 200), status_word(t.status)))
-                .collect();
-            format!(
-                "{} results for this case (one per variant; the worst stands):\n{}",
-                tests.len(),
-                lines.join("\n")
-            )
-        });
+        let (worst, status) = render::worst(tests);
+        let variants = (tests.len() > 1).then(|| render::variants(tests.iter().map(|(t, _)| *t)));
         let comment = comment(run, ctx, worst, variants);
         let mut body = json!({"case_id": id, "status_id": status, "comment": comment});
         let times: Vec<f64> = tests.iter().filter_map(|(t, _)| t.duration_ms).collect();
@@ -700,26 +681,6 @@ pub fn plan_with(
     }
     plan.unknown = unknown.into_iter().collect();
     plan
-}
-
-/// How bad an outcome is, for the one result that stands for several variants.
-fn severity(status: Status) -> u8 {
-    match status {
-        Status::Skipped => 0,
-        Status::Passed => 1,
-        Status::Flaky => 2,
-        Status::Failed | Status::Error => 3,
-    }
-}
-
-fn status_word(status: Status) -> &'static str {
-    match status {
-        Status::Passed => "passed",
-        Status::Failed => "failed",
-        Status::Error => "error",
-        Status::Skipped => "skipped",
-        Status::Flaky => "flaky",
-    }
 }
 
 /// A result's comment: the variants (if several tests share the case), the retry note, the
@@ -778,18 +739,4 @@ fn comment(
     } else {
         format!("{body}\n\n{ci}")
     }
-}
-
-/// Every test with its suite.
-fn tests(run: &TestRun) -> impl Iterator<Item = (&Suite, &TestCase)> {
-    run.report
-        .suites
-        .iter()
-        .flat_map(|s| s.cases.iter().map(move |c| (s, c)))
-}
-
-/// A short stable digest of an automation id, for state and step keys.
-fn short_digest(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..8])
 }

@@ -253,6 +253,25 @@ pub struct XrayConfig {
     /// The Jira issue type testrelay creates the Test Execution as.
     #[serde(default = "default_exec_type")]
     pub execution_issue_type: String,
+    /// The issue type of Xray tests: test keys of other issues are not imported.
+    #[serde(default = "default_test_type")]
+    pub test_issue_type: String,
+    /// Opt-in: tests without a test key are imported with `testInfo` (a Generic test whose
+    /// definition is `classname.name`), so Xray creates each once and matches it after, as
+    /// its own JUnit import does.
+    #[serde(default)]
+    pub create_tests: bool,
+    /// Xray Cloud's own limit, apart from Jira's: 300 requests per 5 minutes on the lower
+    /// licence tiers (1000 on the higher) unless configured.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+/// Xray Cloud's limit on the lower licence tiers: 300 requests per 5 minutes.
+pub const XRAY_RATE: RateLimit = RateLimit::new(60, 10);
+
+fn default_test_type() -> String {
+    "Test".into()
 }
 
 fn default_xray_url() -> String {

@@ -40,6 +40,19 @@ pub struct DeliveryError {
     pub detail: String,
     /// What the target asked for (`Retry-After`), if anything.
     pub retry_after: Option<Duration>,
+    /// Which of the connector's [other targets](Connector::other_targets) answered, when
+    /// it was not its main one: that target's breaker takes the failure.
+    pub target: Option<String>,
+}
+
+impl DeliveryError {
+    /// The same error, as the answer of `target` (one of the connector's other targets).
+    pub fn from_target(self, target: &str) -> Self {
+        DeliveryError {
+            target: Some(target.to_string()),
+            ..self
+        }
+    }
 }
 
 /// Why a delivery stopped short of an outcome.
@@ -68,6 +81,12 @@ pub trait Connector: Send + Sync {
     /// (e.g. `webhook:https://hooks.example.com:443`).
     fn target(&self) -> &str;
     fn breaker(&self) -> &crate::breaker::BreakerConfig;
+    /// Targets besides [`target`](Connector::target) this connector calls, each with its
+    /// own breaker (same settings) and rate limit: Xray Cloud beside a Jira site. A
+    /// delivery waits while any of its targets' breakers is open.
+    fn other_targets(&self) -> Vec<&str> {
+        Vec::new()
+    }
     /// Delivers `run`. Every externally visible effect must run inside `steps.once(..)`, so
     /// that a retry after a crash at any point resumes instead of repeating it.
     async fn deliver(
@@ -88,6 +107,7 @@ pub trait Connector: Send + Sync {
             status_code: None,
             detail: format!("a {} connector cannot carry alerts", self.kind().as_str()),
             retry_after: None,
+            target: None,
         })
     }
 }

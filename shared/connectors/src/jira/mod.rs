@@ -1,10 +1,4 @@
-//! Jira: Xray Test Executions and bugs for failing tests.
-//!
-//! Xray: step `execution` creates the Test Execution as a Jira issue labelled
-//! `testrelay-run-<run id>` (a retry that cannot know whether an earlier try created it
-//! searches for the label first); step `import` imports the results INTO that execution
-//! (Cloud `/api/v2/import/execution`, Server/DC `/rest/raven/2.0/import/execution`), which
-//! Xray treats as an update, so a repeated import changes nothing.
+//! Jira: Xray Test Executions (`xray.rs`) and bugs for failing tests.
 //!
 //! Bugs: one per failure fingerprint (project + test identity + error class), ever. The
 //! fingerprint -> issue key record lives in the state store (Jira's search is eventually
@@ -12,7 +6,11 @@
 //! bug is created, so two runs failing the same way at once open one bug. The issue is
 //! labelled with the fingerprint; a later run with the same failure comments instead.
 
-use crate::http::{json, permanent};
+mod xray;
+
+pub use xray::{Import, MAX_TEST_COMMENT, test_key, xray_import};
+
+use crate::http::json;
 use crate::{Base, Env, origin, parse_url};
 use async_trait::async_trait;
 use base64::Engine;
@@ -20,18 +18,14 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use std::time::Duration;
-use testrelay_domain::config::{ConnectorConfig, JiraConfig, JiraDeployment};
+use testrelay_domain::config::{ConnectorConfig, JiraConfig, JiraDeployment, XRAY_RATE};
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::model::{Status, Suite, TestCase, TestRun};
+use testrelay_domain::model::{Suite, TestCase, TestRun};
 use testrelay_domain::ports::{
     Clock, Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
 use testrelay_domain::render;
 use testrelay_domain::steps::{StepCall, Steps};
-
-/// Xray JSON comments per test are cut to this (less when the run is large).
-pub const MAX_TEST_COMMENT: usize = 2000;
 
 pub struct Jira {
     base: Base,
@@ -40,8 +34,10 @@ pub struct Jira {
     /// The whole `Authorization` value (it holds the token).
     auth: SecretString,
     c: JiraConfig,
-    xray_credentials: Option<(SecretString, SecretString)>,
-    xray_token: tokio::sync::Mutex<Option<(SecretString, tokio::time::Instant)>>,
+    /// Xray Cloud: its own target (rate limit, breaker) and token.
+    xray_cloud: Option<xray::XrayCloud>,
+    /// Test keys found in Jira, and when the set was started (clock ms).
+    known_tests: tokio::sync::Mutex<Option<(u64, std::collections::HashSet<String>)>>,
     state: Arc<dyn StateStore>,
     clock: Arc<dyn Clock>,
 }
@@ -72,14 +68,24 @@ impl Jira {
             }
             JiraDeployment::DataCenter => format!("Bearer {}", token.expose_secret()),
         });
+        let xray_cloud = match (&c.xray, c.deployment) {
+            (Some(x), JiraDeployment::Cloud) => {
+                let xray_url = parse_url(&x.url, "xray.url")?;
+                let mut base =
+                    Base::new(env.http.clone(), format!("xray:{}", origin(&xray_url)), cfg);
+                base.limit.rate = Some(x.rate_limit.unwrap_or(XRAY_RATE));
+                Some(xray::XrayCloud::new(base, xray_credentials))
+            }
+            _ => None,
+        };
         Ok(Jira {
             base: Base::new(env.http.clone(), format!("jira:{}", origin(&url)), cfg),
             name: name.clone(),
             url: c.url.trim_end_matches('/').to_string(),
             auth,
             c: c.clone(),
-            xray_credentials,
-            xray_token: tokio::sync::Mutex::new(None),
+            xray_cloud,
+            known_tests: tokio::sync::Mutex::new(None),
             state: env.state.clone(),
             clock: env.clock.clone(),
         })
@@ -119,82 +125,6 @@ impl Jira {
         ]);
         let found: Value = json(self.base.send(request).await?, "Jira").await?;
         Ok(found["issues"][0]["key"].as_str().map(str::to_string))
-    }
-
-    // ---- Xray ----
-
-    async fn execution(
-        &self,
-        run: &TestRun,
-        ctx: &DeliveryContext,
-        call: StepCall,
-    ) -> Result<String, DeliveryError> {
-        let label = run_label(run);
-        if call.check_first
-            && let Some(key) = self.find_labelled(&label).await?
-        {
-            return Ok(key);
-        }
-        let xray = self.c.xray.as_ref().expect("xray configured");
-        self.create_issue(json!({
-            "project": { "key": self.c.project_key },
-            "issuetype": { "name": xray.execution_issue_type },
-            "summary": render::cut(&format!("{} — {}", render::context(run), render::headline(run)), 250),
-            "description": run_description(run, ctx),
-            "labels": ["testrelay", label],
-        }))
-        .await
-    }
-
-    async fn xray_bearer(&self) -> Result<String, DeliveryError> {
-        let mut cached = self.xray_token.lock().await;
-        if let Some((token, at)) = cached.as_ref()
-            && at.elapsed() < Duration::from_secs(50 * 60)
-        {
-            return Ok(format!("Bearer {}", token.expose_secret()));
-        }
-        let (id, secret) = self
-            .xray_credentials
-            .as_ref()
-            .ok_or_else(|| permanent("xray: client_id and client_secret are not configured"))?;
-        let xray = self.c.xray.as_ref().expect("xray configured");
-        let request = self
-            .base
-            .http
-            .client()
-            .post(format!(
-                "{}/api/v2/authenticate",
-                xray.url.trim_end_matches('/')
-            ))
-            .json(
-                &json!({"client_id": id.expose_secret(), "client_secret": secret.expose_secret()}),
-            );
-        // The answer is a bare JSON string.
-        let token: String = json(self.base.send(request).await?, "Xray").await?;
-        let bearer = format!("Bearer {token}");
-        *cached = Some((SecretString::from(token), tokio::time::Instant::now()));
-        Ok(bearer)
-    }
-
-    async fn import(&self, run: &TestRun, execution: &str) -> Result<String, DeliveryError> {
-        let xray = self.c.xray.as_ref().expect("xray configured");
-        let body = xray_import(run, execution, &self.c);
-        let request = match self.c.deployment {
-            JiraDeployment::Cloud => self
-                .base
-                .http
-                .client()
-                .post(format!(
-                    "{}/api/v2/import/execution",
-                    xray.url.trim_end_matches('/')
-                ))
-                .header(reqwest::header::AUTHORIZATION, self.xray_bearer().await?),
-            JiraDeployment::DataCenter => {
-                self.jira(reqwest::Method::POST, "/rest/raven/2.0/import/execution")
-            }
-        };
-        self.base.send(request.json(&body)).await?;
-        Ok(execution.to_string())
     }
 
     // ---- Bugs ----
@@ -308,6 +238,10 @@ impl Jira {
 impl Connector for Jira {
     crate::basics!(Jira);
 
+    fn other_targets(&self) -> Vec<&str> {
+        self.xray_cloud.iter().map(|x| x.base.target()).collect()
+    }
+
     async fn deliver(
         &self,
         run: &TestRun,
@@ -317,19 +251,9 @@ impl Connector for Jira {
         let mut resumed = true;
         let mut refs = Vec::new();
         if self.c.xray.is_some() {
-            let exec = steps
-                .once("execution", |call| self.execution(run, ctx, call))
-                .await?;
-            let imported = steps
-                .once("import", |_| self.import(run, &exec.value))
-                .await?;
-            resumed &= exec.resumed && imported.resumed;
-            let (keyed, unkeyed) = keyed_tests(run);
-            let mut r = format!("execution {} ({keyed} tests", exec.value);
-            if unkeyed > 0 {
-                r.push_str(&format!("; {unkeyed} without a test key, not imported"));
-            }
-            refs.push(r + ")");
+            let (r, xray_resumed) = self.deliver_xray(run, ctx, steps).await?;
+            resumed &= xray_resumed;
+            refs.push(r);
         }
         if let Some(bugs) = &self.c.bugs {
             let mut opened = Vec::new();
@@ -369,8 +293,11 @@ impl Connector for Jira {
         crate::http::unlimited(async {
             let request = self.jira(reqwest::Method::GET, "/rest/api/2/myself");
             let me: Value = json(self.base.send(request).await?, "Jira").await?;
-            if self.c.xray.is_some() && self.c.deployment == JiraDeployment::Cloud {
-                self.xray_bearer().await?;
+            if let (Some(cloud), Some(x)) = (&self.xray_cloud, &self.c.xray) {
+                cloud
+                    .bearer(x)
+                    .await
+                    .map_err(|e| e.from_target(cloud.base.target()))?;
             }
             Ok(Probe {
                 check: "GET /rest/api/2/myself".into(),
@@ -379,24 +306,6 @@ impl Connector for Jira {
         })
         .await
     }
-}
-
-fn run_label(run: &TestRun) -> String {
-    format!(
-        "testrelay-run-{}",
-        run.run_id.to_string().to_ascii_lowercase()
-    )
-}
-
-/// Jira wiki markup.
-fn run_description(run: &TestRun, ctx: &DeliveryContext) -> String {
-    let m = &run.meta;
-    let mut d = vec![format!("*{}*", render::headline(run)), render::counts(run)];
-    d.extend(m.branch.as_ref().map(|b| format!("Branch: {b}")));
-    d.extend(m.commit.as_ref().map(|c| format!("Commit: {c}")));
-    d.extend(m.build_url.as_ref().map(|b| format!("Build: [{b}]")));
-    d.push(format!("Run status: {}", ctx.status_url));
-    d.join("\n")
 }
 
 fn bug_description(run: &TestRun, ctx: &DeliveryContext, case: &TestCase) -> String {
@@ -427,7 +336,6 @@ fn bug_description(run: &TestRun, ctx: &DeliveryContext, case: &TestCase) -> Str
 /// the error class (the message's leading `SomethingError` / `Exception` word, else its
 /// first line with digits removed, so changing numbers do not make a new bug).
 pub fn fingerprint(project: &str, suite: &Suite, case: &TestCase) -> String {
-    use sha2::Digest;
     let class = error_class(case);
     let identity = format!(
         "{project}\n{}\n{}\n{}\n{class}",
@@ -435,7 +343,7 @@ pub fn fingerprint(project: &str, suite: &Suite, case: &TestCase) -> String {
         case.classname.as_deref().unwrap_or(""),
         case.name
     );
-    hex::encode(&sha2::Sha256::digest(identity.as_bytes())[..8])
+    crate::digest8(&identity)
 }
 
 fn error_class(case: &TestCase) -> String {
@@ -462,89 +370,10 @@ fn error_class(case: &TestCase) -> String {
         .collect()
 }
 
-/// A Jira issue key a test names: `PROJ-123: title` / `PROJ-123 title`, or the properties
-/// `test_key` / `test_id`.
-pub fn test_key(case: &TestCase) -> Option<String> {
-    for p in ["test_key", "test_id"] {
-        if let Some(v) = case.property(p).map(str::trim).filter(|v| is_issue_key(v)) {
-            return Some(v.to_string());
-        }
-    }
-    let first = case.name.split([':', ' ']).next()?;
-    is_issue_key(first).then(|| first.to_string())
-}
-
-fn is_issue_key(s: &str) -> bool {
-    let Some((project, number)) = s.split_once('-') else {
-        return false;
-    };
-    project.len() >= 2
-        && project.starts_with(|c: char| c.is_ascii_uppercase())
-        && project
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        && !number.is_empty()
-        && number.bytes().all(|b| b.is_ascii_digit())
-}
-
-fn keyed_tests(run: &TestRun) -> (usize, usize) {
-    let keyed = run.report.cases().filter(|c| test_key(c).is_some()).count();
-    (keyed, run.summary.total as usize - keyed)
-}
-
-/// The Xray JSON import of a run into an existing Test Execution.
-pub fn xray_import(run: &TestRun, execution: &str, c: &JiraConfig) -> Value {
-    let cloud = c.deployment == JiraDeployment::Cloud;
-    let keyed: Vec<(&TestCase, String)> = run
-        .report
-        .cases()
-        .filter_map(|case| Some((case, test_key(case)?)))
-        .collect();
-    // Keep the whole import within a few MB however many tests fail.
-    let room = (4_000_000 / keyed.len().max(1)).clamp(200, MAX_TEST_COMMENT);
-    let tests: Vec<Value> = keyed
-        .iter()
-        .map(|(case, key)| {
-            let status = match (case.status, cloud) {
-                (Status::Passed | Status::Flaky, true) => "PASSED",
-                (Status::Failed | Status::Error, true) => "FAILED",
-                (Status::Skipped, _) => "TODO",
-                (Status::Passed | Status::Flaky, false) => "PASS",
-                (Status::Failed | Status::Error, false) => "FAIL",
-            };
-            let mut t = json!({ "testKey": key, "status": status });
-            let mut comment = Vec::new();
-            comment.extend(render::retry_note(case));
-            comment.extend(case.message.clone());
-            comment.extend(case.trace.clone());
-            if !comment.is_empty() {
-                t["comment"] = json!(render::cut(&comment.join("\n"), room));
-            }
-            t
-        })
-        .collect();
-    let xray = c.xray.as_ref();
-    let mut info = json!({
-        "summary": render::cut(&format!("{} — {}", render::context(run), render::headline(run)), 250),
-        "description": render::counts(run),
-        "startDate": run.received_at,
-        "finishDate": run.received_at,
-    });
-    if let Some(commit) = &run.meta.commit {
-        info["revision"] = json!(commit);
-    }
-    if let Some(plan) = xray.and_then(|x| x.test_plan_key.as_ref()) {
-        info["testPlanKey"] = json!(plan);
-    }
-    if let Some(envs) = xray.map(|x| &x.environments).filter(|e| !e.is_empty()) {
-        info["testEnvironments"] = json!(envs);
-    }
-    json!({ "testExecutionKey": execution, "info": info, "tests": tests })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use testrelay_domain::model::Status;
 
     #[test]
     fn test_keys_and_fingerprints() {
