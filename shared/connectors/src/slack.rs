@@ -4,21 +4,27 @@
 //!
 //! Exactly once: the message's `ts` is the step's result. Posts carry message metadata
 //! (`testrelay_run` with the event id), so a retry that cannot know whether an earlier try
-//! posted (a crash after the call, a timeout) looks in the channel's recent history first
-//! (needs the `channels:history` scope; without it, it posts). Incoming webhooks have no
+//! posted (a crash after the call, a timeout) looks in the channel's history since the run
+//! arrived first (needs the `channels:history` scope; without it, it posts). Slack limits
+//! that lookup for apps outside its Marketplace to 1 request a minute and 15 messages a
+//! page, so it has its own rate bucket (`slack-history:<channel>`: its waits and 429s never
+//! hold up posting), never posts blind when throttled (the step is retried), and keeps its
+//! place (the page cursor, in the state store) across attempts; after
+//! [`HISTORY_MAX_PAGES`] pages without the message it posts. Incoming webhooks have no
 //! history: in that one window they may post twice.
 
-use crate::http::{json, permanent};
+use crate::http::{Limit, json, permanent};
 use crate::{Base, Env, origin, parse_url};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use testrelay_domain::config::{ConnectorConfig, SlackConfig};
+use std::sync::Arc;
+use testrelay_domain::config::{ConnectorConfig, SLACK_HISTORY_RATE, SlackConfig};
 use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
-    Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StepError,
+    Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StateStore, StepError,
 };
 use testrelay_domain::render;
 use testrelay_domain::steps::{StepCall, Steps};
@@ -29,6 +35,10 @@ pub const MAX_SECTION: usize = 3000;
 pub const MAX_HEADER: usize = 150;
 /// Total text budget (Slack refuses messages around 13k characters of blocks).
 pub const MAX_TOTAL: usize = 11_000;
+/// Messages a `conversations.history` page holds for apps outside the Marketplace.
+pub const HISTORY_PAGE: usize = 15;
+/// History pages read (at the history limit, one a minute) before posting anyway.
+pub const HISTORY_MAX_PAGES: u32 = 20;
 
 pub enum Auth {
     Token(SecretString),
@@ -37,6 +47,9 @@ pub enum Auth {
 
 pub struct Slack {
     base: Base,
+    /// `conversations.history`'s own limit.
+    history: Limit,
+    state: Arc<dyn StateStore>,
     auth: Auth,
     channel: String,
     api: String,
@@ -66,7 +79,12 @@ impl Slack {
             }
         };
         Ok(Slack {
+            history: Limit {
+                key: format!("slack-history:{channel}"),
+                rate: Some(c.history_rate_limit.unwrap_or(SLACK_HISTORY_RATE)),
+            },
             base: Base::new(env.http.clone(), target, cfg),
+            state: env.state.clone(),
             auth,
             channel,
             api: c.api_url.trim_end_matches('/').to_string(),
@@ -103,7 +121,7 @@ impl Slack {
         call: StepCall,
     ) -> Result<String, DeliveryError> {
         if call.check_first
-            && let Some(ts) = self.find_posted(run, ctx).await
+            && let Some(ts) = self.find_posted(run, ctx).await?
         {
             return Ok(ts);
         }
@@ -130,31 +148,86 @@ impl Slack {
             .ok_or_else(|| permanent("chat.postMessage answered without a ts"))
     }
 
-    /// The `ts` of a message an earlier try posted for this event, if the channel's recent
-    /// history shows one. Best effort: any failure means "not found".
-    async fn find_posted(&self, run: &TestRun, ctx: &DeliveryContext) -> Option<String> {
+    /// The `ts` of a message an earlier try posted for this event, if the channel's history
+    /// since the run arrived shows one. Reads on from where an earlier attempt's lookup was
+    /// throttled; answers `None` (post) when the history cannot be read (no scope, not in
+    /// the channel) or holds more than [`HISTORY_MAX_PAGES`] pages.
+    async fn find_posted(
+        &self,
+        run: &TestRun,
+        ctx: &DeliveryContext,
+    ) -> Result<Option<String>, DeliveryError> {
         let Auth::Token(token) = &self.auth else {
-            return None;
+            return Ok(None);
         };
-        let oldest = render::received_secs(run).saturating_sub(60);
-        let request = self
-            .base
-            .http
-            .client()
-            .get(format!("{}/conversations.history", self.api))
-            .bearer_auth(token.expose_secret())
-            .query(&[
+        let key = format!("slack-history/{}", ctx.event_id);
+        let saved = self.state.load(&key).await.ok().flatten();
+        let mut place: HistoryPlace = saved
+            .as_ref()
+            .and_then(|v| serde_json::from_str(&v.value).ok())
+            .unwrap_or_default();
+        let version = saved.map(|v| v.version);
+        let oldest = render::received_secs(run).saturating_sub(60).to_string();
+        let limit = HISTORY_PAGE.to_string();
+        while place.pages < HISTORY_MAX_PAGES {
+            let mut query = vec![
                 ("channel", self.channel.as_str()),
-                ("oldest", &oldest.to_string()),
+                ("oldest", oldest.as_str()),
                 ("include_all_metadata", "true"),
-                ("limit", "200"),
-            ]);
-        let response = self.base.send(request).await.ok()?;
-        let history: History = json(response, "Slack").await.ok()?;
-        history.messages.into_iter().find_map(|m| {
-            let payload = m.metadata?.event_payload;
-            (payload.get("event_id")?.as_str()? == ctx.event_id).then_some(m.ts)
-        })
+                ("limit", limit.as_str()),
+            ];
+            if let Some(c) = &place.cursor {
+                query.push(("cursor", c));
+            }
+            let request = self
+                .base
+                .http
+                .client()
+                .get(format!("{}/conversations.history", self.api))
+                .bearer_auth(token.expose_secret())
+                .query(&query);
+            let page = match self
+                .base
+                .http
+                .send(&self.history, request, self.base.timeout)
+                .await
+            {
+                Ok(response) => json::<History>(response, "Slack").await,
+                Err(e) => Err(e),
+            };
+            let page = page.and_then(|p| match p.error.as_deref() {
+                Some(code @ ("ratelimited" | "rate_limited")) if !p.ok => {
+                    Err(api_error("conversations.history", code))
+                }
+                _ => Ok(p),
+            });
+            let page = match page {
+                Ok(p) if p.ok => p,
+                // No history to read (scope, membership): post.
+                Ok(_) => return Ok(None),
+                Err(e) => {
+                    // Throttled or failed: keep our place for the next attempt.
+                    let value = serde_json::to_string(&place).expect("serialisable");
+                    let _ = self.state.save(&key, &value, version).await;
+                    return Err(e);
+                }
+            };
+            let found = page.messages.into_iter().find_map(|m| {
+                let payload = m.metadata?.event_payload;
+                (payload.get("event_id")?.as_str()? == ctx.event_id).then_some(m.ts)
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+            match page.response_metadata.next_cursor.filter(|c| !c.is_empty()) {
+                Some(next) if page.has_more => {
+                    place.cursor = Some(next);
+                    place.pages += 1;
+                }
+                _ => return Ok(None),
+            }
+        }
+        Ok(None)
     }
 
     async fn update(
@@ -203,8 +276,28 @@ struct Api {
 
 #[derive(Deserialize)]
 struct History {
+    ok: bool,
+    #[serde(default)]
+    error: Option<String>,
     #[serde(default)]
     messages: Vec<HistoryMessage>,
+    #[serde(default)]
+    has_more: bool,
+    #[serde(default)]
+    response_metadata: Cursor,
+}
+
+#[derive(Deserialize, Default)]
+struct Cursor {
+    #[serde(default)]
+    next_cursor: Option<String>,
+}
+
+/// Where a throttled history lookup stopped.
+#[derive(serde::Serialize, Deserialize, Default)]
+struct HistoryPlace {
+    cursor: Option<String>,
+    pages: u32,
 }
 
 #[derive(Deserialize)]

@@ -330,7 +330,16 @@ pub struct SlackConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// `conversations.history` (the lookup that keeps a retried post exactly once) has its
+    /// own, far lower limit: 1 request a minute for apps distributed outside the Slack
+    /// Marketplace, unless configured (internal custom apps keep about 50).
+    #[serde(default)]
+    pub history_rate_limit: Option<RateLimit>,
 }
+
+/// `conversations.history` for apps outside the Marketplace (2025+): 1 request a minute,
+/// 15 messages a page.
+pub const SLACK_HISTORY_RATE: RateLimit = RateLimit::new(1, 1);
 
 fn default_slack_api() -> String {
     "https://slack.com/api".into()
@@ -543,6 +552,19 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
     if let Some(r) = common.rate_limit {
         for e in r.problems() {
             p.push(format!("rate_limit: {e}"));
+        }
+    }
+    let other_limits = match cfg {
+        C::Slack(s) => vec![("history_rate_limit", s.history_rate_limit)],
+        C::Jira(j) => vec![(
+            "xray.rate_limit",
+            j.xray.as_ref().and_then(|x| x.rate_limit),
+        )],
+        _ => vec![],
+    };
+    for (key, limit) in other_limits {
+        for e in limit.iter().flat_map(|r| r.problems()) {
+            p.push(format!("{key}: {e}"));
         }
     }
     p

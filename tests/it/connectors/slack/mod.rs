@@ -1,15 +1,17 @@
 //! Slack against wiremock: the documented `chat.postMessage` / `chat.update` requests, the
 //! `ok: false` error codes, incoming webhooks, crash recovery through message metadata, and
-//! Slack's size limits with 10,000 failures.
+//! Slack's size limits with 10,000 failures. Crash recovery through the channel's history,
+//! within that lookup's own limits, is in `history.rs`.
+
+mod history;
 
 use serde_json::{Value, json};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use testrelay_connectors::slack;
 use testrelay_domain::ports::ErrorClass;
-use testrelay_domain::steps::CrashPoint;
 use testrelay_tests::vendor::*;
 use wiremock::matchers::{body_partial_json, header, method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{Mock, MockServer, ResponseTemplate};
 
 const TOKEN: &str = "xoxb-test-token-1234";
 
@@ -194,49 +196,6 @@ async fn incoming_webhook_mode() {
         .await;
     deliver(&h, c.as_ref(), &run, 0).await.unwrap();
     assert!(deliver(&h, c.as_ref(), &run, 0).await.unwrap().resumed);
-}
-
-/// A Slack channel that keeps what is posted (with metadata) and shows it in its history.
-async fn fake_slack() -> (MockServer, Arc<Mutex<Vec<Value>>>) {
-    let server = MockServer::start().await;
-    let messages: Arc<Mutex<Vec<Value>>> = Arc::default();
-    let m = messages.clone();
-    Mock::given(method("POST"))
-        .and(path("/api/chat.postMessage"))
-        .respond_with(move |r: &Request| {
-            let body: Value = r.body_json().unwrap();
-            let mut all = m.lock().unwrap();
-            let ts = format!("1795341600.{:06}", all.len() + 1);
-            all.push(json!({"ts": ts, "metadata": body["metadata"]}));
-            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "ts": ts}))
-        })
-        .mount(&server)
-        .await;
-    let m = messages.clone();
-    Mock::given(method("GET"))
-        .and(path("/api/conversations.history"))
-        .respond_with(move |_: &Request| {
-            let all = m.lock().unwrap().clone();
-            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "messages": all}))
-        })
-        .mount(&server)
-        .await;
-    (server, messages)
-}
-
-#[tokio::test]
-async fn a_crash_before_or_after_posting_never_posts_twice() {
-    for point in [CrashPoint::BeforeCall, CrashPoint::AfterCall] {
-        let (server, messages) = fake_slack().await;
-        let h = Harness::new();
-        let c = slack(&h, &server).await;
-        let d = crash_then_retry(&h, c.as_ref(), &sample_run(), point, "post").await;
-        assert_eq!(messages.lock().unwrap().len(), 1, "{point:?}");
-        assert_eq!(
-            d.external_ref.as_deref(),
-            Some("slack:C0123/1795341600.000001")
-        );
-    }
 }
 
 #[tokio::test]
