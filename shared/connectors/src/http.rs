@@ -2,10 +2,11 @@
 //! refuses non-public addresses after DNS resolution (SSRF), a per-target rate limiter,
 //! and the classification of answers and transport errors into [`DeliveryError`]s.
 //!
-//! Policy: only 2xx is success; 408, 5xx, timeouts and connection errors are transient; 429
-//! is throttling (the target's `Retry-After` / `X-RateLimit-Reset` pauses every request to
-//! it); every other status is permanent. Error details never include URLs (webhook URLs
-//! often embed tokens) or response bodies.
+//! Policy: only 2xx is success; statuses are read by the table in [`crate::answers`] (408,
+//! 5xx transient; 429 throttling, the target's `Retry-After` / `X-RateLimit-Reset` pausing
+//! every request to it; every other status permanent); timeouts and connection errors are
+//! transient. Error details never include URLs (webhook URLs often embed tokens) or
+//! response bodies.
 
 use crate::ratelimit::RateLimiter;
 use std::net::{IpAddr, SocketAddr};
@@ -159,7 +160,17 @@ pub async fn json<T: serde::de::DeserializeOwned>(
     response: reqwest::Response,
     what: &str,
 ) -> Result<T, DeliveryError> {
-    let bytes = read(response).await?;
+    json_up_to(response, what, MAX_ANSWER).await
+}
+
+/// As [`json`], for a list page whose items the vendor makes large (TestRail's cases carry
+/// their steps): at most `max` bytes.
+pub async fn json_up_to<T: serde::de::DeserializeOwned>(
+    response: reqwest::Response,
+    what: &str,
+    max: usize,
+) -> Result<T, DeliveryError> {
+    let bytes = read(response, max).await?;
     serde_json::from_slice(&bytes).map_err(|e| DeliveryError {
         class: ErrorClass::Transient,
         status_code: None,
@@ -169,7 +180,7 @@ pub async fn json<T: serde::de::DeserializeOwned>(
     })
 }
 
-async fn read(mut response: reqwest::Response) -> Result<Vec<u8>, DeliveryError> {
+async fn read(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, DeliveryError> {
     let mut out = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| DeliveryError {
         class: ErrorClass::Transient,
@@ -178,11 +189,11 @@ async fn read(mut response: reqwest::Response) -> Result<Vec<u8>, DeliveryError>
         retry_after: None,
         target: None,
     })? {
-        if out.len() + chunk.len() > MAX_ANSWER {
+        if out.len() + chunk.len() > max {
             return Err(DeliveryError {
                 class: ErrorClass::Transient,
                 status_code: None,
-                detail: "the answer is larger than 1 MiB".into(),
+                detail: format!("the answer is larger than {} MiB", max >> 20),
                 retry_after: None,
                 target: None,
             });
@@ -281,31 +292,21 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     Some(Duration::from_secs(at.saturating_sub(now).max(1) as u64))
 }
 
-/// Classifies a non-2xx answer.
+/// Classifies a non-2xx answer by the rules for every vendor ([`crate::answers`]); a
+/// connector's own rules are applied after ([`crate::answers::reclassify`]).
 pub fn status_error(
     status: reqwest::StatusCode,
     headers: &reqwest::header::HeaderMap,
 ) -> DeliveryError {
     let code = status.as_u16();
     let reason = status.canonical_reason().unwrap_or("");
-    let (class, detail) = match code {
-        429 => (
-            ErrorClass::Throttled,
-            format!("HTTP 429 {reason}: the target asks us to slow down"),
-        ),
-        408 | 500..=599 => (ErrorClass::Transient, format!("HTTP {code} {reason}")),
-        300..=399 => (
-            ErrorClass::Permanent,
-            format!("HTTP {code} {reason}: redirects are not followed; configure the final URL"),
-        ),
-        410 => (
-            ErrorClass::Permanent,
-            "HTTP 410 Gone: the endpoint asks to be disabled".into(),
-        ),
-        _ => (ErrorClass::Permanent, format!("HTTP {code} {reason}")),
+    let rule = crate::answers::for_status(None, code);
+    let detail = match (code, rule) {
+        (429 | 300..=399, Some(r)) => format!("HTTP {code} {reason}: {}", r.meaning),
+        _ => format!("HTTP {code} {reason}"),
     };
     DeliveryError {
-        class,
+        class: rule.map_or(ErrorClass::Permanent, |r| r.class),
         status_code: Some(code),
         detail,
         retry_after: retry_after(headers),

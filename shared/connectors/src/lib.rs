@@ -4,6 +4,7 @@
 //! side effect as an idempotent step, and classifies the answers as success, transient,
 //! throttled or permanent.
 
+pub mod answers;
 pub mod claim;
 pub mod http;
 pub mod jira;
@@ -35,12 +36,15 @@ pub struct Base {
     pub limit: Limit,
     pub timeout: Duration,
     pub breaker: BreakerConfig,
+    /// Whose rules read the answers ([`answers`]).
+    pub vendor: answers::Vendor,
 }
 
 impl Base {
     pub fn new(http: Http, target: String, cfg: &ConnectorConfig) -> Self {
         let common = cfg.common();
         Base {
+            vendor: answers::Vendor::Kind(cfg.kind()),
             http,
             limit: Limit {
                 key: target,
@@ -60,7 +64,10 @@ impl Base {
         &self,
         request: reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, DeliveryError> {
-        self.http.send(&self.limit, request, self.timeout).await
+        self.http
+            .send(&self.limit, request, self.timeout)
+            .await
+            .map_err(|e| answers::reclassify(self.vendor, e))
     }
 }
 

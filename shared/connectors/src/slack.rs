@@ -20,11 +20,11 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
-use testrelay_domain::config::{ConnectorConfig, SLACK_HISTORY_RATE, SlackConfig};
+use testrelay_domain::config::{ConnectorConfig, ConnectorKind, SLACK_HISTORY_RATE, SlackConfig};
 use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
-    Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StateStore, StepError,
+    Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
 use testrelay_domain::render;
 use testrelay_domain::steps::{StepCall, Steps};
@@ -135,7 +135,11 @@ impl Slack {
         let answer = match self.call("chat.postMessage", &message).await {
             // Slack's own limits moved: fall back to the plain text message, without the
             // `blocks` key (an empty array is refused as `invalid_blocks` too).
-            Err(e) if e.detail.contains("invalid_blocks") || e.detail.contains("too_long") => {
+            Err(e)
+                if ["invalid_blocks", "msg_blocks_too_long", "msg_too_long"]
+                    .iter()
+                    .any(|code| e.detail.ends_with(code)) =>
+            {
                 if let Some(fields) = message.as_object_mut() {
                     fields.remove("blocks");
                 }
@@ -313,18 +317,11 @@ struct Metadata {
     event_payload: serde_json::Map<String, Value>,
 }
 
-/// Slack answers HTTP 200 with `ok: false` and an error code.
+/// Slack answers HTTP 200 with `ok: false` and an error code ([`crate::answers`] reads it).
 fn api_error(method: &str, code: &str) -> DeliveryError {
-    let class = match code {
-        // Both spellings: `rate_limited` is chat.postMessage's documented code.
-        "ratelimited" | "rate_limited" => ErrorClass::Throttled,
-        "internal_error" | "fatal_error" | "service_unavailable" | "request_timeout" => {
-            ErrorClass::Transient
-        }
-        _ => ErrorClass::Permanent,
-    };
     DeliveryError {
-        class,
+        class: crate::answers::for_code(crate::answers::Vendor::Kind(ConnectorKind::Slack), code)
+            .class,
         status_code: Some(200),
         detail: format!("Slack {method}: {code}"),
         retry_after: None,

@@ -3,6 +3,7 @@
 //! failures) and the rendered fixtures README shows. Plus the shared HTTP layer: SSRF
 //! refusal, rate limiting and `Retry-After`.
 
+mod answers;
 mod jira;
 mod limits;
 mod pagerduty;

@@ -74,6 +74,7 @@ impl Jira {
                 let mut base =
                     Base::new(env.http.clone(), format!("xray:{}", origin(&xray_url)), cfg);
                 base.limit.rate = Some(x.rate_limit.unwrap_or(XRAY_RATE));
+                base.vendor = crate::answers::Vendor::XrayCloud;
                 Some(xray::XrayCloud::new(base, xray_credentials))
             }
             _ => None,

@@ -24,9 +24,9 @@ pub struct CaseIndex {
 }
 
 impl CaseIndex {
-    /// From `get_cases` items, reading automation ids from `field`.
-    pub fn new(cases: &[Value], field: &str) -> Self {
-        let mut index = CaseIndex::default();
+    /// Adds `get_cases` items, reading automation ids from `field`.
+    pub fn add(&mut self, cases: &[Value], field: &str) {
+        let index = self;
         for case in cases {
             let Some(id) = case["id"].as_u64() else {
                 continue;
@@ -42,7 +42,6 @@ impl CaseIndex {
                 index.by_automation_id.entry(a.to_string()).or_insert(id);
             }
         }
-        index
     }
 
     pub fn contains(&self, id: u64) -> bool {

@@ -20,7 +20,7 @@ pub mod matching;
 pub use cases::CaseIndex;
 pub use matching::{case_ids, property_ids};
 
-use crate::http::{json, permanent};
+use crate::http::{json, json_up_to, permanent};
 use crate::{Base, Env, origin, parse_url};
 use async_trait::async_trait;
 use cases::CaseCache;
@@ -33,14 +33,17 @@ use testrelay_domain::config::{CaseMatcher, ConnectorConfig, TestRailConfig};
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::model::{Status, TestCase, TestRun};
 use testrelay_domain::ports::{
-    Clock, Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StateStore,
-    StepError,
+    Clock, Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
 use testrelay_domain::render;
 use testrelay_domain::steps::{StepCall, Steps};
 
 /// Longest comment posted per result (message, trace and CI metadata).
 pub const MAX_COMMENT: usize = 4000;
+/// Largest list page read (250 tests, runs or results).
+const MAX_PAGE_BYTES: usize = 4 << 20;
+/// Largest `get_cases` page read: 250 cases with their steps and custom fields.
+const MAX_CASES_PAGE_BYTES: usize = 16 << 20;
 
 pub struct TestRail {
     base: Base,
@@ -100,8 +103,7 @@ impl TestRail {
         let response = self
             .base
             .send(self.request(reqwest::Method::GET, endpoint))
-            .await
-            .map_err(classify)?;
+            .await?;
         json(response, "TestRail").await
     }
 
@@ -111,25 +113,41 @@ impl TestRail {
         body: &Value,
     ) -> Result<T, DeliveryError> {
         let request = self.request(reqwest::Method::POST, endpoint).json(body);
-        json(self.base.send(request).await.map_err(classify)?, "TestRail").await
+        json(self.base.send(request).await?, "TestRail").await
     }
 
-    /// Every page of a paginated list (`{_links: {next}, <field>: [...]}`), asked for by
-    /// `limit` and `offset`: `_links.next` only says whether there is a next page (links seen
-    /// in the wild carry `limit=0`, which TestRail then refuses). Older TestRail versions
-    /// answer a bare array, unpaged.
+    /// Every item of a paginated list (`{_links: {next}, <field>: [...]}`).
     async fn list(&self, endpoint: &str, field: &str) -> Result<Vec<Value>, DeliveryError> {
-        const PAGE: usize = 250;
         let mut out = Vec::new();
+        self.pages(endpoint, field, MAX_PAGE_BYTES, |items| out.extend(items))
+            .await?;
+        Ok(out)
+    }
+
+    /// Each page of a paginated list handed to `each`, asked for by `limit` and `offset`:
+    /// `_links.next` only says whether there is a next page (links seen in the wild carry
+    /// `limit=0`, which TestRail then refuses). Older TestRail versions answer a bare
+    /// array, unpaged. A page may be `max` bytes.
+    async fn pages(
+        &self,
+        endpoint: &str,
+        field: &str,
+        max: usize,
+        mut each: impl FnMut(Vec<Value>),
+    ) -> Result<(), DeliveryError> {
+        const PAGE: usize = 250;
+        let mut offset = 0;
         loop {
-            let page: Value = self
-                .get(&format!("{endpoint}&limit={PAGE}&offset={}", out.len()))
-                .await?;
+            let request = self.request(
+                reqwest::Method::GET,
+                &format!("{endpoint}&limit={PAGE}&offset={offset}"),
+            );
+            let page: Value = json_up_to(self.base.send(request).await?, "TestRail", max).await?;
             let Value::Object(mut o) = page else {
                 if let Value::Array(items) = page {
-                    out.extend(items);
+                    each(items);
                 }
-                return Ok(out);
+                return Ok(());
             };
             let items = match o.remove(field) {
                 Some(Value::Array(items)) => items,
@@ -140,9 +158,10 @@ impl TestRail {
                 .and_then(|l| l.get("next"))
                 .is_some_and(|n| n.is_string());
             let read = items.len();
-            out.extend(items);
+            offset += read;
+            each(items);
             if !more || read == 0 {
-                return Ok(out);
+                return Ok(());
             }
         }
     }
@@ -294,8 +313,15 @@ impl TestRail {
         if let Some(s) = self.c.suite_id {
             endpoint.push_str(&format!("&suite_id={s}"));
         }
-        let cases = self.list(&endpoint, "cases").await?;
-        let index = Arc::new(CaseIndex::new(&cases, &self.c.automation_id_field));
+        // Cases carry their steps and custom fields: a page may be large; only ids and
+        // automation ids are kept.
+        let mut index = CaseIndex::default();
+        let field = self.c.automation_id_field.as_str();
+        self.pages(&endpoint, "cases", MAX_CASES_PAGE_BYTES, |cases| {
+            index.add(&cases, field)
+        })
+        .await?;
+        let index = Arc::new(index);
         self.cases.put(now, index.clone());
         Ok((index, false))
     }
@@ -579,21 +605,6 @@ impl Plan {
             s.push_str(&format!("; {} skipped, not posted", self.skipped));
         }
         s
-    }
-}
-
-/// TestRail's answers the generic classification gets wrong. `409` is TestRail Cloud's daily
-/// maintenance (`{"error": "Account is undergoing daily maintenance (TestRail Cloud only)"}`,
-/// with or without `Retry-After`): transient, retried after it, never the reason a run is
-/// lost.
-fn classify(e: DeliveryError) -> DeliveryError {
-    match e.status_code {
-        Some(409) => DeliveryError {
-            class: ErrorClass::Transient,
-            detail: "HTTP 409: TestRail Cloud's daily maintenance; retrying after it".into(),
-            ..e
-        },
-        _ => e,
     }
 }
 

@@ -279,3 +279,24 @@ async fn request_budget_of_a_ten_thousand_test_delivery() {
     assert_eq!(st.results.len(), n, "every result once");
     assert_eq!(st.closed, vec![501]);
 }
+
+/// Cases carry their steps and custom fields: a page of 250 can be megabytes, past the
+/// 1 MiB other answers may be (such a page used to fail as "larger than 1 MiB", on every
+/// retry). Pages up to 16 MiB are read, and only ids and automation ids kept.
+#[tokio::test]
+async fn large_case_pages_are_read() {
+    let mut tr = FakeTestRail::with_cases(1..=300);
+    for case in tr.cases.values_mut() {
+        case["custom_steps"] = json!("Open the shop, then check out. ".repeat(256));
+    }
+    let (server, state) = fake::serve(tr).await;
+    let h = Harness::new();
+    let c = testrail(&h, &server, "").await;
+    let d = deliver(&h, c.as_ref(), &sample_run(), 0).await.unwrap();
+    assert!(
+        d.external_ref
+            .unwrap()
+            .starts_with("testrail:run/501 (6 results")
+    );
+    assert_eq!(state.lock().unwrap().count("get_cases"), 2);
+}
