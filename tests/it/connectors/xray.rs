@@ -51,6 +51,19 @@ async fn jira_creates_issues(server: &MockServer) {
         .await;
 }
 
+/// A Jira that creates issues and has the sample run's keys as tests, and an Xray server.
+async fn jira_and_xray() -> (MockServer, MockServer) {
+    let (jira_server, xray) = (MockServer::start().await, MockServer::start().await);
+    jira_creates_issues(&jira_server).await;
+    jira_has(
+        &jira_server,
+        &["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"],
+        "Test",
+    )
+    .await;
+    (jira_server, xray)
+}
+
 /// Xray: authenticates, and imports unless a test key is one it does not have as a test,
 /// which it answers as it does, refusing the whole import. Returns the imports it took.
 async fn xray_importing(
@@ -171,14 +184,7 @@ async fn duplicate_keys_become_one_test_the_worst_wins() {
 /// once and matches the second import to it by its definition.
 #[tokio::test]
 async fn tests_without_a_key_are_created_once() {
-    let (jira_server, xray) = (MockServer::start().await, MockServer::start().await);
-    jira_creates_issues(&jira_server).await;
-    jira_has(
-        &jira_server,
-        &["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"],
-        "Test",
-    )
-    .await;
+    let (jira_server, xray) = jira_and_xray().await;
     let imports = xray_importing(&xray, &["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"]).await;
     let h = Harness::new();
     let c = connector(&h, &jira_server, &xray, "create_tests = true").await;
@@ -232,14 +238,7 @@ async fn tests_without_a_key_are_created_once() {
 /// marked as Xray's (its own breaker takes it).
 #[tokio::test]
 async fn xray_cloud_has_its_own_rate_limit() {
-    let (jira_server, xray) = (MockServer::start().await, MockServer::start().await);
-    jira_creates_issues(&jira_server).await;
-    jira_has(
-        &jira_server,
-        &["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"],
-        "Test",
-    )
-    .await;
+    let (jira_server, xray) = jira_and_xray().await;
     Mock::given(method("POST"))
         .and(path("/api/v2/authenticate"))
         .respond_with(ResponseTemplate::new(429).insert_header("retry-after", "120"))

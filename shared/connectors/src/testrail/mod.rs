@@ -211,12 +211,10 @@ impl TestRail {
                     .into_iter()
                     .flatten()
                     .find_map(|e| {
-                        e["runs"].as_array()?.iter().find_map(|r| {
-                            r["description"]
-                                .as_str()?
-                                .contains(&marker)
-                                .then(|| r["id"].as_u64())?
-                        })
+                        e["runs"]
+                            .as_array()?
+                            .iter()
+                            .find_map(|r| marked(r, &marker))
                     });
                 if let Some(id) = found {
                     return Ok(id.to_string());
@@ -235,12 +233,7 @@ impl TestRail {
             let runs = self
                 .list(&format!("get_runs/{project}&is_completed=0"), "runs")
                 .await?;
-            let found = runs.iter().find_map(|r| {
-                r["description"]
-                    .as_str()?
-                    .contains(&marker)
-                    .then(|| r["id"].as_u64())?
-            });
+            let found = runs.iter().find_map(|r| marked(r, &marker));
             if let Some(id) = found {
                 return Ok(id.to_string());
             }
@@ -476,6 +469,14 @@ impl TestRail {
             .await?;
         Ok("closed".into())
     }
+}
+
+/// The id of `run` if its description carries `marker`.
+fn marked(run: &Value, marker: &str) -> Option<u64> {
+    run["description"]
+        .as_str()?
+        .contains(marker)
+        .then(|| run["id"].as_u64())?
 }
 
 #[derive(Deserialize)]

@@ -124,6 +124,22 @@ async fn a_crash_before_or_after_posting_never_posts_twice() {
     }
 }
 
+/// The first try posts and crashes before recording it; 40 messages follow in the channel.
+async fn posted_then_buried(
+    h: &Harness,
+    c: &dyn testrelay_domain::ports::Connector,
+    channel: &Mutex<Channel>,
+    run: &testrelay_domain::model::TestRun,
+) {
+    let crash = CrashOnce::new(CrashPoint::AfterCall, "post");
+    let first = c
+        .deliver(run, &ctx("c", 0), &h.steps_with("c", c.kind(), 0, crash))
+        .await;
+    assert!(matches!(first, Err(StepError::Crashed)));
+    channel.lock().unwrap().chatter(40);
+    h.expire_leases();
+}
+
 /// 40 messages came after ours: Slack serves 15 a page whatever `limit` asks (reading one
 /// page of "200" missed ours and posted again). The lookup pages through.
 #[tokio::test]
@@ -133,13 +149,7 @@ async fn a_retry_finds_its_message_behind_a_busy_channel() {
     let fast = "history_rate_limit = { per_minute = 600, burst = 10 }";
     let c = connector(&h, &server, fast).await;
     let run = sample_run();
-    let crash = CrashOnce::new(CrashPoint::AfterCall, "post");
-    let first = c
-        .deliver(&run, &ctx("c", 0), &h.steps_with("c", c.kind(), 0, crash))
-        .await;
-    assert!(matches!(first, Err(StepError::Crashed)));
-    channel.lock().unwrap().chatter(40);
-    h.expire_leases();
+    posted_then_buried(&h, c.as_ref(), &channel, &run).await;
     let d = deliver(&h, c.as_ref(), &run, 0).await.unwrap();
     assert_eq!(
         d.external_ref.as_deref(),
@@ -159,13 +169,7 @@ async fn the_history_limit_never_holds_up_posting_or_posts_blind() {
     let h = Harness::new();
     let c = connector(&h, &server, "").await;
     let run = sample_run();
-    let crash = CrashOnce::new(CrashPoint::AfterCall, "post");
-    let first = c
-        .deliver(&run, &ctx("c", 0), &h.steps_with("c", c.kind(), 0, crash))
-        .await;
-    assert!(matches!(first, Err(StepError::Crashed)));
-    channel.lock().unwrap().chatter(40);
-    h.expire_leases();
+    posted_then_buried(&h, c.as_ref(), &channel, &run).await;
     let e = failed(deliver(&h, c.as_ref(), &run, 0).await);
     assert_eq!(e.class, ErrorClass::Throttled);
     assert!(
