@@ -195,11 +195,11 @@ def alarm_defaults(template):
                  f"({params[param]['Default']})")
     watched = {r["Properties"].get("MetricName") for r in template["Resources"].values()
                if r["Type"] == "AWS::CloudWatch::Alarm"}
-    with open(os.path.join(ROOT, "shared", "domain", "src", "metrics.rs")) as f:
+    with open(os.path.join(ROOT, "shared", "domain", "src", "health", "metrics.rs")) as f:
         documented = f.read()
     for metric in ["UndeliveredAge", "BreakersOpenLongest", "HealthStatus"]:
         if metric not in watched or f"`{metric}`" not in documented:
-            fail(f"{metric}: an alarm must watch it and shared/domain/src/metrics.rs list it")
+            fail(f"{metric}: an alarm must watch it and shared/domain/src/health/metrics.rs list it")
     print("ok: the outage test's alarm thresholds are the template's defaults")
 
 

@@ -12,12 +12,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind};
+use testrelay_domain::delivery::retry::RetryPolicy;
+use testrelay_domain::delivery::steps::CrashPoint;
+use testrelay_domain::health::metrics::MemoryMetrics;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ingest::{IngestService, Ports};
-use testrelay_domain::metrics::MemoryMetrics;
 use testrelay_domain::ports::{Clock, DeadLetterStore, DeliveryState, ManualClock, RunStore};
-use testrelay_domain::retry::RetryPolicy;
-use testrelay_domain::steps::CrashPoint;
 use testrelay_tests::aws::Engine;
 use testrelay_tests::fake_vendor::{Answer, FakeVendor, Plan};
 use testrelay_tests::faults::RandomCrashes;
@@ -216,8 +216,8 @@ async fn aws_adapters_on_moto_lose_and_duplicate_nothing() {
 /// `concurrency` deliveries in flight.
 async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
     use testrelay_domain::config::SecretRef;
+    use testrelay_domain::delivery::worker::Worker;
     use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
-    use testrelay_domain::worker::Worker;
     use testrelay_tests::warp::WarpQueue;
 
     let clock = Arc::new(ManualClock::new(T0));
@@ -228,7 +228,7 @@ async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
     testrelay_tests::aws::put_secret(
         &stack.sdk,
         &secret,
-        &testrelay_domain::signing::WebhookSecret::generate().1,
+        &testrelay_domain::delivery::signing::WebhookSecret::generate().1,
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
@@ -270,7 +270,7 @@ async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
             dead_letters: Arc::new(app.dead_letters.clone()),
             state: Arc::new(app.state.clone()),
             clock: clock.clone(),
-            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
+            metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
         },
     ));
     let ids = testrelay_tests::local::submit_runs(ingest, runs).await;

@@ -5,11 +5,11 @@
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::breaker::{Phase, Signal};
-use testrelay_domain::breakers::Breakers;
 use testrelay_domain::config::Config;
+use testrelay_domain::delivery::breaker::{Phase, Signal};
+use testrelay_domain::delivery::breakers::Breakers;
+use testrelay_domain::health::metrics::MemoryMetrics;
 use testrelay_domain::health::{HealthService, Overall};
-use testrelay_domain::metrics::MemoryMetrics;
 use testrelay_domain::ports::{Clock, DeadLetter, DeadLetterStore, DeliveryMessage};
 use testrelay_tests::vendor::Harness;
 use wiremock::matchers::{method, path};
@@ -373,7 +373,7 @@ async fn the_health_route_shows_a_key_its_projects_connectors() {
     let t = testrelay_tests::local::spawn_app_config(
         200,
         std::sync::Arc::new(testrelay_domain::ports::SystemClock),
-        testrelay_domain::retry::RetryPolicy::default(),
+        testrelay_domain::delivery::retry::RetryPolicy::default(),
         |c| {
             let hook = c.connectors.values().next().unwrap().clone();
             let ConnectorConfig::Webhook(mut other) = hook else {

@@ -8,11 +8,11 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use testrelay_domain::config::{HookConfig, HookFormat, SecretRef};
-use testrelay_domain::hooks::{Algorithm, Encoding, HmacScheme, SchemeName};
+use testrelay_domain::delivery::retry::RetryPolicy;
+use testrelay_domain::delivery::signing::WebhookSecret;
 use testrelay_domain::ids::ProjectName;
+use testrelay_domain::ingest::signatures::{Algorithm, Encoding, HmacScheme, SchemeName};
 use testrelay_domain::ports::{Clock, SystemClock};
-use testrelay_domain::retry::RetryPolicy;
-use testrelay_domain::signing::WebhookSecret;
 use testrelay_tests::local::{TestApp, spawn_app_secrets};
 
 const GH_SECRET: &str = "gh-secret-current";
@@ -486,7 +486,7 @@ async fn slack_envelope_stripe_and_generic_hmac() {
 
 struct Map(Vec<(&'static str, String)>);
 
-impl testrelay_domain::hooks::Headers for Map {
+impl testrelay_domain::ingest::signatures::Headers for Map {
     fn get(&self, name: &str) -> Option<&str> {
         self.0
             .iter()
@@ -498,8 +498,9 @@ impl testrelay_domain::hooks::Headers for Map {
 /// Two ingest instances (two Lambda cold starts) on one DynamoDB: the second sees the
 /// first's delivery and answers its run.
 async fn duplicates_are_caught_across_instances_on_aws(engine: testrelay_tests::aws::Engine) {
-    use testrelay_domain::hook_ingest::{HookOutcome, HookRequest, HookSecrets};
     use testrelay_domain::ingest::IngestService;
+    use testrelay_domain::ingest::hooks::{HookOutcome, HookRequest};
+    use testrelay_domain::ingest::signatures::HookSecrets;
     let stack = testrelay_tests::aws::Stack::create_on(engine).await;
     let name = testrelay_tests::unique("testrelay/gh");
     testrelay_tests::aws::put_secret(&stack.sdk, &name, GH_SECRET).await;

@@ -148,7 +148,7 @@ async fn past_the_inflight_budget_testrelay_answers_503_with_retry_after() {
         dead_letters: Arc::new(store.clone()),
         state: Arc::new(store.clone()),
         clock,
-        metrics: Arc::new(testrelay_domain::metrics::MemoryMetrics::default()),
+        metrics: Arc::new(testrelay_domain::health::metrics::MemoryMetrics::default()),
     };
     let ingest = Arc::new(IngestService::new(Arc::new(config), ports));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

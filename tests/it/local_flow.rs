@@ -6,12 +6,12 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ports::{Clock, ManualClock};
 use testrelay_domain::ports::{
     DeadLetter, DeadLetterStore, DeliveryMessage, DeliveryQueue, QueueConsumer,
 };
-use testrelay_domain::retry::RetryPolicy;
 use testrelay_tests::corpus;
 use testrelay_tests::local::{ADMIN_KEY, API_KEY, spawn_app, spawn_app_with};
 use wiremock::matchers::method;

@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::breaker::BreakerConfig;
 use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::delivery::breaker::BreakerConfig;
+use testrelay_domain::delivery::retry::RetryPolicy;
+use testrelay_domain::delivery::steps::Steps;
 use testrelay_domain::delivery::{Disposition, ERROR_DETAIL_CAP};
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::model::TestRun;
 use testrelay_domain::ports::{
     Connector, DeadLetterStore, Delivered, DeliveryContext, DeliveryError, DeliveryState,
     ErrorClass, Probe, QueueConsumer, RunStore, StepError,
 };
-use testrelay_domain::retry::RetryPolicy;
-use testrelay_domain::steps::Steps;
+use testrelay_domain::report::model::TestRun;
 use testrelay_tests::aws::Engine;
 use testrelay_tests::receiver::Receiver;
 

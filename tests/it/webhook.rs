@@ -7,14 +7,14 @@ use std::time::Duration;
 use testrelay_connectors::webhook::WebhookConnector;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::config::{ConnectorConfig, SecretRef, WebhookConfig};
+use testrelay_domain::delivery::signing::WebhookSecret;
+use testrelay_domain::delivery::steps::{NoFaults, Steps};
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::ids::RunId;
-use testrelay_domain::model::{Format, Report, RunMeta, Status, Suite, TestCase, TestRun};
 use testrelay_domain::ports::{
     Connector, DeliveryContext, DeliveryError, DeliveryMessage, ErrorClass, StepError, SystemClock,
 };
-use testrelay_domain::signing::WebhookSecret;
-use testrelay_domain::steps::{NoFaults, Steps};
+use testrelay_domain::report::model::{Format, Report, RunMeta, Status, Suite, TestCase, TestRun};
 use testrelay_embedded::SqliteStore;
 use wiremock::matchers::{body_partial_json, header, header_exists, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
@@ -166,7 +166,7 @@ async fn sends_the_documented_request() {
     let expected_signature = WebhookSecret::parse(&secret).unwrap().sign(
         "evt_01ARZ3NDEKTSV4RRFFQ69G5FAV_team",
         1_795_341_600,
-        &serde_json::to_vec(&testrelay_domain::payload::run_completed(
+        &serde_json::to_vec(&testrelay_domain::report::payload::run_completed(
             &run(),
             "/v1/runs/01ARZ3NDEKTSV4RRFFQ69G5FAV",
             "2026-11-22T10:00:00.000Z",

@@ -5,8 +5,8 @@ use crate::fake_vendor::mix;
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use testrelay_domain::delivery::steps::{CrashPoint, Faults};
 use testrelay_domain::ports::DeliveryMessage;
-use testrelay_domain::steps::{CrashPoint, Faults};
 
 pub struct RandomCrashes {
     seed: u64,

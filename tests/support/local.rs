@@ -9,9 +9,9 @@ use testrelay_domain::config::{
     ApiKeyConfig, Config, ConnectorConfig, NetworkConfig, ProjectConfig, SecretRef, ServerConfig,
     WebhookConfig, hash_api_key,
 };
+use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::ids::{ConnectorName, KeyId, ProjectName};
 use testrelay_domain::ports::{Clock, SystemClock};
-use testrelay_domain::retry::RetryPolicy;
 
 pub const API_KEY: &str = "trk_test_key_for_integration_tests";
 /// May list and redrive dead letters.
@@ -205,12 +205,12 @@ pub async fn on_manual_clock(
     config: Config,
     dir: &std::path::Path,
     clock: Arc<testrelay_domain::ports::ManualClock>,
-    faults: Option<Arc<dyn testrelay_domain::steps::Faults>>,
+    faults: Option<Arc<dyn testrelay_domain::delivery::steps::Faults>>,
 ) -> (App, Arc<testrelay_domain::ingest::IngestService>) {
     testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir))
         .put(
             "hook-secret",
-            &testrelay_domain::signing::WebhookSecret::generate().1,
+            &testrelay_domain::delivery::signing::WebhookSecret::generate().1,
         )
         .unwrap();
     let app = App::build_with_faults(config, clock.clone(), RetryPolicy::default(), faults)
@@ -226,7 +226,7 @@ pub async fn on_manual_clock(
             dead_letters: Arc::new(app.store.clone()),
             state: Arc::new(app.store.clone()),
             clock,
-            metrics: Arc::new(testrelay_domain::metrics::NoMetrics),
+            metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
         },
     ));
     (app, ingest)

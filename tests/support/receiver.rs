@@ -2,7 +2,7 @@
 //! request carries a valid Standard Webhooks signature.
 
 use serde_json::Value;
-use testrelay_domain::signing::{WebhookSecret, verify};
+use testrelay_domain::delivery::signing::{WebhookSecret, verify};
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 

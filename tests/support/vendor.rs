@@ -7,14 +7,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use testrelay_connectors::Env;
 use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind};
+use testrelay_domain::delivery::steps::{CrashPoint, Faults, NoFaults, STEP_LEASE, Steps};
 use testrelay_domain::ids::{ConnectorName, RunId};
-use testrelay_domain::model::{
-    Format, Property, Report, RunMeta, Status, Suite, TestCase, TestRun,
-};
 use testrelay_domain::ports::{
     Connector, Delivered, DeliveryContext, DeliveryError, DeliveryMessage, ManualClock, StepError,
 };
-use testrelay_domain::steps::{CrashPoint, Faults, NoFaults, STEP_LEASE, Steps};
+use testrelay_domain::report::model::{
+    Format, Property, Report, RunMeta, Status, Suite, TestCase, TestRun,
+};
 use testrelay_embedded::{FileSecretStore, SqliteStore};
 
 pub const RUN_ID: &str = "01ARZ3NDEKTSV4RRFFQ69G5FAV";

@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use std::sync::Arc;
 use testrelay_domain::error::ApiError;
-use testrelay_domain::inflate::Reservation;
+use testrelay_domain::ingest::inflate::Reservation;
 use testrelay_domain::ingest::{IngestService, Submission};
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -147,7 +147,7 @@ async fn submit_report(
 
 struct HeaderLookup<'a>(&'a HeaderMap);
 
-impl testrelay_domain::hooks::Headers for HeaderLookup<'_> {
+impl testrelay_domain::ingest::signatures::Headers for HeaderLookup<'_> {
     fn get(&self, name: &str) -> Option<&str> {
         self.0.get(name).and_then(|v| v.to_str().ok())
     }
@@ -161,7 +161,7 @@ async fn submit_hook(
     RawQuery(query): RawQuery,
     request: Request,
 ) -> Result<Response, Problem> {
-    use testrelay_domain::hook_ingest::{HookOutcome, HookRequest};
+    use testrelay_domain::ingest::hooks::{HookOutcome, HookRequest};
     ingest.check_hook_source(&source).map_err(Problem)?;
     let (headers, body, reservation) = read_body(&ingest, request).await?;
     let outcome = ingest

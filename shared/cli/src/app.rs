@@ -5,14 +5,14 @@ use axum::Router;
 use std::path::PathBuf;
 use std::sync::Arc;
 use testrelay_domain::config::{Config, ConnectorKind};
+use testrelay_domain::delivery::retry::RetryPolicy;
+use testrelay_domain::delivery::steps::Faults;
+use testrelay_domain::delivery::worker::Worker;
 use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
 use testrelay_domain::health::HealthService;
+use testrelay_domain::health::metrics::MemoryMetrics;
 use testrelay_domain::ingest::{IngestService, Ports};
-use testrelay_domain::metrics::MemoryMetrics;
 use testrelay_domain::ports::Clock;
-use testrelay_domain::retry::RetryPolicy;
-use testrelay_domain::steps::Faults;
-use testrelay_domain::worker::Worker;
 use testrelay_embedded::{FileBlobStore, FileSecretStore, SqliteStore};
 use tokio::sync::watch;
 
@@ -71,7 +71,8 @@ impl App {
             clock: clock.clone(),
             metrics: metrics.clone(),
         };
-        let hooks = testrelay_domain::hook_ingest::HookSecrets::resolve(&config, &secrets).await?;
+        let hooks =
+            testrelay_domain::ingest::signatures::HookSecrets::resolve(&config, &secrets).await?;
         let ingest = Arc::new(IngestService::new(config.clone(), ports).with_hooks(hooks));
         let delivery_ports = DeliveryPorts {
             runs: Arc::new(store.clone()),

@@ -16,8 +16,8 @@ use testrelay_domain::config::{
     ApiKeyConfig, Config, ConnectorConfig, NetworkConfig, ProjectConfig, SecretRef, ServerConfig,
     WebhookConfig, hash_api_key,
 };
+use testrelay_domain::delivery::signing::{WebhookSecret, verify};
 use testrelay_domain::ids::{ConnectorName, KeyId, ProjectName};
-use testrelay_domain::signing::{WebhookSecret, verify};
 
 pub const DEV_PROJECT: &str = "web";
 pub const DEV_CONNECTOR: &str = "dev-sink";

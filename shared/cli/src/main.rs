@@ -7,8 +7,8 @@ use std::sync::Arc;
 use testrelay_cli::app::App;
 use testrelay_cli::{deadletters, dev, send};
 use testrelay_domain::config::Config;
+use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::ports::SystemClock;
-use testrelay_domain::retry::RetryPolicy;
 
 #[derive(Parser)]
 #[command(

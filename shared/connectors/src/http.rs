@@ -13,7 +13,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use testrelay_domain::config::RateLimit;
-use testrelay_domain::net::AddressPolicy;
+use testrelay_domain::delivery::net::AddressPolicy;
 use testrelay_domain::ports::{DeliveryError, ErrorClass};
 
 pub const USER_AGENT: &str = concat!("testrelay/", env!("CARGO_PKG_VERSION"));

@@ -1,6 +1,6 @@
 //! Connectors: one module per vendor over a shared HTTP layer ([`http::Http`]: SSRF guard,
 //! no redirects, per-target rate limits). Each turns a canonical
-//! [`TestRun`](testrelay_domain::model::TestRun) into the vendor's requests, runs every
+//! [`TestRun`](testrelay_domain::report::model::TestRun) into the vendor's requests, runs every
 //! side effect as an idempotent step, and classifies the answers as success, transient,
 //! throttled or permanent.
 
@@ -19,11 +19,11 @@ use http::{Http, Limit};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::breaker::BreakerConfig;
 use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind, SecretRef};
 use testrelay_domain::delivery::Connectors;
+use testrelay_domain::delivery::breaker::BreakerConfig;
+use testrelay_domain::delivery::net::AddressPolicy;
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::net::AddressPolicy;
 use testrelay_domain::ports::{
     Clock, Connector, DeliveryError, SecretStore, StateStore, resolve_secret,
 };
@@ -83,7 +83,7 @@ macro_rules! basics {
             self.base.target()
         }
 
-        fn breaker(&self) -> &testrelay_domain::breaker::BreakerConfig {
+        fn breaker(&self) -> &testrelay_domain::delivery::breaker::BreakerConfig {
             &self.base.breaker
         }
     };

@@ -14,14 +14,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use testrelay_domain::config::{ConnectorConfig, PagerDutyConfig};
+use testrelay_domain::delivery::steps::Steps;
 use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
     Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
-use testrelay_domain::render;
-use testrelay_domain::steps::Steps;
+use testrelay_domain::report::model::{RunOutcome, TestRun};
+use testrelay_domain::report::render;
 
 /// PagerDuty's limits: summary 1024 characters, dedup_key 255.
 pub const MAX_SUMMARY: usize = 1024;

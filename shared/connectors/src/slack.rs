@@ -21,13 +21,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use testrelay_domain::config::{ConnectorConfig, ConnectorKind, SLACK_HISTORY_RATE, SlackConfig};
+use testrelay_domain::delivery::steps::{StepCall, Steps};
 use testrelay_domain::health::{HealthAlert, Overall};
-use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
     Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
-use testrelay_domain::render;
-use testrelay_domain::steps::{StepCall, Steps};
+use testrelay_domain::report::model::{RunOutcome, TestRun};
+use testrelay_domain::report::render;
 
 /// Slack's documented limits, with room to spare.
 pub const MAX_BLOCKS: usize = 50;

@@ -11,13 +11,13 @@ use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use testrelay_domain::config::{ConnectorConfig, TeamsConfig};
+use testrelay_domain::delivery::steps::Steps;
 use testrelay_domain::health::{HealthAlert, Overall};
-use testrelay_domain::model::{RunOutcome, TestRun};
 use testrelay_domain::ports::{
     Connector, Delivered, DeliveryContext, DeliveryError, Probe, StepError,
 };
-use testrelay_domain::render;
-use testrelay_domain::steps::Steps;
+use testrelay_domain::report::model::{RunOutcome, TestRun};
+use testrelay_domain::report::render;
 
 /// Teams refuses cards over about 28 KB; this leaves room for the envelope.
 pub const MAX_CARD_BYTES: usize = 26_000;

@@ -10,16 +10,16 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 use testrelay_domain::config::{ConnectorConfig, WebhookConfig};
+use testrelay_domain::delivery::signing::WebhookSecret;
+use testrelay_domain::delivery::steps::Steps;
 use testrelay_domain::health::HealthAlert;
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::model::TestRun;
-use testrelay_domain::payload::run_completed;
 use testrelay_domain::ports::{
     Clock, Connector, Delivered, DeliveryContext, DeliveryError, ErrorClass, Probe, StateStore,
     StepError, rfc3339,
 };
-use testrelay_domain::signing::WebhookSecret;
-use testrelay_domain::steps::Steps;
+use testrelay_domain::report::model::TestRun;
+use testrelay_domain::report::payload::run_completed;
 
 pub struct WebhookConnector {
     base: Base,

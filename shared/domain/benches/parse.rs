@@ -17,7 +17,7 @@ mod hostile;
 
 use std::fmt::Write;
 use std::time::Instant;
-use testrelay_domain::model::{Format, RunMeta, TestRun};
+use testrelay_domain::report::model::{Format, RunMeta, TestRun};
 
 const TESTS: usize = 10_000;
 
@@ -110,18 +110,21 @@ fn playwright_of(n: usize) -> String {
 }
 
 fn bench(name: &str, input: &[u8], format: Format) {
-    let report = testrelay_domain::parse::parse(input, Some(format)).expect("bench input parses");
+    let report =
+        testrelay_domain::report::parse::parse(input, Some(format)).expect("bench input parses");
     assert_eq!(report.summary().total, TESTS as u64);
     drop(report);
     let iterations = 30;
     let start = Instant::now();
     for _ in 0..iterations {
-        let r = testrelay_domain::parse::parse(std::hint::black_box(input), Some(format)).unwrap();
+        let r = testrelay_domain::report::parse::parse(std::hint::black_box(input), Some(format))
+            .unwrap();
         std::hint::black_box(&r);
     }
     let secs = start.elapsed().as_secs_f64() / iterations as f64;
     let base = counting::current();
-    let (r, peak) = counting::peak_of(|| testrelay_domain::parse::parse(input, Some(format)));
+    let (r, peak) =
+        counting::peak_of(|| testrelay_domain::report::parse::parse(input, Some(format)));
     let kept = counting::current() - base;
     drop(r);
     let mb = input.len() as f64 / 1e6;
@@ -139,12 +142,12 @@ fn bench(name: &str, input: &[u8], format: Format) {
 /// gzip undone within the in-flight budget, the parse within the default limits, the run
 /// encoded as it is stored. Answers the status (202 or the refusal's).
 fn ingest(wire: &[u8], gzip: bool, format: Option<Format>) -> (u16, usize) {
-    use testrelay_domain::inflate::Inflight;
-    use testrelay_domain::parse::{Limits, limits::stored_budget, parse_with};
+    use testrelay_domain::ingest::inflate::Inflight;
+    use testrelay_domain::report::parse::{Limits, limits::stored_budget, parse_with};
     let body = bytes::Bytes::copy_from_slice(wire);
     let inflight = Inflight::new(testrelay_domain::config::DEFAULT_MAX_INFLIGHT_BYTES);
     let cap = testrelay_domain::config::DEFAULT_MAX_DECOMPRESSED_BYTES;
-    let mut reservation = testrelay_domain::inflate::Reservation::default();
+    let mut reservation = testrelay_domain::ingest::inflate::Reservation::default();
     let inflated = match inflight.decode(&body, gzip.then_some("gzip"), cap, &mut reservation) {
         Ok(ok) => ok,
         // Refused while inflating: it held up to the cap.
@@ -249,7 +252,7 @@ fn main() {
     let quick = !std::env::args().any(|a| a == "--bench");
     let j = junit();
     if quick {
-        let r = testrelay_domain::parse::parse(j.as_bytes(), None).unwrap();
+        let r = testrelay_domain::report::parse::parse(j.as_bytes(), None).unwrap();
         assert_eq!(r.summary().total, TESTS as u64);
         return;
     }

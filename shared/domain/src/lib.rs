@@ -2,28 +2,24 @@
 //! every adapter implements, and the ingest and delivery services written against those ports.
 //!
 //! This crate has no AWS, Lambda or HTTP-server dependency: the same code runs in the Lambda
-//! functions and in `testrelay serve`.
+//! functions and in `testrelay serve`. Its folders are its capabilities:
+//!
+//! - [`report`]: the canonical run model, the parsers (JUnit, CTRF, Playwright) and what
+//!   messages say about a run;
+//! - [`ingest`]: accepting reports and signed provider hooks (authentication, limits,
+//!   signature schemes, storing and enqueueing);
+//! - [`delivery`]: delivering a run to each connector exactly once (steps, retries, circuit
+//!   breakers, the outbound address policy, signing, the dead-letter admin);
+//! - [`health`]: scheduled connector checks and the metrics operators watch;
+//! - [`config`]: the configuration file and its validation;
+//! - [`ports`]: what adapters implement (stores, queues, secrets, clock, connectors);
+//! - [`ids`] and [`error`]: identifiers and the problem+json errors the edge shows.
 
-pub mod admin;
-pub mod breaker;
-pub mod breakers;
 pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod health;
-pub mod hook_ingest;
-pub mod hooks;
 pub mod ids;
-pub mod inflate;
 pub mod ingest;
-pub mod metrics;
-pub mod model;
-pub mod net;
-pub mod parse;
-pub mod payload;
 pub mod ports;
-pub mod render;
-pub mod retry;
-pub mod signing;
-pub mod steps;
-pub mod worker;
+pub mod report;

@@ -8,8 +8,8 @@
 
 use serde_json::Value;
 use std::path::{Path, PathBuf};
-use testrelay_domain::model::{Format, Report};
-use testrelay_domain::parse;
+use testrelay_domain::report::model::{Format, Report};
+use testrelay_domain::report::parse;
 
 fn corpus_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("TESTRELAY_CORPUS") {

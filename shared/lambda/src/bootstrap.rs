@@ -6,11 +6,11 @@ use testrelay_aws::{
     SecretsManagerStore, SqsDeadLetters, SqsQueue, SqsStats,
 };
 use testrelay_domain::config::{Config, ConnectorKind};
+use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::delivery::{Connectors, DeliveryPorts, DeliveryService};
+use testrelay_domain::health::metrics::Metrics;
 use testrelay_domain::ingest::Ports;
-use testrelay_domain::metrics::Metrics;
 use testrelay_domain::ports::SystemClock;
-use testrelay_domain::retry::RetryPolicy;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -13,9 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use testrelay_aws::SqsQueue;
 use testrelay_domain::config::ConnectorKind;
+use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::delivery::{DeliveryService, Disposition};
 use testrelay_domain::ports::{Clock, DeliveryMessage, DeliveryQueue, QueueConsumer, SystemClock};
-use testrelay_domain::retry::RetryPolicy;
 
 /// The time an invocation has left, from its deadline (epoch milliseconds, as Lambda's
 /// Runtime API gives it). A deadline that is not in the future is no deadline we can keep

@@ -1,9 +1,9 @@
 //! Metrics as CloudWatch Embedded Metric Format: one JSON line on stdout per data point,
 //! which CloudWatch Logs turns into metrics. No API call on the hot path. Namespace
-//! `testrelay`; the names and dimensions are listed in `testrelay_domain::metrics`.
+//! `testrelay`; the names and dimensions are listed in `testrelay_domain::health::metrics`.
 
 use std::io::Write;
-use testrelay_domain::metrics::{Dims, Metrics};
+use testrelay_domain::health::metrics::{Dims, Metrics};
 use testrelay_domain::ports::{Clock, SystemClock};
 
 pub const NAMESPACE: &str = "testrelay";

@@ -3,8 +3,8 @@
 use crate::bootstrap::{AwsApp, BoxError};
 use std::sync::Arc;
 use testrelay_domain::config::Config;
-use testrelay_domain::hook_ingest::HookSecrets;
 use testrelay_domain::ingest::IngestService;
+use testrelay_domain::ingest::signatures::HookSecrets;
 
 /// The largest body testrelay answers for on Lambda. A synchronous invocation carries at most
 /// 6 MB (6,291,456 bytes) of event, and API Gateway puts a gzip body in it base64-encoded

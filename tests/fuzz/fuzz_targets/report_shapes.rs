@@ -12,7 +12,7 @@
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
 use std::fmt::Write;
-use testrelay_domain::model::{Format, RunMeta, TestRun};
+use testrelay_domain::report::model::{Format, RunMeta, TestRun};
 
 #[path = "../../../shared/domain/benches/support/counting.rs"]
 mod counting;
@@ -366,9 +366,9 @@ fuzz_target!(|doc: Doc| {
 /// As `IngestService` does: parse within the default limits, drop the report, then encode
 /// the stored JSON within the budget left.
 fn ingest(input: Vec<u8>, format: Format) {
-    let limits = testrelay_domain::parse::Limits::default();
+    let limits = testrelay_domain::report::parse::Limits::default();
     let len = input.len();
-    let parsed = testrelay_domain::parse::parse_with(&input, Some(format), &limits);
+    let parsed = testrelay_domain::report::parse::parse_with(&input, Some(format), &limits);
     drop(input);
     if let Ok(parsed) = parsed {
         let s = parsed.report.summary();
@@ -376,7 +376,7 @@ fn ingest(input: Vec<u8>, format: Format) {
             s.passed + s.failed + s.errored + s.skipped + s.flaky,
             s.total
         );
-        let left = testrelay_domain::parse::limits::stored_budget(len, parsed.heap_bytes);
+        let left = testrelay_domain::report::parse::limits::stored_budget(len, parsed.heap_bytes);
         let run = TestRun {
             run_id: testrelay_domain::ids::RunId::new(0),
             received_at: "2026-11-28T00:00:00Z".into(),

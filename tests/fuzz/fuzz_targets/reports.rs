@@ -4,8 +4,8 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use testrelay_domain::model::Format;
-use testrelay_domain::parse::parse;
+use testrelay_domain::report::model::Format;
+use testrelay_domain::report::parse::parse;
 
 fuzz_target!(|data: &[u8]| {
     for format in [None, Some(Format::Junit), Some(Format::Ctrf), Some(Format::Playwright)] {

@@ -5,7 +5,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use testrelay_domain::hooks::{
+use testrelay_domain::ingest::signatures::{
     Algorithm, Encoding, Headers, HmacScheme, HookSecret, SchemeName, parse_generic,
     parse_github, parse_slack, parse_standard, parse_stripe, parse_timestamp, verify,
 };

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use testrelay_connectors::jira;
-use testrelay_domain::steps::CrashPoint;
+use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_tests::vendor::*;
 use wiremock::matchers::{body_json, body_partial_json, header, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -371,7 +371,7 @@ async fn one_bug_per_fingerprint_and_comments_on_later_runs() {
 async fn later_deliver(
     h: &Harness,
     c: &dyn testrelay_domain::ports::Connector,
-    run: &testrelay_domain::model::TestRun,
+    run: &testrelay_domain::report::model::TestRun,
 ) -> String {
     later_deliver_result(h, c, run)
         .await
@@ -413,17 +413,17 @@ async fn two_runs_failing_the_same_way_at_once_open_one_bug() {
 async fn later_deliver_result(
     h: &Harness,
     c: &dyn testrelay_domain::ports::Connector,
-    run: &testrelay_domain::model::TestRun,
+    run: &testrelay_domain::report::model::TestRun,
 ) -> Result<testrelay_domain::ports::Delivered, String> {
     let message = testrelay_domain::ports::DeliveryMessage::new(
         run.run_id.clone(),
         testrelay_domain::ids::ConnectorName::parse("c").unwrap(),
         c.kind(),
     );
-    let steps = testrelay_domain::steps::Steps::new(
+    let steps = testrelay_domain::delivery::steps::Steps::new(
         Arc::new(h.store.clone()),
         h.clock.clone(),
-        Arc::new(testrelay_domain::steps::NoFaults),
+        Arc::new(testrelay_domain::delivery::steps::NoFaults),
         message,
     );
     c.deliver(run, &ctx("c", 0), &steps)
@@ -434,7 +434,7 @@ async fn later_deliver_result(
 #[tokio::test]
 async fn a_crash_at_any_step_creates_each_issue_once() {
     let probe = sample_run();
-    let fps: Vec<String> = testrelay_domain::render::failures(&probe)
+    let fps: Vec<String> = testrelay_domain::report::render::failures(&probe)
         .map(|(s, c)| jira::fingerprint("SHOP", s, c))
         .collect();
     let mut steps = vec!["execution".to_string(), "import".to_string()];
@@ -475,7 +475,7 @@ async fn a_crash_at_any_step_creates_each_issue_once() {
             testrelay_domain::ids::ConnectorName::parse("c").unwrap(),
             c.kind(),
         );
-        let steps = testrelay_domain::steps::Steps::new(
+        let steps = testrelay_domain::delivery::steps::Steps::new(
             Arc::new(h.store.clone()),
             h.clock.clone(),
             crash.clone(),

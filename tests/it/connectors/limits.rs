@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use testrelay_domain::config::{ConnectorConfig, RateLimit};
+use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::ports::{ErrorClass, SystemClock};
-use testrelay_domain::retry::RetryPolicy;
 use testrelay_tests::local::spawn_app_config;
 use testrelay_tests::vendor::*;
 use wiremock::matchers::method;
@@ -22,7 +22,7 @@ fn strict() -> Harness {
 async fn webhook_to(h: &Harness, url: &str) -> Arc<dyn testrelay_domain::ports::Connector> {
     h.secret(
         "hook",
-        &testrelay_domain::signing::WebhookSecret::generate().1,
+        &testrelay_domain::delivery::signing::WebhookSecret::generate().1,
     );
     h.connector("c", &format!("kind = \"webhook\"\nurl = \"{url}\"\nsecret = {{ secret = \"hook\" }}\nallow_http = true"))
         .await

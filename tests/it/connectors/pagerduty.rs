@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use testrelay_connectors::pagerduty;
+use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::ports::ErrorClass;
-use testrelay_domain::steps::CrashPoint;
 use testrelay_tests::vendor::*;
 use wiremock::matchers::{body_json, body_partial_json, method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};

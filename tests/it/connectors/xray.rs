@@ -7,10 +7,10 @@ use super::jira::{issues, jira_has, known};
 use serde_json::{Value, json};
 use std::sync::Arc;
 use testrelay_connectors::jira;
-use testrelay_domain::breaker::Phase;
-use testrelay_domain::model::{Status, TestCase};
+use testrelay_domain::delivery::breaker::Phase;
+use testrelay_domain::delivery::steps::{CrashPoint, NoFaults};
 use testrelay_domain::ports::{Connector, ErrorClass, ManualClock, StepError};
-use testrelay_domain::steps::{CrashPoint, NoFaults};
+use testrelay_domain::report::model::{Status, TestCase};
 use testrelay_tests::vendor::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -313,12 +313,12 @@ async fn xray_outage_opens_its_own_breaker_not_jiras() {
     testrelay_tests::local::submit_runs(ingest, 12).await;
     app.dispatch_all_pending().await;
 
-    let breakers = testrelay_domain::breakers::Breakers::new(
+    let breakers = testrelay_domain::delivery::breakers::Breakers::new(
         Arc::new(app.store.clone()),
         clock.clone(),
-        Arc::new(testrelay_domain::metrics::NoMetrics),
+        Arc::new(testrelay_domain::health::metrics::NoMetrics),
     );
-    let cfg = testrelay_domain::breaker::BreakerConfig::default();
+    let cfg = testrelay_domain::delivery::breaker::BreakerConfig::default();
     let port = |s: &MockServer| s.address().port();
     let xray_target = format!("xray:http://127.0.0.1:{}", port(&xray));
     let jira_target = format!("jira:http://127.0.0.1:{}", port(&jira_server));

@@ -47,7 +47,7 @@ fn letter(i: u64, reason: String) -> DeadLetter {
 fn hostile_reason() -> String {
     let mut text: String = (0u32..0x20).filter_map(char::from_u32).collect();
     text.push_str("\u{FFFE}\u{FFFF}\u{FFFD}\"\\ 🦀 ");
-    testrelay_domain::render::cut(&text.repeat(ERROR_DETAIL_CAP), ERROR_DETAIL_CAP)
+    testrelay_domain::report::render::cut(&text.repeat(ERROR_DETAIL_CAP), ERROR_DETAIL_CAP)
 }
 
 async fn any_reason_round_trips(store: &Port) {

@@ -4,11 +4,11 @@ use super::Fixture;
 use std::sync::Arc;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::ids::{ConnectorName, RunId};
-use testrelay_domain::model::{Format, RunMeta, Summary};
 use testrelay_domain::ports::{
     Attempt, Created, DeliveryRecord, DeliveryState, DeliveryUpdate, ErrorClass, Redrive,
     RunRecord, RunStore,
 };
+use testrelay_domain::report::model::{Format, RunMeta, Summary};
 
 type Port = Arc<dyn RunStore>;
 

@@ -4,9 +4,9 @@
 use super::Fixture;
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::breaker::{Admission, BreakerConfig, Phase, Signal};
-use testrelay_domain::breakers::Breakers;
-use testrelay_domain::metrics::MemoryMetrics;
+use testrelay_domain::delivery::breaker::{Admission, BreakerConfig, Phase, Signal};
+use testrelay_domain::delivery::breakers::Breakers;
+use testrelay_domain::health::metrics::MemoryMetrics;
 use testrelay_domain::ports::{ManualClock, StateStore};
 
 type Port = Arc<dyn StateStore>;

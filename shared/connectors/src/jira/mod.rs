@@ -19,13 +19,13 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use testrelay_domain::config::{ConnectorConfig, JiraConfig, JiraDeployment, XRAY_RATE};
+use testrelay_domain::delivery::steps::{StepCall, Steps};
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::model::{Suite, TestCase, TestRun};
 use testrelay_domain::ports::{
     Clock, Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
-use testrelay_domain::render;
-use testrelay_domain::steps::{StepCall, Steps};
+use testrelay_domain::report::model::{Suite, TestCase, TestRun};
+use testrelay_domain::report::render;
 
 pub struct Jira {
     base: Base,
@@ -374,7 +374,7 @@ fn error_class(case: &TestCase) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testrelay_domain::model::Status;
+    use testrelay_domain::report::model::Status;
 
     #[test]
     fn test_keys_and_fingerprints() {

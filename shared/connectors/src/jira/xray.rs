@@ -23,10 +23,10 @@ use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
 use testrelay_domain::config::{JiraConfig, JiraDeployment, XrayConfig};
-use testrelay_domain::model::{Status, Suite, TestCase, TestRun};
+use testrelay_domain::delivery::steps::{StepCall, Steps};
 use testrelay_domain::ports::{DeliveryContext, DeliveryError, StepError};
-use testrelay_domain::render;
-use testrelay_domain::steps::{StepCall, Steps};
+use testrelay_domain::report::model::{Status, Suite, TestCase, TestRun};
+use testrelay_domain::report::render;
 
 /// Xray JSON comments per test are cut to this (less when the run is large).
 pub const MAX_TEST_COMMENT: usize = 2000;

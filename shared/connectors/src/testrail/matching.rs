@@ -15,7 +15,7 @@
 //! Not an id: a `C<digits>` word inside a sentence (`supports C11 atomics`), a longer word
 //! (`C3PO`, `ABC123`), bare numbers in brackets (`sums[1, 2]` is a parameter list).
 
-use testrelay_domain::model::TestCase;
+use testrelay_domain::report::model::TestCase;
 
 /// Case ids a test names in its properties, then its name; duplicates removed, order kept.
 pub fn case_ids(case: &TestCase) -> Vec<u64> {
@@ -100,7 +100,7 @@ fn digits(s: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testrelay_domain::model::{Property, Status};
+    use testrelay_domain::report::model::{Property, Status};
 
     fn ids(name: &str) -> Vec<u64> {
         case_ids(&TestCase::new(name, Status::Passed))

@@ -30,13 +30,13 @@ use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use testrelay_domain::config::{CaseMatcher, ConnectorConfig, TestRailConfig};
+use testrelay_domain::delivery::steps::{StepCall, Steps};
 use testrelay_domain::ids::ConnectorName;
-use testrelay_domain::model::{Status, TestCase, TestRun};
 use testrelay_domain::ports::{
     Clock, Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
-use testrelay_domain::render;
-use testrelay_domain::steps::{StepCall, Steps};
+use testrelay_domain::report::model::{Status, TestCase, TestRun};
+use testrelay_domain::report::render;
 
 /// Longest comment posted per result (message, trace and CI metadata).
 pub const MAX_COMMENT: usize = 4000;

@@ -3,7 +3,7 @@
 //! Slack incoming webhook) are secrets too.
 
 use super::{SecretRef, check_url};
-use crate::breaker::BreakerConfig;
+use crate::delivery::breaker::BreakerConfig;
 use serde::Deserialize;
 
 /// A token bucket per target: `per_minute` requests on average, up to `burst` at once.

@@ -81,7 +81,7 @@ fn default_max_decompressed() -> usize {
     DEFAULT_MAX_DECOMPRESSED_BYTES
 }
 fn default_max_cases() -> usize {
-    crate::parse::limits::DEFAULT_MAX_CASES
+    crate::report::parse::limits::DEFAULT_MAX_CASES
 }
 fn default_max_inflight() -> usize {
     DEFAULT_MAX_INFLIGHT_BYTES
@@ -277,7 +277,7 @@ impl ConnectorKind {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HookConfig {
-    pub scheme: crate::hooks::SchemeName,
+    pub scheme: crate::ingest::signatures::SchemeName,
     /// Every active secret (two during a rotation).
     pub secrets: Vec<SecretRef>,
     #[serde(default)]
@@ -289,7 +289,7 @@ pub struct HookConfig {
     pub tolerance_s: u64,
     /// The generic scheme's settings (`scheme = "hmac"`).
     #[serde(default)]
-    pub hmac: Option<crate::hooks::HmacScheme>,
+    pub hmac: Option<crate::ingest::signatures::HmacScheme>,
     /// Accept `branch`, `commit` and `environment` from the (unsigned) query string of a
     /// `format = "report"` source. Off by default: the query is not covered by the signature.
     #[serde(default)]
@@ -536,7 +536,7 @@ impl Config {
                     "{at}.query_metadata: only a format = \"report\" source reads its query string"
                 ));
             }
-            let generic = hook.scheme == crate::hooks::SchemeName::Hmac;
+            let generic = hook.scheme == crate::ingest::signatures::SchemeName::Hmac;
             if generic != hook.hmac.is_some() {
                 errors.push(format!(
                     "{at}.hmac: set [{at}.hmac] exactly when scheme = \"hmac\""
@@ -544,7 +544,7 @@ impl Config {
             }
         }
         for (i, net) in self.network.allow.iter().enumerate() {
-            if let Err(e) = crate::net::IpNet::parse(net) {
+            if let Err(e) = crate::delivery::net::IpNet::parse(net) {
                 errors.push(format!("network.allow[{i}]: {e}"));
             }
         }

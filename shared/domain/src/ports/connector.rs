@@ -2,7 +2,7 @@
 
 use super::ErrorClass;
 use crate::config::ConnectorKind;
-use crate::model::TestRun;
+use crate::report::model::TestRun;
 use async_trait::async_trait;
 use std::time::Duration;
 
@@ -80,7 +80,7 @@ pub trait Connector: Send + Sync {
     /// The circuit-breaker key: connectors that reach the same system share it
     /// (e.g. `webhook:https://hooks.example.com:443`).
     fn target(&self) -> &str;
-    fn breaker(&self) -> &crate::breaker::BreakerConfig;
+    fn breaker(&self) -> &crate::delivery::breaker::BreakerConfig;
     /// Targets besides [`target`](Connector::target) this connector calls, each with its
     /// own breaker (same settings) and rate limit: Xray Cloud beside a Jira site. A
     /// delivery waits while any of its targets' breakers is open.
@@ -93,7 +93,7 @@ pub trait Connector: Send + Sync {
         &self,
         run: &TestRun,
         ctx: &DeliveryContext,
-        steps: &crate::steps::Steps,
+        steps: &crate::delivery::steps::Steps,
     ) -> Result<Delivered, StepError>;
     /// Checks that the target is reachable and accepts our credentials, without side
     /// effects (TestRail `get_project`, Jira `myself`, Slack `auth.test`, ...).

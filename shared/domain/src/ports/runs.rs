@@ -3,7 +3,7 @@
 use super::StoreError;
 use crate::config::ConnectorKind;
 use crate::ids::{ConnectorName, RunId};
-use crate::model::{Format, RunMeta, Summary};
+use crate::report::model::{Format, RunMeta, Summary};
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 

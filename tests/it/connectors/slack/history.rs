@@ -6,8 +6,8 @@ use super::{TOKEN, slack};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use testrelay_domain::delivery::steps::{CrashPoint, NoFaults};
 use testrelay_domain::ports::{ErrorClass, StateStore, StepError};
-use testrelay_domain::steps::{CrashPoint, NoFaults};
 use testrelay_tests::vendor::*;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
@@ -129,7 +129,7 @@ async fn posted_then_buried(
     h: &Harness,
     c: &dyn testrelay_domain::ports::Connector,
     channel: &Mutex<Channel>,
-    run: &testrelay_domain::model::TestRun,
+    run: &testrelay_domain::report::model::TestRun,
 ) {
     let crash = CrashOnce::new(CrashPoint::AfterCall, "post");
     let first = c

@@ -6,8 +6,8 @@ use base64::Engine;
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use testrelay_connectors::testrail;
+use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::ports::ErrorClass;
-use testrelay_domain::steps::CrashPoint;
 use testrelay_tests::vendor::*;
 
 mod fake;
@@ -429,7 +429,7 @@ async fn rendered_results_fixture() {
 /// worst status, the variants' times added up, and the comment lists every variant.
 #[tokio::test]
 async fn parametrised_variants_make_one_result_the_worst_wins() {
-    use testrelay_domain::model::{Status, TestCase};
+    use testrelay_domain::report::model::{Status, TestCase};
     let mut run = sample_run();
     let variant = |name: &str, status, ms| {
         let mut c = TestCase::new(name, status);

@@ -7,9 +7,9 @@ use super::fake::{self, FakeTestRail, INVALID_CASES, PLAN_RUN};
 use super::{KEY, testrail};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use testrelay_domain::model::{Status, TestCase, TestRun};
+use testrelay_domain::delivery::steps::{CrashPoint, NoFaults};
 use testrelay_domain::ports::{Connector, StepError};
-use testrelay_domain::steps::{CrashPoint, NoFaults};
+use testrelay_domain::report::model::{Status, TestCase, TestRun};
 use testrelay_tests::vendor::*;
 
 const OTHER_RUN: &str = "01ARZ3NDEKTSV4RRFFQ69G5FBW";

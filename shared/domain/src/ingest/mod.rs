@@ -6,16 +6,20 @@
 //! retry with the same `Idempotency-Key` (the run id is derived from it, and every write
 //! is idempotent).
 
+pub mod hooks;
+pub mod inflate;
+pub mod signatures;
+
 use crate::config::{ApiKeyConfig, Config, ConnectorKind, hash_api_key};
 use crate::error::ApiError;
 use crate::ids::{ConnectorName, IdempotencyKey, ProjectName, RunId};
-use crate::inflate::{Inflight, Reservation};
-use crate::model::{Format, RunMeta, Summary, TestRun};
-use crate::parse;
+use crate::ingest::inflate::{Inflight, Reservation};
 use crate::ports::{
     BlobStore, Claim, Clock, Created, DeliveryMessage, DeliveryQueue, DeliveryRecord,
     DeliveryState, IdempotencyStore, RunRecord, RunStore, rfc3339, run_blob_key,
 };
+use crate::report::model::{Format, RunMeta, Summary, TestRun};
+use crate::report::parse;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -37,7 +41,7 @@ pub struct Ports {
     /// Health reports (`GET /v1/health`).
     pub state: Arc<dyn crate::ports::StateStore>,
     pub clock: Arc<dyn Clock>,
-    pub metrics: Arc<dyn crate::metrics::Metrics>,
+    pub metrics: Arc<dyn crate::health::metrics::Metrics>,
 }
 
 /// A report upload as the HTTP edge received it.
@@ -104,7 +108,7 @@ pub struct IngestService {
     pub(crate) config: Arc<Config>,
     keys: HashMap<String, ApiKeyConfig>,
     pub(crate) ports: Ports,
-    pub(crate) hooks: crate::hook_ingest::HookSecrets,
+    pub(crate) hooks: crate::ingest::signatures::HookSecrets,
     /// Inflated bytes being parsed at once, across requests.
     pub(crate) inflight: Inflight,
 }
@@ -113,7 +117,7 @@ pub struct IngestService {
 pub(crate) struct Accept {
     pub project: ProjectName,
     pub meta: RunMeta,
-    pub report: crate::model::Report,
+    pub report: crate::report::model::Report,
     /// The idempotency record that makes a repeat replay the first answer.
     pub claim_key: Option<String>,
     /// What a repeat must match (a hash of the request).
@@ -148,7 +152,7 @@ impl IngestService {
     }
 
     /// The `[hooks.*]` sources' secrets (resolved at start): enables `/v1/hooks/{source}`.
-    pub fn with_hooks(mut self, hooks: crate::hook_ingest::HookSecrets) -> Self {
+    pub fn with_hooks(mut self, hooks: crate::ingest::signatures::HookSecrets) -> Self {
         self.hooks = hooks;
         self
     }
@@ -195,7 +199,7 @@ impl IngestService {
             .hooks
             .get(source)
             .map(|_| ())
-            .ok_or_else(|| crate::hook_ingest::unknown_source(source))
+            .ok_or_else(|| crate::ingest::signatures::unknown_source(source))
     }
 
     /// The in-flight budget: the HTTP edge reserves a body from it as it reads it.
@@ -263,7 +267,7 @@ impl IngestService {
         &self,
         body: &[u8],
         format: Option<Format>,
-    ) -> Result<(crate::model::Report, usize), ApiError> {
+    ) -> Result<(crate::report::model::Report, usize), ApiError> {
         let limits = parse::Limits {
             max_cases: self.config.server.max_cases_per_report,
         };

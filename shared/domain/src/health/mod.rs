@@ -5,12 +5,14 @@
 //! overall status CHANGES. Run by the health Lambda on a schedule and by a ticker in
 //! `testrelay serve`; `GET /v1/health` shows the latest picture.
 
-use crate::breaker::Phase;
-use crate::breakers::Breakers;
+pub mod metrics;
+
 use crate::config::{ConnectorKind, HealthConfig};
 use crate::delivery::Connectors;
+use crate::delivery::breaker::Phase;
+use crate::delivery::breakers::Breakers;
+use crate::health::metrics::Metrics;
 use crate::ids::ConnectorName;
-use crate::metrics::Metrics;
 use crate::ports::{Clock, QueueStats, StateStore, StoreError, rfc3339};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

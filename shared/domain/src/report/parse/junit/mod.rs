@@ -13,7 +13,7 @@ use super::limits::{
     Budget, MAX_ATTRIBUTES, MAX_DEPTH, MESSAGE_CAP, NAME_CAP, TRACE_CAP, VALUE_CAP,
 };
 use super::text::{cap_owned, capped, push_capped, seconds_to_ms};
-use crate::model::{Format, Property, Report, Status, Suite, TestCase};
+use crate::report::model::{Format, Property, Report, Status, Suite, TestCase};
 use quick_xml::XmlVersion;
 use quick_xml::events::attributes::Attribute;
 use quick_xml::events::{BytesRef, BytesStart, Event};

@@ -4,7 +4,7 @@
 
 use super::limits::{Budget, Exceeded};
 use super::{ReportError, json_error};
-use crate::model::{Format, Suite, TestCase};
+use crate::report::model::{Format, Suite, TestCase};
 
 /// The budget, and why it refused once it did (serde only carries a message back).
 pub(super) struct Charges<'b> {

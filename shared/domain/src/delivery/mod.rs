@@ -8,18 +8,27 @@
 //! [`RetryPolicy`]; a permanent one, or the end of the schedule, dead-letters the message
 //! with the reason. Nothing is acknowledged before its outcome is recorded.
 
-use crate::breaker::{Admission, Signal};
-use crate::breakers::Breakers;
+pub mod admin;
+pub mod breaker;
+pub mod breakers;
+pub mod net;
+pub mod retry;
+pub mod signing;
+pub mod steps;
+pub mod worker;
+
+use crate::delivery::breaker::{Admission, Signal};
+use crate::delivery::breakers::Breakers;
+use crate::delivery::retry::RetryPolicy;
+use crate::delivery::steps::{CrashPoint, Faults, NoFaults, Steps};
+use crate::health::metrics::Metrics;
 use crate::ids::ConnectorName;
-use crate::metrics::Metrics;
-use crate::model::TestRun;
 use crate::ports::{
     Attempt, BlobStore, Clock, Connector, DeadLetter, DeadLetterStore, Delivered, DeliveryContext,
     DeliveryMessage, DeliveryQueue, DeliveryRecord, DeliveryState, DeliveryUpdate, ErrorClass,
     IdempotencyStore, Redrive, RunStore, StateStore, StepError, StoreError, rfc3339, run_blob_key,
 };
-use crate::retry::RetryPolicy;
-use crate::steps::{CrashPoint, Faults, NoFaults, Steps};
+use crate::report::model::TestRun;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -376,7 +385,7 @@ impl DeliveryService {
                 return Ok(Disposition::Done);
             }
             Err(e) => crate::ports::DeliveryError {
-                detail: crate::render::cut(&e.detail, ERROR_DETAIL_CAP),
+                detail: crate::report::render::cut(&e.detail, ERROR_DETAIL_CAP),
                 ..e
             },
         };

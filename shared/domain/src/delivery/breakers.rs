@@ -1,11 +1,11 @@
-//! Breakers shared by every delivery instance: the [`breaker`](crate::breaker) state machine
+//! Breakers shared by every delivery instance: the [`breaker`](crate::delivery::breaker) state machine
 //! stored through the [`StateStore`] port. Every transition is a conditional write on the
 //! version read, so concurrent instances never lose an update: the loser reloads and decides
 //! again on the new state. If the store cannot be reached, deliveries go ahead (a breaker
 //! protects the target, it must not become an outage of its own) and a metric says so.
 
-use crate::breaker::{self, Admission, BreakerConfig, BreakerState, Signal};
-use crate::metrics::Metrics;
+use crate::delivery::breaker::{self, Admission, BreakerConfig, BreakerState, Signal};
+use crate::health::metrics::Metrics;
 use crate::ports::{Clock, StateStore, StoreError};
 use std::sync::Arc;
 

@@ -1,10 +1,10 @@
 //! The JUnit parser's tests: dialects, limits, and errors that say what and where.
-use crate::model::{Format, Report, Status};
-use crate::parse::limits::{Limits, MAX_ATTRIBUTES, MAX_DEPTH, NAME_CAP};
-use crate::parse::{ReportError, parse_with};
+use crate::report::model::{Format, Report, Status};
+use crate::report::parse::limits::{Limits, MAX_ATTRIBUTES, MAX_DEPTH, NAME_CAP};
+use crate::report::parse::{ReportError, parse_with};
 
 fn parse(xml: &[u8]) -> Result<Report, ReportError> {
-    crate::parse::parse(xml, Some(Format::Junit))
+    crate::report::parse::parse(xml, Some(Format::Junit))
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn bom_and_huge_system_out() {
     let mut xml = b"\xEF\xBB\xBF<testsuite name=\"s\"><system-out>".to_vec();
     xml.extend(std::iter::repeat_n(b'x', 20 << 20));
     xml.extend_from_slice(b"</system-out><testcase name=\"t\"/></testsuite>");
-    let r = crate::parse::parse(&xml, None).unwrap();
+    let r = crate::report::parse::parse(&xml, None).unwrap();
     assert_eq!(r.summary().total, 1);
 }
 

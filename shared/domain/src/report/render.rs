@@ -3,7 +3,7 @@
 //! summaries) lays out within its own size limits: failures first, then "+N more" and a
 //! link to the run's status.
 
-use crate::model::{RunOutcome, Status, Suite, TestCase, TestRun};
+use crate::report::model::{RunOutcome, Status, Suite, TestCase, TestRun};
 
 /// Failed and errored tests, in report order.
 pub fn failures(run: &TestRun) -> impl Iterator<Item = (&Suite, &TestCase)> {

@@ -1,5 +1,5 @@
 //! The circuit breaker of one connector target, as a pure state machine: every decision is a
-//! function of (state, outcome, now). The [`Breakers`](crate::breakers::Breakers) service
+//! function of (state, outcome, now). The [`Breakers`](crate::delivery::breakers::Breakers) service
 //! stores the state through the state-store port with conditional writes, so every delivery
 //! instance (each Lambda, each local worker) shares one breaker per target.
 //!

@@ -14,7 +14,7 @@
 //! plus [`EXPANSION_BASE`]. Past either, the report is refused (413), so the peak heap of one
 //! ingest stays within 4x its size plus 8 MB.
 
-use crate::model::{Property, Suite, TestCase};
+use crate::report::model::{Property, Suite, TestCase};
 
 /// Suite, test, class, file and property names are cut to this many bytes.
 pub const NAME_CAP: usize = 1024;
@@ -199,7 +199,7 @@ pub fn props_len(props: &[Property]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::Status;
+    use crate::report::model::Status;
 
     #[test]
     fn refuses_past_the_case_cap_and_the_memory_budget() {

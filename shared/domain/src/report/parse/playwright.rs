@@ -14,7 +14,7 @@ use super::ReportError;
 use super::json::{Charges, duplicate, read};
 use super::limits::{Budget, MAX_DEPTH, MESSAGE_CAP, NAME_CAP, TRACE_CAP};
 use super::text::{cap_owned, capped};
-use crate::model::{Format, Property, Report, Status, Suite, TestCase};
+use crate::report::model::{Format, Property, Report, Status, Suite, TestCase};
 use serde::Deserialize;
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use std::fmt;

@@ -1,5 +1,5 @@
 //! Report parsers: JUnit XML (all common dialects), CTRF JSON and Playwright JSON, into the
-//! canonical [`Report`](crate::model::Report).
+//! canonical [`Report`](crate::report::model::Report).
 //!
 //! Policy: a report is either parsed completely or rejected with a [`ReportError`] that names
 //! what is wrong and where (line and column for XML and JSON). Nothing is guessed silently:
@@ -16,7 +16,7 @@ pub mod limits;
 mod playwright;
 mod text;
 
-use crate::model::{Format, Report};
+use crate::report::model::{Format, Report};
 pub use limits::Limits;
 use std::fmt;
 

@@ -1,5 +1,5 @@
 //! `POST /v1/hooks/{source}`: a provider's signed delivery, verified on the raw bytes
-//! ([`crate::hooks`]), deduplicated across instances (an idempotency record in the state
+//! ([`crate::ingest::signatures`]), deduplicated across instances (an idempotency record in the state
 //! store: a repeat answers the first run id and relays nothing), turned into a run (a report,
 //! a GitHub event or the documented envelope) and accepted like a report posted with an API
 //! key.
@@ -11,42 +11,14 @@
 //! never relayed again. The query string is not signed either: it is refused unless the
 //! source opts in, and a URL from it is never accepted (it would render as a link).
 
-use crate::config::{Config, HookFormat};
+use crate::config::HookFormat;
 use crate::error::ApiError;
-use crate::hooks::{Headers, HookSecret, Rejected, Verified, verify};
+use crate::ingest::signatures::{Headers, Rejected, Verified, verify};
 use crate::ingest::{Accept, IngestService, SubmitResult};
-use crate::model::{Format, Property, Report, RunMeta, Status, Suite, TestCase};
-use crate::ports::{SecretStore, resolve_secret};
+use crate::report::model::{Format, Property, Report, RunMeta, Status, Suite, TestCase};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::collections::HashMap;
-
-/// Every configured source's secrets, resolved once at start.
-#[derive(Debug, Default)]
-pub struct HookSecrets(HashMap<String, Vec<HookSecret>>);
-
-impl HookSecrets {
-    /// Resolves every `[hooks.*]` secret; errors name the source and the reference.
-    pub async fn resolve(config: &Config, store: &dyn SecretStore) -> Result<Self, String> {
-        let mut out = HashMap::new();
-        for (name, hook) in &config.hooks {
-            let mut secrets = Vec::new();
-            for (i, r) in hook.secrets.iter().enumerate() {
-                let value = resolve_secret(r, store)
-                    .await
-                    .map_err(|e| format!("hooks.{name}.secrets[{i}] ({r}): {e}"))?;
-                use secrecy::ExposeSecret;
-                secrets.push(
-                    HookSecret::new(&hook.scheme, value.expose_secret())
-                        .map_err(|e| format!("hooks.{name}.secrets[{i}] ({r}): {e}"))?,
-                );
-            }
-            out.insert(name.clone(), secrets);
-        }
-        Ok(HookSecrets(out))
-    }
-}
 
 /// What a hook request came to.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +37,14 @@ pub struct HookRequest<'a> {
     pub query: Option<&'a str>,
     pub body: Bytes,
     /// What the edge reserved of the in-flight budget while it read the body.
-    pub reservation: crate::inflate::Reservation,
+    pub reservation: crate::ingest::inflate::Reservation,
 }
 
 impl IngestService {
     pub async fn submit_hook(&self, mut req: HookRequest<'_>) -> Result<HookOutcome, ApiError> {
-        let not_found = || unknown_source(req.source);
+        let not_found = || crate::ingest::signatures::unknown_source(req.source);
         let hook = self.config.hooks.get(req.source).ok_or_else(not_found)?;
-        let secrets = self.hooks.0.get(req.source).ok_or_else(not_found)?;
+        let secrets = self.hooks.of(req.source).ok_or_else(not_found)?;
         let max = self.config.server.max_body_bytes;
         if req.body.len() > max {
             return Err(ApiError::body_too_large(max));
@@ -158,11 +130,6 @@ impl IngestService {
     }
 }
 
-/// A source that is not configured (or whose secrets did not resolve).
-pub(crate) fn unknown_source(source: &str) -> ApiError {
-    ApiError::not_found(format!("no hook source {source:?}"))
-}
-
 /// Report metadata from the (unsigned) query string: `branch`, `commit` and `environment`
 /// only; the project is the hook's.
 fn metadata(query: &str, project: &str) -> Result<RunMeta, ApiError> {
@@ -187,7 +154,7 @@ fn metadata(query: &str, project: &str) -> Result<RunMeta, ApiError> {
             other => {
                 return Err(ApiError::bad_request(format!(
                     "unknown query parameter {:?} (a hook's query may carry branch, commit and environment)",
-                    crate::parse::shown(other)
+                    crate::report::parse::shown(other)
                 )));
             }
         }
@@ -253,7 +220,7 @@ impl<'a> Envelope<'a> {
             Some(f) => Some(Format::from_name(f).ok_or_else(|| {
                 ApiError::bad_request(format!(
                     "envelope: unknown format {:?}",
-                    crate::parse::shown(f)
+                    crate::report::parse::shown(f)
                 ))
             })?),
         };
@@ -381,7 +348,7 @@ pub fn github(
     let name = run
         .name
         .as_deref()
-        .map(crate::parse::limits::cut_name)
+        .map(crate::report::parse::limits::cut_name)
         .unwrap_or_else(|| kind.to_string());
     let conclusion = run.conclusion.as_deref().unwrap_or("unknown");
     let status = match conclusion {
@@ -396,7 +363,7 @@ pub fn github(
         (Some(a), Some(b)) if b >= a => Some((b - a) as f64),
         _ => None,
     };
-    let conclusion = crate::parse::shown(conclusion);
+    let conclusion = crate::report::parse::shown(conclusion);
     let mut case = TestCase::new(name, status);
     case.duration_ms = duration_ms;
     if status != Status::Passed {
@@ -419,7 +386,7 @@ pub fn github(
     let repo = payload
         .repository
         .and_then(|r| r.full_name)
-        .map(|n| crate::parse::limits::cut_name(&n))
+        .map(|n| crate::report::parse::limits::cut_name(&n))
         .unwrap_or_else(|| "github".to_string());
     let report = Report {
         format: Format::Github,

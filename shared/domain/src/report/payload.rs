@@ -1,7 +1,7 @@
 //! The `run.completed` event every webhook receives: the run summary plus the failures,
 //! first ones first, bounded so that a run with 10,000 failures still makes a small event.
 
-use crate::model::TestRun;
+use crate::report::model::TestRun;
 use serde_json::{Value, json};
 
 /// At most this many failures are listed; the rest are counted in `failures_omitted`.
@@ -30,7 +30,7 @@ pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value 
             "classname": case.classname,
             "status": case.status,
             "message": case.message,
-            "trace": case.trace.as_deref().map(|t| crate::render::cut(t, MAX_TRACE)),
+            "trace": case.trace.as_deref().map(|t| crate::report::render::cut(t, MAX_TRACE)),
             "file": case.file,
             "line": case.line,
             "duration_ms": case.duration_ms,
@@ -62,7 +62,7 @@ pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value 
 mod tests {
     use super::*;
     use crate::ids::RunId;
-    use crate::model::*;
+    use crate::report::model::*;
 
     #[test]
     fn lists_first_failures_and_counts_the_rest() {

@@ -15,12 +15,16 @@
 //!
 //! Every failure is one [`Rejected`] value: the HTTP answer never says which part failed.
 
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::ports::{SecretStore, resolve_secret};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use secrecy::{ExposeSecret, SecretBox};
 use serde::Deserialize;
 use sha2::{Sha256, Sha512};
+use std::collections::HashMap;
 
 /// The signature schemes.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -342,6 +346,42 @@ pub fn parse_generic(value: &str, prefix: Option<&str>, encoding: Encoding) -> O
         Encoding::Hex => unhex(v),
         Encoding::Base64 => STANDARD.decode(v.trim()).ok().filter(|b| !b.is_empty()),
     }
+}
+
+/// Every configured source's secrets, resolved once at start.
+#[derive(Debug, Default)]
+pub struct HookSecrets(HashMap<String, Vec<HookSecret>>);
+
+impl HookSecrets {
+    /// Resolves every `[hooks.*]` secret; errors name the source and the reference.
+    pub async fn resolve(config: &Config, store: &dyn SecretStore) -> Result<Self, String> {
+        let mut out = HashMap::new();
+        for (name, hook) in &config.hooks {
+            let mut secrets = Vec::new();
+            for (i, r) in hook.secrets.iter().enumerate() {
+                let value = resolve_secret(r, store)
+                    .await
+                    .map_err(|e| format!("hooks.{name}.secrets[{i}] ({r}): {e}"))?;
+                use secrecy::ExposeSecret;
+                secrets.push(
+                    HookSecret::new(&hook.scheme, value.expose_secret())
+                        .map_err(|e| format!("hooks.{name}.secrets[{i}] ({r}): {e}"))?,
+                );
+            }
+            out.insert(name.clone(), secrets);
+        }
+        Ok(HookSecrets(out))
+    }
+
+    /// The secrets of `source`, if it is configured.
+    pub(crate) fn of(&self, source: &str) -> Option<&Vec<HookSecret>> {
+        self.0.get(source)
+    }
+}
+
+/// A source that is not configured (or whose secrets did not resolve).
+pub(crate) fn unknown_source(source: &str) -> ApiError {
+    ApiError::not_found(format!("no hook source {source:?}"))
 }
 
 #[cfg(test)]
