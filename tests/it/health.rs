@@ -388,6 +388,7 @@ async fn the_health_route_shows_a_key_its_projects_connectors() {
                 ProjectName::parse("mobile").unwrap(),
                 ProjectConfig {
                     connectors: vec![ConnectorName::parse("other-team").unwrap()],
+                    pipeline_quiet_minutes: 10,
                 },
             );
         },

@@ -11,6 +11,7 @@ mod hooks;
 mod hostile;
 mod lambda;
 mod local_flow;
+mod pipelines;
 mod send;
 mod vendor_text;
 mod webhook;

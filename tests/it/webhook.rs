@@ -43,6 +43,7 @@ fn run() -> TestRun {
             commit: Some("abc123".into()),
             build_url: None,
             environment: None,
+            pipeline: None,
         },
         summary: report.summary(),
         report,

@@ -55,11 +55,15 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                 ProjectName::parse(PROJECT).unwrap(),
                 ProjectConfig {
                     connectors: vec![ConnectorName::parse(CONNECTOR).unwrap()],
+                    pipeline_quiet_minutes: 10,
                 },
             ),
             (
                 ProjectName::parse("quiet").unwrap(),
-                ProjectConfig { connectors: vec![] },
+                ProjectConfig {
+                    connectors: vec![],
+                    pipeline_quiet_minutes: 10,
+                },
             ),
         ]),
         connectors: BTreeMap::from([(

@@ -305,6 +305,7 @@ fn run_of(cases: Vec<TestCase>) -> TestRun {
             commit: Some("a1b2c3d4e5f6a7b8c9d0".into()),
             build_url: Some("https://ci.example.com/builds/812".into()),
             environment: None,
+            pipeline: None,
         },
         summary: report.summary(),
         report,

@@ -48,6 +48,8 @@ pub fn router(ingest: Arc<IngestService>) -> Router {
     Router::new()
         .route("/v1/reports", post(submit_report))
         .route("/v1/runs/{id}", get(run_status))
+        .route("/v1/pipelines/{id}", get(pipeline_status))
+        .route("/v1/pipelines/{id}/complete", post(complete_pipeline))
         .route("/v1/deadletters", get(list_dead_letters))
         .route("/v1/deadletters/redrive", post(redrive))
         .route("/v1/health", get(health))
@@ -199,6 +201,34 @@ async fn run_status(
     let auth = header_str(&headers, header::AUTHORIZATION);
     let status = ingest
         .run_status(auth.as_deref(), &id)
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(status).into_response())
+}
+
+async fn pipeline_status(
+    State(ingest): State<Arc<IngestService>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let status = ingest
+        .pipeline_status(auth.as_deref(), &id, query.as_deref())
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(status).into_response())
+}
+
+async fn complete_pipeline(
+    State(ingest): State<Arc<IngestService>>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let status = ingest
+        .complete_pipeline(auth.as_deref(), &id, query.as_deref())
         .await
         .map_err(Problem)?;
     Ok(axum::Json(status).into_response())

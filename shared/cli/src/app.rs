@@ -24,6 +24,7 @@ pub struct App {
     pub metrics: Arc<MemoryMetrics>,
     pub delivery: Arc<DeliveryService>,
     pub health: Arc<HealthService>,
+    pub ingest: Arc<IngestService>,
 }
 
 /// Paths inside the data directory.
@@ -108,7 +109,7 @@ impl App {
             })
             .collect();
         let prometheus = metrics.clone();
-        let router = testrelay_api::router(ingest).route(
+        let router = testrelay_api::router(ingest.clone()).route(
             "/metrics",
             axum::routing::get(move || {
                 let text = prometheus.prometheus();
@@ -131,6 +132,7 @@ impl App {
             workers,
             metrics,
             delivery,
+            ingest,
         })
     }
 
@@ -146,11 +148,16 @@ impl App {
             .collect()
     }
 
-    /// Runs the health checks now and then every `[health] interval_s` until `shutdown`.
+    /// Runs the health checks and the pipeline sweep now and then every `[health]
+    /// interval_s` until `shutdown`.
     pub fn spawn_health(&self, mut shutdown: watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let health = self.health.clone();
+        let ingest = self.ingest.clone();
         tokio::spawn(async move {
             loop {
+                if let Err(e) = ingest.sweep_pipelines().await {
+                    tracing::warn!(error = %e, "pipeline sweep failed; the next round retries");
+                }
                 let report = health.check().await;
                 tracing::debug!(status = report.status.as_str(), "health checked");
                 tokio::select! {

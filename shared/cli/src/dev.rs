@@ -79,6 +79,7 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
             project,
             ProjectConfig {
                 connectors: vec![sink.clone()],
+                pipeline_quiet_minutes: 10,
             },
         )]),
         connectors: BTreeMap::from([(

@@ -170,6 +170,7 @@ fn ingest(wire: &[u8], gzip: bool, format: Option<Format>) -> (u16, usize) {
             commit: None,
             build_url: None,
             environment: None,
+            pipeline: None,
         },
         summary,
         report: parsed.report,

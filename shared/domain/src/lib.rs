@@ -8,6 +8,7 @@
 //!   messages say about a run;
 //! - [`ingest`]: accepting reports and signed provider hooks (authentication, limits,
 //!   signature schemes, storing and enqueueing);
+//! - [`pipelines`]: one result per CI pipeline from its shards, jobs and re-runs;
 //! - [`delivery`]: delivering a run to each connector exactly once (steps, retries, circuit
 //!   breakers, the outbound address policy, signing, the dead-letter admin);
 //! - [`health`]: scheduled connector checks and the metrics operators watch;
@@ -21,5 +22,6 @@ pub mod error;
 pub mod health;
 pub mod ids;
 pub mod ingest;
+pub mod pipelines;
 pub mod ports;
 pub mod report;

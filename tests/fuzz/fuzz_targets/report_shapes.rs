@@ -386,6 +386,7 @@ fn ingest(input: Vec<u8>, format: Format) {
                 commit: None,
                 build_url: None,
                 environment: None,
+                pipeline: None,
             },
             summary: s,
             report: parsed.report,

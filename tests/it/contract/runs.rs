@@ -50,6 +50,7 @@ fn record(connectors: &[&str]) -> RunRecord {
             commit: Some("abc123".into()),
             build_url: None,
             environment: None,
+            pipeline: None,
         },
         format: Format::Junit,
         summary: Summary {

@@ -125,6 +125,13 @@ pub struct ProjectConfig {
     /// Connectors every run of this project is delivered to.
     #[serde(default)]
     pub connectors: Vec<ConnectorName>,
+    /// A pipeline with no new shard for this long completes on its own.
+    #[serde(default = "default_pipeline_quiet_minutes")]
+    pub pipeline_quiet_minutes: u64,
+}
+
+fn default_pipeline_quiet_minutes() -> u64 {
+    10
 }
 
 /// Where a secret's value lives. The value itself is never in the config file.
@@ -256,6 +263,16 @@ impl ConnectorKind {
         ConnectorKind::Teams,
         ConnectorKind::Pagerduty,
     ];
+
+    /// Whether the connector builds one result per pipeline from its parts as they arrive
+    /// (one TestRail run, one Xray execution, one Slack message): it gets every part. The
+    /// others act once, on the pipeline's merged result.
+    pub fn builds_from_parts(self) -> bool {
+        matches!(
+            self,
+            ConnectorKind::Testrail | ConnectorKind::Jira | ConnectorKind::Slack
+        )
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {

@@ -139,6 +139,7 @@ fn metadata(query: &str, project: &str) -> Result<RunMeta, ApiError> {
         commit: None,
         build_url: None,
         environment: None,
+        pipeline: None,
     };
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         let v = Some(v.trim().to_string()).filter(|v| !v.is_empty());
@@ -252,6 +253,7 @@ impl<'a> Envelope<'a> {
             commit: d.commit,
             build_url: d.build_url,
             environment: d.environment,
+            pipeline: None,
         };
         check_meta(&meta)?;
         Ok(meta)
@@ -406,6 +408,7 @@ pub fn github(
         commit: run.head_sha,
         build_url: run.html_url.filter(|u| u.starts_with("https://")),
         environment: None,
+        pipeline: None,
     };
     check_meta(&meta)?;
     Ok(Some((meta, report)))

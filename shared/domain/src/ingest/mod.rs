@@ -18,7 +18,7 @@ use crate::ports::{
     BlobStore, Claim, Clock, Created, DeliveryMessage, DeliveryQueue, DeliveryRecord,
     DeliveryState, IdempotencyStore, RunRecord, RunStore, rfc3339, run_blob_key,
 };
-use crate::report::model::{Format, RunMeta, Summary, TestRun};
+use crate::report::model::{Format, PipelineRef, Report, RunMeta, Shard, Summary, TestRun};
 use crate::report::parse;
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -183,7 +183,7 @@ impl IngestService {
             .ok_or_else(|| ApiError::unauthorized("unknown API key"))
     }
 
-    fn may_access(key: &ApiKeyConfig, project: &ProjectName) -> bool {
+    pub(crate) fn may_access(key: &ApiKeyConfig, project: &ProjectName) -> bool {
         key.projects.as_ref().is_none_or(|ps| ps.contains(project))
     }
 
@@ -296,10 +296,14 @@ impl IngestService {
             Some(k) => RunId::derived(k.as_bytes()),
             None => RunId::new(now),
         };
+        // A pipeline's part goes to the connectors that build one result from parts; the
+        // others get the pipeline's merged result when it completes.
+        let part_of = meta.pipeline.clone();
         let connectors: Vec<(ConnectorName, ConnectorKind)> = project
             .connectors
             .iter()
             .filter_map(|c| Some((c.clone(), self.config.connector_kind(c)?)))
+            .filter(|(_, k)| part_of.is_none() || k.builds_from_parts())
             .collect();
         let received_at = rfc3339(now);
         let run = TestRun {
@@ -377,7 +381,20 @@ impl IngestService {
             }
         }
 
-        let result = self.store_and_enqueue(blob, record, &connectors).await;
+        let part = part_of.map(|p| {
+            (
+                p,
+                record.run_id.clone(),
+                record.summary,
+                record.meta.clone(),
+            )
+        });
+        let mut result = self.store_and_enqueue(blob, record, &connectors).await;
+        if let (Ok(()), Some((p, run_id, summary, meta))) = (&result, &part) {
+            result = self
+                .record_part(&project_name, run_id, *summary, meta, p)
+                .await;
+        }
         if let Err(e) = result {
             if let Some(k) = &claim_key {
                 // Let the client's retry redo the work; every step above is idempotent.
@@ -451,6 +468,43 @@ impl IngestService {
                 .map_err(|e| store_unavailable(&e))?;
         }
         Ok(())
+    }
+
+    /// Stores `report` as run `run_id` (received now) and enqueues it to `connectors`.
+    /// Repeating it is harmless: the run exists already and the deliveries dedupe.
+    pub(crate) async fn store_run(
+        &self,
+        run_id: RunId,
+        meta: RunMeta,
+        report: Report,
+        connectors: &[ConnectorName],
+    ) -> Result<(), ApiError> {
+        let connectors: Vec<(ConnectorName, ConnectorKind)> = connectors
+            .iter()
+            .filter_map(|c| Some((c.clone(), self.config.connector_kind(c)?)))
+            .collect();
+        let run = TestRun {
+            run_id,
+            received_at: rfc3339(self.ports.clock.now_ms()),
+            summary: report.summary(),
+            meta,
+            report,
+        };
+        // Built from parts each within its budget.
+        let blob = encode_run(&run, usize::MAX)?;
+        let record = RunRecord {
+            run_id: run.run_id.clone(),
+            received_at: run.received_at.clone(),
+            meta: run.meta.clone(),
+            format: run.report.format,
+            summary: run.summary,
+            deliveries: connectors
+                .iter()
+                .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
+                .collect(),
+        };
+        drop(run);
+        self.store_and_enqueue(blob, record, &connectors).await
     }
 
     pub async fn run_status(
@@ -539,8 +593,10 @@ fn parse_params(query: &str) -> Result<Params, ApiError> {
         commit: None,
         build_url: None,
         environment: None,
+        pipeline: None,
     };
     let mut format = None;
+    let (mut pipeline, mut shard, mut attempt) = (None, None, None);
     for (k, v) in url::form_urlencoded::parse(query.as_bytes()) {
         let v = v.trim().to_string();
         let limited = |max: usize| -> Result<Option<String>, ApiError> {
@@ -581,9 +637,20 @@ fn parse_params(query: &str) -> Result<Params, ApiError> {
                     ))
                 })?)
             }
+            "pipeline" => {
+                crate::pipelines::check_id(&v)
+                    .map_err(|e| ApiError::bad_request(format!("query parameter \"pipeline\": {e}")))?;
+                pipeline = Some(v.clone());
+            }
+            "shard" => shard = Some(parse_shard(&v)?),
+            "attempt" => {
+                attempt = Some(v.parse::<u32>().ok().filter(|a| (1..=100).contains(a)).ok_or_else(
+                    || ApiError::bad_request("query parameter \"attempt\" must be a number from 1 to 100"),
+                )?)
+            }
             other => {
                 return Err(ApiError::bad_request(format!(
-                    "unknown query parameter {other:?} (known: project, branch, commit, build_url, environment, format)"
+                    "unknown query parameter {other:?} (known: project, branch, commit, build_url, environment, format, pipeline, shard, attempt)"
                 )));
             }
         }
@@ -591,11 +658,44 @@ fn parse_params(query: &str) -> Result<Params, ApiError> {
     let project =
         project.ok_or_else(|| ApiError::bad_request("query parameter \"project\" is required"))?;
     meta.project = project.to_string();
+    meta.pipeline = match pipeline {
+        Some(id) => Some(PipelineRef {
+            id,
+            shard,
+            attempt: attempt.unwrap_or(1),
+            completion: None,
+        }),
+        None if shard.is_some() || attempt.is_some() => {
+            return Err(ApiError::bad_request(
+                "query parameters \"shard\" and \"attempt\" need \"pipeline\"",
+            ));
+        }
+        None => None,
+    };
     Ok(Params {
         meta,
         project,
         format,
     })
+}
+
+/// `i/n`, 1 <= i <= n <= 1000.
+fn parse_shard(v: &str) -> Result<Shard, ApiError> {
+    let bad = || {
+        ApiError::bad_request(format!(
+            "query parameter \"shard\" must be <index>/<total> with 1 <= index <= total <= 1000, got {:?}",
+            crate::report::parse::shown(v)
+        ))
+    };
+    let (i, n) = v.split_once('/').ok_or_else(bad)?;
+    let (index, total) = (
+        i.trim().parse::<u32>().map_err(|_| bad())?,
+        n.trim().parse::<u32>().map_err(|_| bad())?,
+    );
+    if index == 0 || index > total || total > 1000 {
+        return Err(bad());
+    }
+    Ok(Shard { index, total })
 }
 
 #[cfg(test)]

@@ -239,6 +239,38 @@ pub struct RunMeta {
     pub build_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<String>,
+    /// The CI pipeline this report is a part of, or the pipeline's merged result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pipeline: Option<PipelineRef>,
+}
+
+/// A report's place in its CI pipeline (`?pipeline=<id>&shard=<i>/<n>&attempt=<k>`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PipelineRef {
+    pub id: String,
+    /// Which of how many parallel jobs; `None` when the job did not say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
+    /// The pipeline's run attempt (1 for the first; re-runs count up).
+    pub attempt: u32,
+    /// Set on the pipeline's merged result: which completion of the pipeline it is (1 for
+    /// the first; a late shard reopens the pipeline and its next completion is 2, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completion: Option<u32>,
+}
+
+impl PipelineRef {
+    /// Whether this run is the pipeline's merged result (not one of its shards).
+    pub fn is_merged(&self) -> bool {
+        self.completion.is_some()
+    }
+}
+
+/// Shard `index` of `total` (1-based).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    pub index: u32,
+    pub total: u32,
 }
 
 /// The normalized run as stored in the blob store and read by every connector.

@@ -95,6 +95,7 @@ mod tests {
                 commit: None,
                 build_url: None,
                 environment: None,
+                pipeline: None,
             },
             summary: report.summary(),
             report,

@@ -1,0 +1,225 @@
+//! Pipelines through the ingest service, on the embedded store and on the AWS adapters
+//! (moto; DynamoDB Local + MiniStack): shards posted at once complete a pipeline once; a
+//! re-run attempt replaces what it re-ran (failed then passed is flaky) and completes it
+//! again; `complete` and the quiet period complete pipelines without a shard count; bad
+//! parameters change nothing.
+
+use std::sync::Arc;
+use std::time::Duration;
+use testrelay_domain::error::ApiError;
+use testrelay_domain::ingest::{IngestService, Submission};
+use testrelay_domain::pipelines::PipelineStatus;
+use testrelay_domain::ports::{ManualClock, RunStore};
+use testrelay_tests::aws::Engine;
+use testrelay_tests::local::API_KEY;
+
+fn report(shard: u32, status_of_a: &str) -> String {
+    let a = match status_of_a {
+        "failed" => r#"<testcase name="a"><failure message="boom"/></testcase>"#.to_string(),
+        _ => r#"<testcase name="a"/>"#.to_string(),
+    };
+    format!(
+        r#"<testsuite name="shard{shard}">{a}<testcase name="b{shard}"/><testcase name="c{shard}"><failure message="x"/></testcase></testsuite>"#
+    )
+}
+
+async fn post(ingest: &IngestService, query: &str, body: String) -> Result<String, ApiError> {
+    ingest
+        .submit(Submission {
+            authorization: Some(format!("Bearer {API_KEY}")),
+            query: Some(format!("project=web&{query}")),
+            body: bytes::Bytes::from(body),
+            ..Default::default()
+        })
+        .await
+        .map(|r| r.accepted.run_id.to_string())
+}
+
+async fn status(ingest: &IngestService, id: &str) -> PipelineStatus {
+    let auth = format!("Bearer {API_KEY}");
+    ingest
+        .pipeline_status(Some(&auth), id, Some("project=web"))
+        .await
+        .unwrap()
+}
+
+/// Eight shards at once, then a re-run attempt of two of them (one of which now passes the
+/// test that failed).
+async fn shards_and_a_rerun(ingest: Arc<IngestService>, runs: Arc<dyn RunStore>) {
+    let posts = (1..=8).map(|i| {
+        let ingest = ingest.clone();
+        async move {
+            post(
+                &ingest,
+                &format!("pipeline=gh-1&shard={i}/8&attempt=1"),
+                report(i, "failed"),
+            )
+            .await
+        }
+    });
+    for r in futures::future::join_all(posts).await {
+        r.unwrap();
+    }
+    let s = status(&ingest, "gh-1").await;
+    assert_eq!((s.state, s.completions), ("complete", 1), "{s:?}");
+    assert_eq!(s.completed_by.as_deref(), Some("all_shards"));
+    assert_eq!(s.parts.len(), 8);
+    let merged = s.merged.as_ref().expect("the merged run");
+    // Each shard's suite holds a, b<i> and c<i>.
+    assert_eq!(merged.summary.total, 24);
+    assert_eq!(merged.summary.failed, 16);
+    assert_eq!(merged.deliveries.len(), 1, "the webhook, on completion");
+    assert!(
+        s.parts.iter().all(|p| p.deliveries.is_empty()),
+        "a webhook takes no parts"
+    );
+    let pipeline = merged.meta.pipeline.as_ref().unwrap();
+    assert_eq!((pipeline.completion, pipeline.attempt), (Some(1), 1));
+
+    // Re-run of shards 3 and 5: `a` passes now in shard 3, still fails in 5.
+    post(
+        &ingest,
+        "pipeline=gh-1&shard=3/8&attempt=2",
+        report(3, "passed"),
+    )
+    .await
+    .unwrap();
+    post(
+        &ingest,
+        "pipeline=gh-1&shard=5/8&attempt=2",
+        report(5, "failed"),
+    )
+    .await
+    .unwrap();
+    let s = status(&ingest, "gh-1").await;
+    assert_eq!(
+        (s.state, s.completions, s.latest_attempt),
+        ("complete", 3, 2),
+        "{s:?}"
+    );
+    let merged = s.merged.as_ref().unwrap();
+    assert_eq!(merged.summary.total, 24, "re-run tests replace, never add");
+    assert_eq!(merged.summary.flaky, 1, "failed, then passed on re-run");
+    assert_eq!(merged.summary.failed, 15);
+    let first = runs
+        .get_run(&testrelay_domain::pipelines::merged_run_id(
+            "web", "gh-1", 1,
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        first.summary.failed, 16,
+        "the first completion's result stays as it was"
+    );
+}
+
+async fn shards_and_a_rerun_on(engine: Engine) {
+    let receiver = testrelay_tests::receiver::Receiver::start(200).await;
+    let (_stack, app) = crate::lambda::app_on(&receiver, engine).await;
+    let ingest = Arc::new(IngestService::new(app.config.clone(), app.ports()));
+    shards_and_a_rerun(ingest, Arc::new(app.runs.clone())).await;
+}
+
+crate::on_engines!(shards_and_a_rerun_on);
+
+#[tokio::test]
+async fn shards_and_a_rerun_embedded() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let (app, ingest) =
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+    shards_and_a_rerun(ingest, Arc::new(app.store.clone())).await;
+}
+
+/// Matrix jobs that do not know a shard count: the pipeline completes when asked to, or
+/// after the project's quiet period (the sweep on the manual clock), never before. Each
+/// job's environment keeps its results apart.
+#[tokio::test]
+async fn complete_on_request_or_after_the_quiet_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let (_app, ingest) =
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), None).await;
+    for p in ["asked", "quiet"] {
+        for job in ["linux", "mac"] {
+            post(
+                &ingest,
+                &format!("pipeline={p}&environment={job}"),
+                report(1, "passed"),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let auth = format!("Bearer {API_KEY}");
+    let done = ingest
+        .complete_pipeline(Some(&auth), "asked", Some("project=web"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (done.state, done.completed_by.as_deref()),
+        ("complete", Some("requested"))
+    );
+    let again = ingest
+        .complete_pipeline(Some(&auth), "asked", Some("project=web"))
+        .await
+        .unwrap();
+    assert_eq!(again.completions, 1, "asking twice completes once");
+
+    clock.advance(Duration::from_secs(9 * 60));
+    assert_eq!(ingest.sweep_pipelines().await.unwrap(), 0);
+    assert_eq!(status(&ingest, "quiet").await.state, "open");
+    clock.advance(Duration::from_secs(61));
+    assert_eq!(ingest.sweep_pipelines().await.unwrap(), 1);
+    let s = status(&ingest, "quiet").await;
+    assert_eq!(
+        (s.state, s.completed_by.as_deref()),
+        ("complete", Some("quiet"))
+    );
+    assert_eq!(
+        s.merged.unwrap().summary.total,
+        6,
+        "the same tests in two environments"
+    );
+    assert_eq!(
+        ingest.sweep_pipelines().await.unwrap(),
+        0,
+        "nothing left open"
+    );
+}
+
+#[tokio::test]
+async fn bad_pipeline_parameters_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let (app, ingest) =
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+    for (query, says) in [
+        ("pipeline=p&shard=0/4", "shard"),
+        ("pipeline=p&shard=5/4", "shard"),
+        ("pipeline=p&shard=1/1001", "shard"),
+        ("pipeline=p&shard=x", "shard"),
+        ("pipeline=p&attempt=0", "attempt"),
+        ("shard=1/2", "need \"pipeline\""),
+        ("pipeline=has%20space", "pipeline"),
+        (&format!("pipeline={}", "x".repeat(129)), "pipeline"),
+    ] {
+        let e = post(&ingest, query, report(1, "passed")).await.unwrap_err();
+        assert_eq!(e.status, 400, "{query}");
+        assert!(e.detail.contains(says), "{query}: {}", e.detail);
+    }
+    let e = ingest
+        .pipeline_status(
+            Some(&format!("Bearer {API_KEY}")),
+            "never",
+            Some("project=web"),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 404);
+    assert_eq!(app.dispatch_all_pending().await, 0, "nothing was enqueued");
+}
