@@ -136,3 +136,67 @@ where
         retry_in: Duration::from_secs(5),
     })
 }
+
+/// What `key` was completed with, if it was (a read; claims nothing).
+pub async fn reference(state: &dyn StateStore, key: &str) -> Result<Option<String>, StepError> {
+    Ok(state
+        .load(key)
+        .await?
+        .and_then(|v| serde_json::from_str::<Record>(&v.value).ok())
+        .and_then(|r| r.key))
+}
+
+/// A lock held while a read-modify-write on the vendor's side must not interleave with
+/// another run's (TestRail's `update_run` replaces a run's whole case list).
+#[derive(Debug, Serialize, Deserialize)]
+struct Lock {
+    holder: Option<String>,
+    until_ms: u64,
+}
+
+/// Runs `f` holding `key` for `owner` (at most `lease`: a crashed holder's lock runs out);
+/// `Busy` while another holds it.
+pub async fn locked<T, Fut>(
+    state: &dyn StateStore,
+    clock: &dyn Clock,
+    key: &str,
+    owner: &str,
+    lease: Duration,
+    f: impl FnOnce() -> Fut,
+) -> Result<T, StepError>
+where
+    Fut: Future<Output = Result<T, StepError>>,
+{
+    let busy = || StepError::Busy {
+        retry_in: Duration::from_secs(5),
+    };
+    let now = clock.now_ms();
+    let current = state.load(key).await?;
+    let held = current
+        .as_ref()
+        .and_then(|v| serde_json::from_str::<Lock>(&v.value).ok())
+        .is_some_and(|l| l.holder.as_deref().is_some_and(|h| h != owner) && now < l.until_ms);
+    if held {
+        return Err(busy());
+    }
+    let mine = Lock {
+        holder: Some(owner.to_string()),
+        until_ms: now + lease.as_millis() as u64,
+    };
+    let value = serde_json::to_string(&mine).expect("serialisable");
+    let version = current.map(|v| v.version);
+    if !state.save(key, &value, version).await? {
+        return Err(busy());
+    }
+    let result = f().await;
+    let free = serde_json::to_string(&Lock {
+        holder: None,
+        until_ms: 0,
+    })
+    .expect("serialisable");
+    // Unlocked at the version we wrote; if that fails, the lease runs out.
+    let _ = state
+        .save(key, &free, Some(version.map_or(1, |v| v + 1)))
+        .await;
+    result
+}

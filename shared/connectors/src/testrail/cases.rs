@@ -8,10 +8,16 @@
 //! retry, or the next report minutes later, does not read the suite again. A run refused
 //! with a cached read is retried once with a fresh one.
 
-use serde_json::Value;
+use super::{Created, MAX_CASES_PAGE_BYTES, TestRail, property_ids};
+use crate::http::permanent;
+use serde_json::{Value, json};
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use testrelay_domain::delivery::steps::{StepCall, Steps};
+use testrelay_domain::ports::{DeliveryError, StepError};
+use testrelay_domain::report::model::{TestCase, TestRun};
+use testrelay_domain::report::render;
 
 /// How long a suite's case list is reused.
 pub const CASES_TTL: Duration = Duration::from_secs(300);
@@ -85,6 +91,109 @@ impl CaseCache {
 
     pub fn put(&self, now_ms: u64, index: Arc<CaseIndex>) {
         *self.0.lock().expect("not poisoned") = Some((now_ms, index));
+    }
+}
+
+impl TestRail {
+    /// The suite's cases: from the cache unless `fresh`; `(index, read from the cache)`.
+    pub(super) async fn case_index(
+        &self,
+        fresh: bool,
+    ) -> Result<(Arc<CaseIndex>, bool), DeliveryError> {
+        let now = self.clock.now_ms();
+        if !fresh && let Some(index) = self.cases.get(now) {
+            return Ok((index, true));
+        }
+        let mut endpoint = format!("get_cases/{}", self.c.project_id);
+        if let Some(s) = self.c.suite_id {
+            endpoint.push_str(&format!("&suite_id={s}"));
+        }
+        // Cases carry their steps and custom fields: a page may be large; only ids and
+        // automation ids are kept.
+        let mut index = CaseIndex::default();
+        let field = self.c.automation_id_field.as_str();
+        self.pages(&endpoint, "cases", MAX_CASES_PAGE_BYTES, |cases| {
+            index.add(&cases, field)
+        })
+        .await?;
+        let index = Arc::new(index);
+        self.cases.put(now, index.clone());
+        Ok((index, false))
+    }
+
+    /// Creates a case for every test (by automation id) the suite lacks, once ever per
+    /// automation id however many runs meet it at once; the index with them added.
+    pub(super) async fn create_missing(
+        &self,
+        run: &TestRun,
+        steps: &Steps,
+        section: u64,
+        index: Arc<CaseIndex>,
+    ) -> Result<Arc<CaseIndex>, StepError> {
+        let mut missing: Vec<(String, &TestCase)> = Vec::new();
+        for (suite, case) in run.report.cases_in_suites() {
+            let a = render::automation_id(suite, case);
+            if property_ids(case).is_empty()
+                && index.by_automation_id(&a).is_none()
+                && !missing.iter().any(|(m, _)| *m == a)
+            {
+                missing.push((a, case));
+            }
+        }
+        if missing.is_empty() {
+            return Ok(index);
+        }
+        let mut index = (*index).clone();
+        let suite = self.c.suite_id.unwrap_or(0);
+        for (a, case) in missing {
+            let digest = crate::digest8(&a);
+            let (id, _) = crate::claim::once_ever(
+                self.state.as_ref(),
+                self.clock.as_ref(),
+                &format!("testrail-case/{}/{suite}/{digest}", self.name),
+                &run.run_id.to_string(),
+                || async {
+                    let step = steps
+                        .once(&format!("case/{digest}"), |call| {
+                            self.add_case(section, &a, case, call)
+                        })
+                        .await?;
+                    Ok(step.value)
+                },
+            )
+            .await?;
+            let id = id
+                .parse()
+                .map_err(|_| StepError::Failed(permanent("a created case without an id")))?;
+            index.insert(id, &a);
+        }
+        let index = Arc::new(index);
+        self.cases.put(self.clock.now_ms(), index.clone());
+        Ok(index)
+    }
+
+    /// `add_case` in `section`, titled by the test and carrying its automation id; a retry
+    /// that cannot know whether an earlier try created it reads the suite again first.
+    pub(super) async fn add_case(
+        &self,
+        section: u64,
+        automation_id: &str,
+        case: &TestCase,
+        call: StepCall,
+    ) -> Result<String, DeliveryError> {
+        if call.check_first
+            && let Some(id) = self
+                .case_index(true)
+                .await?
+                .0
+                .by_automation_id(automation_id)
+        {
+            return Ok(id.to_string());
+        }
+        let mut body = json!({"title": render::cut(&case.name, 250)});
+        body[self.c.automation_id_field.as_str()] = json!(automation_id);
+        let created: Created = self.post(&format!("add_case/{section}"), &body).await?;
+        Ok(created.id.to_string())
     }
 }
 

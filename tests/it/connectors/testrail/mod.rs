@@ -11,6 +11,7 @@ use testrelay_domain::ports::ErrorClass;
 use testrelay_tests::vendor::*;
 
 mod fake;
+mod pipeline;
 mod preflight;
 
 use fake::FakeTestRail;
