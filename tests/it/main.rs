@@ -3,7 +3,7 @@
 //! (on moto and on DynamoDB Local + MiniStack); the other modules drive the whole system.
 
 mod alarms;
-mod connectors;
+pub(crate) mod connectors;
 mod contract;
 mod fault_injection;
 mod health;
@@ -11,6 +11,7 @@ mod hooks;
 mod hostile;
 mod lambda;
 mod local_flow;
+mod pipeline_flow;
 mod pipelines;
 mod send;
 mod vendor_text;

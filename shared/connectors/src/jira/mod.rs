@@ -251,12 +251,22 @@ impl Connector for Jira {
     ) -> Result<Delivered, StepError> {
         let mut resumed = true;
         let mut refs = Vec::new();
-        if self.c.xray.is_some() {
+        // A pipeline's parts are imported into its one Test Execution as they arrive; bugs
+        // are filed from its merged result (a test that passed on a re-run is flaky, not a
+        // bug).
+        let pipeline = run.meta.pipeline.as_ref();
+        let merged = pipeline.is_some_and(|p| p.is_merged());
+        if self.c.xray.is_some() && !merged {
             let (r, xray_resumed) = self.deliver_xray(run, ctx, steps).await?;
             resumed &= xray_resumed;
             refs.push(r);
         }
-        if let Some(bugs) = &self.c.bugs {
+        if let Some(bugs) = self
+            .c
+            .bugs
+            .as_ref()
+            .filter(|_| pipeline.is_none() || merged)
+        {
             let mut opened = Vec::new();
             let mut commented = 0;
             for failure in render::failures(run).take(bugs.max_per_run) {
@@ -282,6 +292,9 @@ impl Connector for Jira {
                     opened.join(", ")
                 }
             ));
+        }
+        if refs.is_empty() {
+            refs.push("the pipeline's parts went into its Test Execution".into());
         }
         Ok(Delivered {
             status_code: Some(200),

@@ -187,9 +187,34 @@ impl Jira {
         steps: &Steps,
     ) -> Result<(String, bool), StepError> {
         let x = self.c.xray.as_ref().expect("xray configured");
-        let exec = steps
-            .once("execution", |call| self.execution(run, ctx, call))
-            .await?;
+        let exec = match &run.meta.pipeline {
+            // One Test Execution per pipeline, created by its first part to get here.
+            Some(p) => {
+                let key = format!("xray-pipeline/{}/{}/{}", self.name, run.meta.project, p.id);
+                let (key, created) = crate::claim::once_ever(
+                    self.state.as_ref(),
+                    self.clock.as_ref(),
+                    &key,
+                    &run.run_id.to_string(),
+                    || async {
+                        let step = steps
+                            .once("execution", |call| self.execution(run, ctx, call))
+                            .await?;
+                        Ok(step.value)
+                    },
+                )
+                .await?;
+                testrelay_domain::delivery::steps::StepResult {
+                    value: key,
+                    resumed: !created,
+                }
+            }
+            None => {
+                steps
+                    .once("execution", |call| self.execution(run, ctx, call))
+                    .await?
+            }
+        };
         let keys: Vec<String> = keyed(run).into_keys().collect();
         let known = self.existing_tests(&keys).await?;
         // New tests, claimed in one order (see `claim::claim`) before the import creates them.
@@ -286,11 +311,19 @@ impl Jira {
     }
 }
 
+/// The label a created Test Execution carries, for a retry to find it: the pipeline's for a
+/// pipeline's execution, else the run's.
 pub(super) fn run_label(run: &TestRun) -> String {
-    format!(
-        "testrelay-run-{}",
-        run.run_id.to_string().to_ascii_lowercase()
-    )
+    match &run.meta.pipeline {
+        Some(p) => format!(
+            "testrelay-pipeline-{}",
+            crate::digest8(&format!("{}/{}", run.meta.project, p.id))
+        ),
+        None => format!(
+            "testrelay-run-{}",
+            run.run_id.to_string().to_ascii_lowercase()
+        ),
+    }
 }
 
 /// Jira wiki markup.

@@ -34,6 +34,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// What the queue should do with the message once the service is done with it.
+/// How long a pipeline's merged result waits before it looks at its parts' deliveries again.
+pub const PARTS_WAIT: Duration = Duration::from_secs(5);
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Disposition {
     /// Delete it: delivered, dead-lettered, or nothing left to do.
@@ -263,6 +266,25 @@ impl DeliveryService {
             };
             return self.finish(msg, delivery, redrive, position, outcome).await;
         };
+        // A pipeline's merged result goes to a connector that builds it from the parts
+        // (closing the TestRail run, the final Slack message) only once every part's
+        // delivery to that connector has ended: it waits, without using up an attempt.
+        if connector.kind().builds_from_parts()
+            && let Some(p) = record.meta.pipeline.as_ref().filter(|p| p.is_merged())
+            && self
+                .parts_pending(&record.meta.project, &p.id, &msg.connector)
+                .await?
+        {
+            let mut update = DeliveryUpdate::to(DeliveryState::Deferred);
+            update.next_attempt_at = Some(rfc3339(now + PARTS_WAIT.as_millis() as u64));
+            update.last_error = Some("waits for the pipeline's parts to be delivered".into());
+            self.ports
+                .runs
+                .update_delivery(&msg.run_id, &msg.connector, &update)
+                .await?;
+            self.outcome(msg, "deferred");
+            return Ok(Disposition::Requeue(PARTS_WAIT));
+        }
         let mut update = DeliveryUpdate::to(DeliveryState::Delivering);
         update.last_error = delivery.last_error.clone();
         update.redrive = redrive;
@@ -348,6 +370,42 @@ impl DeliveryService {
         let disposition = self.finish(msg, delivery, None, position, outcome).await?;
         steps.crash(CrashPoint::AfterRecord, "")?;
         Ok(disposition)
+    }
+
+    /// Whether a part of pipeline `id` still has a delivery to `connector` under way.
+    async fn parts_pending(
+        &self,
+        project: &str,
+        id: &str,
+        connector: &ConnectorName,
+    ) -> Result<bool, StepError> {
+        let Some(v) = self
+            .ports
+            .state
+            .load(&crate::pipelines::key(project, id))
+            .await?
+        else {
+            return Ok(false);
+        };
+        let Ok(p) = serde_json::from_str::<crate::pipelines::PipelineState>(&v.value) else {
+            return Ok(false);
+        };
+        for part in &p.parts {
+            let Some(r) = self.ports.runs.get_run(&part.run_id).await? else {
+                continue;
+            };
+            let open = r.deliveries.iter().any(|d| {
+                d.connector == *connector
+                    && !matches!(
+                        d.state,
+                        DeliveryState::Delivered | DeliveryState::DeadLettered
+                    )
+            });
+            if open {
+                return Ok(true);
+            }
+        }
+        Ok(false)
     }
 
     async fn finish(

@@ -103,7 +103,8 @@ pub fn merged_run_id(project: &str, id: &str, n: u32) -> RunId {
     RunId::derived(format!("pipeline\n{project}\n{id}\n{n}").as_bytes())
 }
 
-fn key(project: &str, id: &str) -> String {
+/// The state-store key of a pipeline's record.
+pub fn key(project: &str, id: &str) -> String {
     format!("pipeline/{project}/{id}")
 }
 
@@ -524,7 +525,7 @@ impl IngestService {
 
 /// The parts' latest results added up: per shard index the latest attempt, plus every part
 /// without a shard.
-fn latest_sum(p: &PipelineState) -> Summary {
+pub fn latest_sum(p: &PipelineState) -> Summary {
     let mut latest: std::collections::BTreeMap<Option<u32>, Vec<&Part>> = Default::default();
     for part in p.in_merge_order() {
         match part.shard {

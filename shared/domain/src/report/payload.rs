@@ -1,4 +1,5 @@
-//! The `run.completed` event every webhook receives: the run summary plus the failures,
+//! The `run.completed` event every webhook receives (`pipeline.completed` /
+//! `pipeline.updated` for a pipeline's merged result): the run summary plus the failures,
 //! first ones first, bounded so that a run with 10,000 failures still makes a small event.
 
 use crate::report::model::TestRun;
@@ -36,8 +37,25 @@ pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value 
             "duration_ms": case.duration_ms,
         }));
     }
-    json!({
-        "type": "run.completed",
+    // A pipeline's merged result: `pipeline.completed` the first time, `pipeline.updated`
+    // when late parts reopened it and it completed again.
+    let (kind, pipeline) = match &run.meta.pipeline {
+        Some(p) if p.is_merged() => (
+            if p.completion == Some(1) {
+                "pipeline.completed"
+            } else {
+                "pipeline.updated"
+            },
+            Some(json!({"id": p.id, "completion": p.completion, "attempt": p.attempt})),
+        ),
+        Some(p) => (
+            "run.completed",
+            Some(json!({"id": p.id, "shard": p.shard, "attempt": p.attempt})),
+        ),
+        None => ("run.completed", None),
+    };
+    let mut event = json!({
+        "type": kind,
         "timestamp": timestamp,
         "data": {
             "run_id": run.run_id,
@@ -55,7 +73,11 @@ pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value 
             "failures": failures,
             "failures_omitted": omitted,
         }
-    })
+    });
+    if let Some(p) = pipeline {
+        event["data"]["pipeline"] = p;
+    }
+    event
 }
 
 #[cfg(test)]

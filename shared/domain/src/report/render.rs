@@ -90,7 +90,11 @@ pub fn headline(run: &TestRun) -> String {
 
 /// `120 tests: 110 passed, 3 failed, 1 error, 5 skipped, 1 flaky` (zero counts left out).
 pub fn counts(run: &TestRun) -> String {
-    let s = &run.summary;
+    summary_counts(&run.summary)
+}
+
+/// `120 tests: 117 passed, 3 failed` from the counts alone.
+pub fn summary_counts(s: &crate::report::model::Summary) -> String {
     let mut parts = Vec::new();
     for (n, what) in [
         (s.passed, "passed"),

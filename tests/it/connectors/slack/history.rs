@@ -20,6 +20,8 @@ pub struct Channel {
     pub messages: Vec<Value>,
     /// History requests, and how many Slack refused for the per-minute limit.
     pub history_calls: usize,
+    /// `chat.update` calls: (ts, the message's text).
+    pub updates: Vec<(String, String)>,
     pub refused: usize,
     last_history: Option<Instant>,
 }
@@ -55,6 +57,23 @@ pub async fn fake_slack(per_minute: Option<u32>) -> (MockServer, Arc<Mutex<Chann
             let ts = format!("1795341600.{:06}", ch.messages.len() + 1);
             ch.messages
                 .push(json!({"ts": ts, "metadata": body["metadata"]}));
+            ResponseTemplate::new(200).set_body_json(json!({"ok": true, "ts": ts}))
+        })
+        .mount(&server)
+        .await;
+    let c = channel.clone();
+    Mock::given(method("POST"))
+        .and(path("/api/chat.update"))
+        .respond_with(move |r: &Request| {
+            let body: Value = r.body_json().unwrap();
+            let ts = body["ts"].as_str().unwrap_or_default().to_string();
+            let mut ch = c.lock().unwrap();
+            if !ch.messages.iter().any(|m| m["ts"] == ts.as_str()) {
+                return ResponseTemplate::new(200)
+                    .set_body_json(json!({"ok": false, "error": "message_not_found"}));
+            }
+            let text = body["text"].as_str().unwrap_or_default().to_string();
+            ch.updates.push((ts.clone(), text));
             ResponseTemplate::new(200).set_body_json(json!({"ok": true, "ts": ts}))
         })
         .mount(&server)

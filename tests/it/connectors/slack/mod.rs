@@ -3,7 +3,7 @@
 //! Slack's size limits with 10,000 failures. Crash recovery through the channel's history,
 //! within that lookup's own limits, is in `history.rs`.
 
-mod history;
+pub(crate) mod history;
 
 use serde_json::{Value, json};
 use std::sync::Arc;

@@ -10,7 +10,7 @@ use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::ports::ErrorClass;
 use testrelay_tests::vendor::*;
 
-mod fake;
+pub(crate) mod fake;
 mod pipeline;
 mod preflight;
 

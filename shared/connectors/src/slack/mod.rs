@@ -13,6 +13,13 @@
 //! [`HISTORY_MAX_PAGES`] pages without the message it posts. Incoming webhooks have no
 //! history: in that one window they may post twice.
 
+mod blocks;
+mod history;
+mod pipeline;
+
+use blocks::escape;
+pub use blocks::render;
+
 use crate::http::{Limit, json, permanent};
 use crate::{Base, Env, origin, parse_url};
 use async_trait::async_trait;
@@ -26,7 +33,7 @@ use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::ports::{
     Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
-use testrelay_domain::report::model::{RunOutcome, TestRun};
+use testrelay_domain::report::model::TestRun;
 use testrelay_domain::report::render;
 
 /// Slack's documented limits, with room to spare.
@@ -50,6 +57,7 @@ pub struct Slack {
     /// `conversations.history`'s own limit.
     history: Limit,
     state: Arc<dyn StateStore>,
+    clock: Arc<dyn testrelay_domain::ports::Clock>,
     auth: Auth,
     channel: String,
     api: String,
@@ -85,6 +93,7 @@ impl Slack {
             },
             base: Base::new(env.http.clone(), target, cfg),
             state: env.state.clone(),
+            clock: env.clock.clone(),
             auth,
             channel,
             api: c.api_url.trim_end_matches('/').to_string(),
@@ -114,10 +123,12 @@ impl Slack {
         }
     }
 
+    /// Posts `message` (the run's, unless given), unless an earlier try did.
     async fn post(
         &self,
         run: &TestRun,
         ctx: &DeliveryContext,
+        message: Option<Value>,
         call: StepCall,
     ) -> Result<String, DeliveryError> {
         if call.check_first
@@ -125,7 +136,8 @@ impl Slack {
         {
             return Ok(ts);
         }
-        let mut message = render(run, &ctx.status_url, self.max_failures);
+        let mut message =
+            message.unwrap_or_else(|| render(run, &ctx.status_url, self.max_failures));
         message["channel"] = json!(self.channel);
         message["unfurl_links"] = json!(false);
         message["metadata"] = json!({
@@ -152,95 +164,18 @@ impl Slack {
             .ok_or_else(|| permanent("chat.postMessage answered without a ts"))
     }
 
-    /// The `ts` of a message an earlier try posted for this event, if the channel's history
-    /// since the run arrived shows one. Reads on from where an earlier attempt's lookup was
-    /// throttled; answers `None` (post) when the history cannot be read (no scope, not in
-    /// the channel) or holds more than [`HISTORY_MAX_PAGES`] pages.
-    async fn find_posted(
-        &self,
-        run: &TestRun,
-        ctx: &DeliveryContext,
-    ) -> Result<Option<String>, DeliveryError> {
-        let Auth::Token(token) = &self.auth else {
-            return Ok(None);
-        };
-        let key = format!("slack-history/{}", ctx.event_id);
-        let saved = self.state.load(&key).await.ok().flatten();
-        let mut place: HistoryPlace = saved
-            .as_ref()
-            .and_then(|v| serde_json::from_str(&v.value).ok())
-            .unwrap_or_default();
-        let version = saved.map(|v| v.version);
-        let oldest = render::received_secs(run).saturating_sub(60).to_string();
-        let limit = HISTORY_PAGE.to_string();
-        while place.pages < HISTORY_MAX_PAGES {
-            let mut query = vec![
-                ("channel", self.channel.as_str()),
-                ("oldest", oldest.as_str()),
-                ("include_all_metadata", "true"),
-                ("limit", limit.as_str()),
-            ];
-            if let Some(c) = &place.cursor {
-                query.push(("cursor", c));
-            }
-            let request = self
-                .base
-                .http
-                .client()
-                .get(format!("{}/conversations.history", self.api))
-                .bearer_auth(token.expose_secret())
-                .query(&query);
-            let page = match self
-                .base
-                .http
-                .send(&self.history, request, self.base.timeout)
-                .await
-            {
-                Ok(response) => json::<History>(response, "Slack").await,
-                Err(e) => Err(e),
-            };
-            let page = page.and_then(|p| match p.error.as_deref() {
-                Some(code @ ("ratelimited" | "rate_limited")) if !p.ok => {
-                    Err(api_error("conversations.history", code))
-                }
-                _ => Ok(p),
-            });
-            let page = match page {
-                Ok(p) if p.ok => p,
-                // No history to read (scope, membership): post.
-                Ok(_) => return Ok(None),
-                Err(e) => {
-                    // Throttled or failed: keep our place for the next attempt.
-                    let value = serde_json::to_string(&place).expect("serialisable");
-                    let _ = self.state.save(&key, &value, version).await;
-                    return Err(e);
-                }
-            };
-            let found = page.messages.into_iter().find_map(|m| {
-                let payload = m.metadata?.event_payload;
-                (payload.get("event_id")?.as_str()? == ctx.event_id).then_some(m.ts)
-            });
-            if found.is_some() {
-                return Ok(found);
-            }
-            match page.response_metadata.next_cursor.filter(|c| !c.is_empty()) {
-                Some(next) if page.has_more => {
-                    place.cursor = Some(next);
-                    place.pages += 1;
-                }
-                _ => return Ok(None),
-            }
-        }
-        Ok(None)
-    }
-
     async fn update(
         &self,
         run: &TestRun,
         ctx: &DeliveryContext,
         ts: &str,
     ) -> Result<String, DeliveryError> {
-        let mut message = render(run, &ctx.status_url, self.max_failures);
+        let message = render(run, &ctx.status_url, self.max_failures);
+        self.update_to(ts, message).await
+    }
+
+    /// Replaces message `ts` with `message`.
+    async fn update_to(&self, ts: &str, mut message: Value) -> Result<String, DeliveryError> {
         message["channel"] = json!(self.channel);
         message["ts"] = json!(ts);
         self.call("chat.update", &message).await?;
@@ -278,45 +213,6 @@ struct Api {
     user: Option<String>,
 }
 
-#[derive(Deserialize)]
-struct History {
-    ok: bool,
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    messages: Vec<HistoryMessage>,
-    #[serde(default)]
-    has_more: bool,
-    #[serde(default)]
-    response_metadata: Cursor,
-}
-
-#[derive(Deserialize, Default)]
-struct Cursor {
-    #[serde(default)]
-    next_cursor: Option<String>,
-}
-
-/// Where a throttled history lookup stopped.
-#[derive(serde::Serialize, Deserialize, Default)]
-struct HistoryPlace {
-    cursor: Option<String>,
-    pages: u32,
-}
-
-#[derive(Deserialize)]
-struct HistoryMessage {
-    ts: String,
-    #[serde(default)]
-    metadata: Option<Metadata>,
-}
-
-#[derive(Deserialize)]
-struct Metadata {
-    #[serde(default)]
-    event_payload: serde_json::Map<String, Value>,
-}
-
 /// Slack answers HTTP 200 with `ok: false` and an error code ([`crate::answers`] reads it).
 fn api_error(method: &str, code: &str) -> DeliveryError {
     DeliveryError {
@@ -339,6 +235,16 @@ impl Connector for Slack {
         ctx: &DeliveryContext,
         steps: &Steps,
     ) -> Result<Delivered, StepError> {
+        let part = run.meta.pipeline.as_ref().is_some_and(|p| !p.is_merged());
+        if let (Auth::Webhook(_), true) = (&self.auth, part) {
+            // An incoming webhook cannot edit what it posted: the pipeline's message waits
+            // for its completion.
+            return Ok(Delivered {
+                status_code: None,
+                external_ref: Some("slack: waits for the pipeline to complete".into()),
+                resumed: false,
+            });
+        }
         if let Auth::Webhook(url) = &self.auth {
             let step = steps
                 .once("post", |_| self.post_webhook(url, run, ctx))
@@ -349,7 +255,12 @@ impl Connector for Slack {
                 resumed: step.resumed,
             });
         }
-        let posted = steps.once("post", |call| self.post(run, ctx, call)).await?;
+        if let Some(p) = &run.meta.pipeline {
+            return self.deliver_pipeline(run, ctx, p, steps).await;
+        }
+        let posted = steps
+            .once("post", |call| self.post(run, ctx, None, call))
+            .await?;
         let mut resumed = posted.resumed;
         // A redrive of a delivery whose message is out there updates it, once per redrive.
         if posted.resumed && ctx.generation > 0 {
@@ -419,70 +330,4 @@ impl Connector for Slack {
         })
         .await
     }
-}
-
-/// The message: `text` (notifications, and the fallback) and `blocks`.
-pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
-    let failed = run.summary.outcome() == RunOutcome::Failed;
-    let icon = if failed { ":x:" } else { ":white_check_mark:" };
-    let headline = render::headline(run);
-    let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
-            "text": render::cut(&format!("{} {}", if failed { "❌" } else { "✅" }, render::context(run)), MAX_HEADER)}}),
-        json!({"type": "section", "text": {"type": "mrkdwn",
-            "text": render::cut(&format!("{icon} *{}*\n{}", escape(&headline), escape(&render::counts(run))), MAX_SECTION)}}),
-    ];
-    let mut budget = MAX_TOTAL.saturating_sub(text_len(&blocks) + 600);
-    let total = render::failure_count(run);
-    let mut listed = 0u64;
-    for (suite, case) in render::failures(run).take(max_failures) {
-        let mut line = format!(
-            "*{}*",
-            escape(&render::cut(&render::title(suite, case), 300))
-        );
-        if let Some(reason) = render::reason(case, 400) {
-            line.push_str(&format!("\n```{}```", escape(&reason.replace('`', "'"))));
-        }
-        // Leave room for the context block and the "+N more" line.
-        if line.len() > budget || blocks.len() + 2 >= MAX_BLOCKS {
-            break;
-        }
-        budget -= line.len();
-        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": line}}));
-        listed += 1;
-    }
-    let mut links = Vec::new();
-    if total > listed {
-        links.push(render::more(total - listed, "failures"));
-    }
-    links.push(link(status_url, "Run status"));
-    if let Some(b) = &run.meta.build_url {
-        links.push(link(b, "Build"));
-    }
-    blocks.push(
-        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": links.join(" · ")}]}),
-    );
-    json!({
-        "text": escape(&format!("{} — {}", render::context(run), headline)),
-        "blocks": blocks,
-    })
-}
-
-fn link(url: &str, text: &str) -> String {
-    if url.starts_with("http") {
-        format!("<{}|{text}>", url.replace('|', "%7C").replace('>', "%3E"))
-    } else {
-        format!("{text}: {}", escape(url))
-    }
-}
-
-/// Slack's three control characters in mrkdwn.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-}
-
-fn text_len(blocks: &[Value]) -> usize {
-    blocks.iter().map(|b| b.to_string().len()).sum()
 }

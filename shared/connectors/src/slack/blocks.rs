@@ -1,0 +1,72 @@
+//! A run as a Block Kit message within Slack's limits, every text from a report escaped.
+
+use super::{MAX_BLOCKS, MAX_HEADER, MAX_SECTION, MAX_TOTAL};
+use serde_json::{Value, json};
+use testrelay_domain::report::model::{RunOutcome, TestRun};
+use testrelay_domain::report::render;
+
+/// The message: `text` (notifications, and the fallback) and `blocks`.
+pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
+    let failed = run.summary.outcome() == RunOutcome::Failed;
+    let icon = if failed { ":x:" } else { ":white_check_mark:" };
+    let headline = render::headline(run);
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
+            "text": render::cut(&format!("{} {}", if failed { "❌" } else { "✅" }, render::context(run)), MAX_HEADER)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": render::cut(&format!("{icon} *{}*\n{}", escape(&headline), escape(&render::counts(run))), MAX_SECTION)}}),
+    ];
+    let mut budget = MAX_TOTAL.saturating_sub(text_len(&blocks) + 600);
+    let total = render::failure_count(run);
+    let mut listed = 0u64;
+    for (suite, case) in render::failures(run).take(max_failures) {
+        let mut line = format!(
+            "*{}*",
+            escape(&render::cut(&render::title(suite, case), 300))
+        );
+        if let Some(reason) = render::reason(case, 400) {
+            line.push_str(&format!("\n```{}```", escape(&reason.replace('`', "'"))));
+        }
+        // Leave room for the context block and the "+N more" line.
+        if line.len() > budget || blocks.len() + 2 >= MAX_BLOCKS {
+            break;
+        }
+        budget -= line.len();
+        blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": line}}));
+        listed += 1;
+    }
+    let mut links = Vec::new();
+    if total > listed {
+        links.push(render::more(total - listed, "failures"));
+    }
+    links.push(link(status_url, "Run status"));
+    if let Some(b) = &run.meta.build_url {
+        links.push(link(b, "Build"));
+    }
+    blocks.push(
+        json!({"type": "context", "elements": [{"type": "mrkdwn", "text": links.join(" · ")}]}),
+    );
+    json!({
+        "text": escape(&format!("{} — {}", render::context(run), headline)),
+        "blocks": blocks,
+    })
+}
+
+pub(super) fn link(url: &str, text: &str) -> String {
+    if url.starts_with("http") {
+        format!("<{}|{text}>", url.replace('|', "%7C").replace('>', "%3E"))
+    } else {
+        format!("{text}: {}", escape(url))
+    }
+}
+
+/// Slack's three control characters in mrkdwn.
+pub(super) fn escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+pub(super) fn text_len(blocks: &[Value]) -> usize {
+    blocks.iter().map(|b| b.to_string().len()).sum()
+}

@@ -1,0 +1,329 @@
+//! A CI pipeline end to end, on the embedded adapters and on the AWS adapters (moto;
+//! DynamoDB Local + MiniStack): 8 shards posted at once, delivered by the delivery service to
+//! TestRail, Slack and a signed webhook, then a re-run attempt of 2 shards. Exactly one
+//! TestRail run holding every case once with the latest result; one Slack message, updated;
+//! one `pipeline.completed` event (the re-run's completions are `pipeline.updated`). Time is a
+//! manual clock: a delivery told to wait comes back when the queue makes it visible again.
+
+use std::sync::Arc;
+use std::time::Duration;
+use testrelay_domain::config::{Config, ConnectorKind};
+use testrelay_domain::ingest::{IngestService, Submission};
+use testrelay_domain::ports::{Clock, ManualClock};
+use testrelay_tests::aws::Engine;
+use testrelay_tests::local::API_KEY;
+use testrelay_tests::receiver::Receiver;
+
+use crate::connectors::slack::history::{Channel, fake_slack};
+use crate::connectors::testrail::fake::{self, FakeTestRail};
+
+const T0: u64 = 1_800_000_000_000;
+const SHARDS: u32 = 8;
+const MAX_ROUNDS: usize = 500;
+
+/// The vendors a pipeline is delivered to.
+struct Vendors {
+    testrail: wiremock::MockServer,
+    testrail_state: Arc<std::sync::Mutex<FakeTestRail>>,
+    slack: wiremock::MockServer,
+    channel: Arc<std::sync::Mutex<Channel>>,
+    hook: Receiver,
+}
+
+impl Vendors {
+    async fn start() -> Vendors {
+        let cases = (1..=SHARDS).flat_map(|i| (1..=3).map(move |k| (i * 10 + k) as u64));
+        let (testrail, testrail_state) = fake::serve(FakeTestRail::with_cases(cases)).await;
+        let (slack, channel) = fake_slack(None).await;
+        Vendors {
+            testrail,
+            testrail_state,
+            slack,
+            channel,
+            hook: Receiver::start(200).await,
+        }
+    }
+
+    /// Project `web` to TestRail `qa`, Slack `chat` and webhook `hook`; secrets by the
+    /// names `secret` gives.
+    fn config(&self, base: Config, secret: impl Fn(&str) -> String) -> Config {
+        let vendors = Config::from_toml(
+            &format!(
+                r#"
+[network]
+allow = ["127.0.0.0/8"]
+
+[connectors.qa]
+kind = "testrail"
+url = "{}"
+user = "ci@example.com"
+api_key = {{ secret = "{}" }}
+project_id = 7
+suite_id = 3
+allow_http = true
+rate_limit = {{ per_minute = 60000, burst = 1000 }}
+
+[connectors.chat]
+kind = "slack"
+token = {{ secret = "{}" }}
+channel = "C0123"
+api_url = "{}/api"
+allow_http = true
+rate_limit = {{ per_minute = 60000, burst = 1000 }}
+
+[connectors.hook]
+kind = "webhook"
+url = "{}"
+secret = {{ secret = "{}" }}
+allow_http = true
+"#,
+                self.testrail.uri(),
+                secret("tr"),
+                secret("slack"),
+                self.slack.uri(),
+                self.hook.url(),
+                secret("hook"),
+            ),
+            "pipeline.toml",
+        )
+        .unwrap();
+        let mut config = base;
+        config.connectors = vendors.connectors;
+        for p in config.projects.values_mut() {
+            p.connectors = ["qa", "chat", "hook"]
+                .map(|c| testrelay_domain::ids::ConnectorName::parse(c).unwrap())
+                .to_vec();
+        }
+        config
+    }
+
+    fn secrets(&self) -> [(&'static str, String); 3] {
+        [
+            ("tr", "tr-api-key-0123456789".to_string()),
+            ("slack", "xoxb-test-token-1234".to_string()),
+            ("hook", self.hook.secret_text.clone()),
+        ]
+    }
+
+    /// What the vendors saw, checked.
+    async fn check(&self) {
+        {
+            let tr = self.testrail_state.lock().unwrap();
+            assert_eq!(tr.count("add_run"), 1, "one TestRail run: {:?}", tr.calls);
+            let mut cases = tr.run_cases(501);
+            cases.sort();
+            cases.dedup();
+            assert_eq!(cases.len(), 3 * SHARDS as usize, "every case once");
+            let latest = |case: u64| tr.results.iter().rev().find(|r| r.1 == case).unwrap().2;
+            assert_eq!(
+                (latest(21), latest(51)),
+                (1, 1),
+                "the re-run's results are latest"
+            );
+            assert_eq!(latest(31), 5);
+        }
+        {
+            let ch = self.channel.lock().unwrap();
+            assert_eq!(ch.ours(), 1, "one Slack message");
+            let last = &ch
+                .updates
+                .last()
+                .expect("updated as shards arrive and at completion")
+                .1;
+            assert!(
+                !last.contains("shards in"),
+                "the final message, not progress, stands last: {last}"
+            );
+        }
+        let events = self.hook.verified_events_at(T0 / 1000).await;
+        let kinds: Vec<&str> = events
+            .iter()
+            .map(|(_, e)| e["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            kinds.iter().filter(|k| **k == "pipeline.completed").count(),
+            1,
+            "{kinds:?}"
+        );
+        assert!(
+            kinds.iter().all(|k| k.starts_with("pipeline.")),
+            "{kinds:?}"
+        );
+    }
+}
+
+/// Part `index` (attempt `attempt`): three cases C<index>1..3, the first failing unless
+/// `passing`.
+fn part(index: u32, passing: bool) -> String {
+    let first = if passing {
+        format!(r#"<testcase name="C{index}1 first"/>"#)
+    } else {
+        format!(r#"<testcase name="C{index}1 first"><failure message="boom"/></testcase>"#)
+    };
+    format!(
+        r#"<testsuite name="shard {index}">{first}<testcase name="C{index}2 second"/><testcase name="C{index}3 third"/></testsuite>"#
+    )
+}
+
+async fn post(ingest: Arc<IngestService>, index: u32, attempt: u32, passing: bool) {
+    ingest
+        .submit(Submission {
+            authorization: Some(format!("Bearer {API_KEY}")),
+            query: Some(format!(
+                "project=web&branch=main&commit=abc1234&pipeline=gh-9&shard={index}/{SHARDS}&attempt={attempt}"
+            )),
+            body: bytes::Bytes::from(part(index, passing)),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// Posts the 8 shards at once, lets `settle` deliver, posts the re-run of shards 2 and 5
+/// (their first tests pass now), settles again.
+async fn pipeline<F, Fut>(ingest: Arc<IngestService>, settle: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    futures::future::join_all((1..=SHARDS).map(|i| post(ingest.clone(), i, 1, false))).await;
+    settle().await;
+    for i in [2, 5] {
+        post(ingest.clone(), i, 2, true).await;
+    }
+    settle().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sharded_pipeline_on_the_embedded_adapters() {
+    let vendors = Vendors::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let base = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+    let config = vendors.config(base, |s| s.to_string());
+    let secrets =
+        testrelay_embedded::FileSecretStore::new(testrelay_cli::app::secrets_dir(dir.path()));
+    for (name, value) in vendors.secrets() {
+        secrets.put(name, &value).unwrap();
+    }
+    let clock = Arc::new(ManualClock::new(T0));
+    let (app, ingest) =
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), None).await;
+    let settle = || async {
+        for round in 0.. {
+            assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
+            let handled = app.dispatch_all_pending().await;
+            if app.store.queue_len().await.unwrap() == 0 {
+                break;
+            }
+            if handled == 0 {
+                let next = app.store.next_visible_at().await.unwrap().unwrap();
+                clock.advance(Duration::from_millis(
+                    next.saturating_sub(clock.now_ms()).max(1),
+                ));
+            }
+        }
+    };
+    pipeline(ingest, settle).await;
+    vendors.check().await;
+}
+
+async fn a_sharded_pipeline_on_aws(engine: Engine) {
+    use testrelay_domain::delivery::retry::RetryPolicy;
+    use testrelay_domain::delivery::worker::Worker;
+    use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
+    use testrelay_domain::ingest::Ports;
+    use testrelay_tests::warp::WarpQueue;
+
+    let vendors = Vendors::start().await;
+    let stack = testrelay_tests::aws::Stack::create_on(engine).await;
+    let names: Vec<(String, String)> = vendors
+        .secrets()
+        .into_iter()
+        .map(|(n, v)| (testrelay_tests::unique(&format!("testrelay/{n}")), v))
+        .collect();
+    for (name, value) in &names {
+        testrelay_tests::aws::put_secret(&stack.sdk, name, value).await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let base = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+    let config = vendors.config(base, |s| {
+        names
+            .iter()
+            .find(|(n, _)| n.starts_with(&format!("testrelay/{s}")))
+            .unwrap()
+            .0
+            .clone()
+    });
+    let clock = Arc::new(ManualClock::new(T0));
+    let app = testrelay_lambda::bootstrap::AwsApp::new(config, &stack.sdk, stack.resources());
+    let warp = Arc::new(WarpQueue::new(app.queue.clone(), clock.clone()));
+    let metrics = Arc::new(testrelay_domain::health::metrics::NoMetrics);
+    let env =
+        testrelay_connectors::Env::new(&app.config, Arc::new(app.state.clone()), clock.clone());
+    let connectors = testrelay_connectors::build(&app.config, &app.secrets, &env)
+        .await
+        .unwrap();
+    let service = Arc::new(DeliveryService::new(
+        DeliveryPorts {
+            runs: Arc::new(app.runs.clone()),
+            blobs: Arc::new(app.blobs.clone()),
+            idempotency: Arc::new(app.idempotency.clone()),
+            state: Arc::new(app.state.clone()),
+            dead_letters: Arc::new(app.dead_letters.clone()),
+            clock: clock.clone(),
+            metrics: metrics.clone(),
+        },
+        connectors,
+        RetryPolicy::default(),
+    ));
+    let workers: Vec<Worker> = [
+        ConnectorKind::Testrail,
+        ConnectorKind::Slack,
+        ConnectorKind::Webhook,
+    ]
+    .into_iter()
+    .map(|kind| Worker {
+        kind,
+        consumer: warp.clone(),
+        queue: warp.clone(),
+        service: service.clone(),
+        concurrency: 4,
+    })
+    .collect();
+    let ingest = Arc::new(IngestService::new(
+        app.config.clone(),
+        Ports {
+            blobs: Arc::new(app.blobs.clone()),
+            runs: Arc::new(app.runs.clone()),
+            idempotency: Arc::new(app.idempotency.clone()),
+            queue: warp.clone(),
+            dead_letters: Arc::new(app.dead_letters.clone()),
+            state: Arc::new(app.state.clone()),
+            clock: clock.clone(),
+            metrics,
+        },
+    ));
+    let settle = || async {
+        for round in 0.. {
+            assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
+            warp.release_due().await.unwrap();
+            let mut handled = 0;
+            for w in &workers {
+                handled += w.drain().await;
+            }
+            if handled > 0 {
+                continue;
+            }
+            match warp.next_due() {
+                Some(next) => clock.advance(Duration::from_millis(
+                    next.saturating_sub(clock.now_ms()).max(1),
+                )),
+                None => break,
+            }
+        }
+    };
+    pipeline(ingest, settle).await;
+    vendors.check().await;
+}
+
+crate::on_engines!(a_sharded_pipeline_on_aws);
