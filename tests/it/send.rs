@@ -19,7 +19,124 @@ fn args(url: &str, file: &str) -> SendArgs {
         retries: 2,
         timeout: 10,
         api_key_env: "UNUSED".into(),
+        pipeline: None,
+        shard: None,
+        attempt: None,
+        single: false,
+        complete: false,
     }
+}
+
+/// The pipeline parameters `send` puts in the report's query with CI variables `vars`.
+fn pipeline_query(a: &SendArgs, vars: &[(&str, &str)]) -> Vec<(String, String)> {
+    let env = |name: &str| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.to_string())
+    };
+    testrelay_cli::send::report_url_in(a, &env)
+        .unwrap()
+        .query_pairs()
+        .filter(|(k, _)| ["pipeline", "shard", "attempt"].contains(&k.as_ref()))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn pairs(p: &[(&str, &str)]) -> Vec<(String, String)> {
+    p.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// CI parallel-job variables make a report a pipeline's part; a single job stays a report of
+/// its own; flags override.
+#[test]
+fn pipeline_parameters_come_from_the_ci() {
+    let a = args("http://x", "ctrf/ctrf/examples/minimal.json");
+    let gitlab = [
+        ("CI_PIPELINE_ID", "77"),
+        ("CI_NODE_INDEX", "2"),
+        ("CI_NODE_TOTAL", "4"),
+    ];
+    assert_eq!(
+        pipeline_query(&a, &gitlab),
+        pairs(&[("pipeline", "gl-77"), ("shard", "2/4")])
+    );
+    let buildkite = [
+        ("BUILDKITE_BUILD_ID", "0190-ab"),
+        ("BUILDKITE_PARALLEL_JOB", "0"),
+        ("BUILDKITE_PARALLEL_JOB_COUNT", "3"),
+        ("BUILDKITE_RETRY_COUNT", "1"),
+    ];
+    assert_eq!(
+        pipeline_query(&a, &buildkite),
+        pairs(&[
+            ("pipeline", "bk-0190-ab"),
+            ("shard", "1/3"),
+            ("attempt", "2")
+        ])
+    );
+    let circle_single = [
+        ("CIRCLE_WORKFLOW_ID", "w1"),
+        ("CIRCLE_NODE_INDEX", "0"),
+        ("CIRCLE_NODE_TOTAL", "1"),
+    ];
+    assert!(
+        pipeline_query(&a, &circle_single).is_empty(),
+        "one node: a report of its own"
+    );
+    let github = [("GITHUB_RUN_ID", "123"), ("GITHUB_RUN_ATTEMPT", "2")];
+    assert!(
+        pipeline_query(&a, &github).is_empty(),
+        "GitHub has no shard variables"
+    );
+    let mut sharded = a.clone();
+    sharded.shard = Some("3/5".into());
+    assert_eq!(
+        pipeline_query(&sharded, &github),
+        pairs(&[("pipeline", "gh-123"), ("shard", "3/5"), ("attempt", "2")])
+    );
+    let mut single = a.clone();
+    single.single = true;
+    assert!(pipeline_query(&single, &gitlab).is_empty());
+    let mut named = a.clone();
+    named.pipeline = Some("nightly-42".into());
+    assert_eq!(
+        pipeline_query(&named, &[]),
+        pairs(&[("pipeline", "nightly-42")])
+    );
+    assert!(
+        testrelay_cli::send::report_url_in(&sharded, &|_| None)
+            .unwrap_err()
+            .contains("--shard needs --pipeline")
+    );
+}
+
+/// Two shards sent with `send`; the second completes the pipeline, whose one merged result is
+/// delivered. A pipeline of jobs without shards completes with `--complete`.
+#[tokio::test]
+async fn sharded_sends_make_one_pipeline() {
+    let t = spawn_app().await;
+    for i in 1..=2 {
+        let mut a = args(&t.base, "ctrf/ctrf/examples/minimal.json");
+        a.pipeline = Some("p-1".into());
+        a.shard = Some(format!("{i}/2"));
+        send(&a, API_KEY).await.unwrap();
+    }
+    assert_eq!(t.dispatch_all_pending().await, 1, "the merged result, once");
+    let mut a = args(&t.base, "ctrf/ctrf/examples/minimal.json");
+    a.pipeline = Some("p-2".into());
+    send(&a, API_KEY).await.unwrap();
+    assert_eq!(
+        t.dispatch_all_pending().await,
+        0,
+        "a part, waiting for the pipeline"
+    );
+    let done = testrelay_cli::pipeline::complete(&t.base, "web", "p-2", API_KEY)
+        .await
+        .unwrap();
+    assert_eq!(done["state"], "complete");
+    assert_eq!(t.dispatch_all_pending().await, 1);
 }
 
 #[tokio::test]

@@ -4,4 +4,5 @@
 pub mod app;
 pub mod deadletters;
 pub mod dev;
+pub mod pipeline;
 pub mod send;

@@ -40,6 +40,23 @@ pub struct SendArgs {
     /// The API key; read from the environment so that it stays out of process listings.
     #[arg(long = "api-key-env", default_value = "TESTRELAY_API_KEY")]
     pub api_key_env: String,
+    /// The CI pipeline this report is a part of; defaults to the CI's run id when the job
+    /// is one of several (see --shard).
+    #[arg(long)]
+    pub pipeline: Option<String>,
+    /// This job's shard, `<index>/<total>` from 1; defaults to the CI's parallel-job
+    /// variables (GitLab CI_NODE_INDEX/CI_NODE_TOTAL, Buildkite, CircleCI).
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// The pipeline's run attempt; defaults to GITHUB_RUN_ATTEMPT or Buildkite's retry count.
+    #[arg(long)]
+    pub attempt: Option<u32>,
+    /// Send as a report of its own even in a parallel CI job.
+    #[arg(long, conflicts_with_all = ["pipeline", "shard"])]
+    pub single: bool,
+    /// After this report, complete the pipeline (its last part is in).
+    #[arg(long)]
+    pub complete: bool,
 }
 
 fn first_env(names: &[&str]) -> Option<String> {
@@ -66,6 +83,11 @@ fn ci_build_url() -> Option<String> {
 
 /// The full report URL with its query.
 pub fn report_url(args: &SendArgs) -> Result<reqwest::Url, String> {
+    report_url_in(args, &crate::pipeline::process_env)
+}
+
+/// [`report_url`] with CI variables read from `env`.
+pub fn report_url_in(args: &SendArgs, env: crate::pipeline::Vars) -> Result<reqwest::Url, String> {
     let base = args.url.trim_end_matches('/');
     let full = if base.ends_with("/v1/reports") {
         base.to_string()
@@ -95,7 +117,21 @@ pub fn report_url(args: &SendArgs) -> Result<reqwest::Url, String> {
                 "GIT_COMMIT",
             ])
         });
+        let part = crate::pipeline::resolve(
+            env,
+            args.pipeline.as_deref(),
+            args.shard.as_deref(),
+            args.attempt,
+            args.single,
+        )?;
+        let (pipeline, shard, attempt) = match part {
+            Some((p, s, a)) => (Some(p), s, a.map(|a| a.to_string())),
+            None => (None, None, None),
+        };
         let pairs = [
+            ("pipeline", pipeline),
+            ("shard", shard),
+            ("attempt", attempt),
             ("branch", branch),
             ("commit", commit),
             ("build_url", args.build_url.clone().or_else(ci_build_url)),
@@ -124,6 +160,28 @@ pub async fn run(args: SendArgs) -> i32 {
         }
     };
     match send(&args, &key).await {
+        Ok(body) if args.complete => {
+            let pipeline = report_url(&args).ok().and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "pipeline")
+                    .map(|(_, v)| v.to_string())
+            });
+            let Some(pipeline) = pipeline else {
+                eprintln!("testrelay send: --complete needs a pipeline (--pipeline or --shard)");
+                return 1;
+            };
+            println!("accepted: run {}", body["run_id"].as_str().unwrap_or("?"));
+            match crate::pipeline::complete(&args.url, &args.project, &pipeline, &key).await {
+                Ok(_) => {
+                    println!("pipeline {pipeline}: complete");
+                    0
+                }
+                Err(e) => {
+                    eprintln!("testrelay send: the report is in; completing {pipeline}: {e}");
+                    1
+                }
+            }
+        }
         Ok(body) => {
             let run_id = body["run_id"].as_str().unwrap_or("?");
             let status = body["status_url"].as_str().unwrap_or("");
