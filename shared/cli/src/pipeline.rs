@@ -61,14 +61,22 @@ pub fn ci_attempt(env: Vars) -> Option<u32> {
         .or_else(|| number(env, "BUILDKITE_RETRY_COUNT").map(|r| r + 1))
 }
 
-/// `(pipeline, shard, attempt)` for the report's query, from the flags and the CI.
+/// A report's place in its pipeline, as its query gives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub pipeline: String,
+    pub shard: Option<String>,
+    pub attempt: Option<u32>,
+}
+
+/// The report's place in a pipeline, from the flags and the CI; `None`: a report of its own.
 pub fn resolve(
     env: Vars,
     pipeline: Option<&str>,
     shard: Option<&str>,
     attempt: Option<u32>,
     single: bool,
-) -> Result<Option<(String, Option<String>, Option<u32>)>, String> {
+) -> Result<Option<Part>, String> {
     if single {
         return Ok(None);
     }
@@ -83,7 +91,11 @@ pub fn resolve(
         )?),
         None => None,
     };
-    Ok(pipeline.map(|p| (p, shard, attempt.or_else(|| ci_attempt(env)))))
+    Ok(pipeline.map(|pipeline| Part {
+        pipeline,
+        shard,
+        attempt: attempt.or_else(|| ci_attempt(env)),
+    }))
 }
 
 #[derive(Debug, Clone, clap::Args)]

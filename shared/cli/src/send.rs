@@ -125,7 +125,7 @@ pub fn report_url_in(args: &SendArgs, env: crate::pipeline::Vars) -> Result<reqw
             args.single,
         )?;
         let (pipeline, shard, attempt) = match part {
-            Some((p, s, a)) => (Some(p), s, a.map(|a| a.to_string())),
+            Some(p) => (Some(p.pipeline), p.shard, p.attempt.map(|a| a.to_string())),
             None => (None, None, None),
         };
         let pairs = [
