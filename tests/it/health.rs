@@ -389,6 +389,7 @@ async fn the_health_route_shows_a_key_its_projects_connectors() {
                 ProjectConfig {
                     connectors: vec![ConnectorName::parse("other-team").unwrap()],
                     pipeline_quiet_minutes: 10,
+                    when: Default::default(),
                 },
             );
         },

@@ -223,3 +223,70 @@ async fn bad_pipeline_parameters_change_nothing() {
     assert_eq!(e.status, 404);
     assert_eq!(app.dispatch_all_pending().await, 0, "nothing was enqueued");
 }
+
+/// Routing rules: a connector gets only the runs its rule matches (branch glob, outcome,
+/// environment); the others are not enqueued for it, and the run's status says why.
+#[tokio::test]
+async fn routing_rules_decide_at_ingest() {
+    use testrelay_domain::config::routes::When;
+    use testrelay_domain::report::model::RunOutcome;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+    let hook = testrelay_domain::ids::ConnectorName::parse("hook").unwrap();
+    for p in config
+        .projects
+        .values_mut()
+        .filter(|p| p.connectors.contains(&hook))
+    {
+        p.when.insert(
+            hook.clone(),
+            When {
+                branches: vec!["main".into(), "release/*".into()],
+                outcomes: vec![RunOutcome::Failed],
+                environments: vec![],
+            },
+        );
+    }
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let (app, ingest) =
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+    let failing =
+        r#"<testsuite name="s"><testcase name="a"><failure message="x"/></testcase></testsuite>"#;
+    let passing = r#"<testsuite name="s"><testcase name="a"/></testsuite>"#.to_string();
+    for (query, body, reason) in [
+        (
+            "branch=dev",
+            failing.to_string(),
+            Some("routing rule: branch \"dev\" matches none of [\"main\", \"release/*\"]"),
+        ),
+        (
+            "branch=main",
+            passing.clone(),
+            Some("routing rule: outcome passed is none of [failed]"),
+        ),
+        ("branch=release/2.1", failing.to_string(), None),
+    ] {
+        let id = post(&ingest, query, body).await.unwrap();
+        let run = app
+            .store
+            .get_run(&testrelay_domain::ids::RunId::parse(&id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        match reason {
+            Some(r) => {
+                assert!(run.deliveries.is_empty(), "{query}");
+                assert_eq!(run.skipped[0].reason, r, "{query}");
+                assert_eq!(
+                    app.dispatch_all_pending().await,
+                    0,
+                    "{query}: nothing enqueued"
+                );
+            }
+            None => {
+                assert!(run.skipped.is_empty(), "{query}");
+                assert_eq!(run.deliveries.len(), 1);
+            }
+        }
+    }
+}

@@ -56,6 +56,7 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                 ProjectConfig {
                     connectors: vec![ConnectorName::parse(CONNECTOR).unwrap()],
                     pipeline_quiet_minutes: 10,
+                    when: Default::default(),
                 },
             ),
             (
@@ -63,6 +64,7 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                 ProjectConfig {
                     connectors: vec![],
                     pipeline_quiet_minutes: 10,
+                    when: Default::default(),
                 },
             ),
         ]),

@@ -80,6 +80,7 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
             ProjectConfig {
                 connectors: vec![sink.clone()],
                 pipeline_quiet_minutes: 10,
+                when: Default::default(),
             },
         )]),
         connectors: BTreeMap::from([(

@@ -42,6 +42,7 @@ fn name(s: &str) -> ConnectorName {
 
 fn record(connectors: &[&str]) -> RunRecord {
     RunRecord {
+        skipped: vec![],
         run_id: RunId::new(1_700_000_000_000),
         received_at: "2026-11-22T10:00:00.000Z".into(),
         meta: RunMeta {

@@ -3,6 +3,7 @@
 //! inlined. Validation happens once at start; every error names the offending key.
 
 mod connectors;
+pub mod routes;
 
 pub use connectors::*;
 
@@ -128,6 +129,9 @@ pub struct ProjectConfig {
     /// A pipeline with no new shard for this long completes on its own.
     #[serde(default = "default_pipeline_quiet_minutes")]
     pub pipeline_quiet_minutes: u64,
+    /// Which runs each connector gets (`[projects.<p>.when.<connector>]`); all when absent.
+    #[serde(default)]
+    pub when: BTreeMap<ConnectorName, routes::When>,
 }
 
 fn default_pipeline_quiet_minutes() -> u64 {
@@ -479,6 +483,22 @@ impl Config {
             }
         }
         for (name, project) in &self.projects {
+            for (c, when) in &project.when {
+                if !project.connectors.contains(c) {
+                    errors.push(format!(
+                        "projects.{name}.when.{c}: {:?} is not one of the project's connectors",
+                        c.as_str()
+                    ));
+                }
+                for p in when.problems() {
+                    errors.push(format!("projects.{name}.when.{c}.{p}"));
+                }
+            }
+            if project.pipeline_quiet_minutes == 0 || project.pipeline_quiet_minutes > 24 * 60 {
+                errors.push(format!(
+                    "projects.{name}.pipeline_quiet_minutes: must be 1 to 1440"
+                ));
+            }
             for (i, c) in project.connectors.iter().enumerate() {
                 if !self.connectors.contains_key(c) {
                     errors.push(format!(

@@ -16,7 +16,7 @@ use crate::ids::{ConnectorName, IdempotencyKey, ProjectName, RunId};
 use crate::ingest::inflate::{Inflight, Reservation};
 use crate::ports::{
     BlobStore, Claim, Clock, Created, DeliveryMessage, DeliveryQueue, DeliveryRecord,
-    DeliveryState, IdempotencyStore, RunRecord, RunStore, rfc3339, run_blob_key,
+    DeliveryState, IdempotencyStore, RunRecord, RunStore, Skipped, rfc3339, run_blob_key,
 };
 use crate::report::model::{Format, PipelineRef, Report, RunMeta, Shard, Summary, TestRun};
 use crate::report::parse;
@@ -79,6 +79,9 @@ pub struct Accepted {
     pub run_id: RunId,
     pub status_url: String,
     pub deliveries: Vec<QueuedDelivery>,
+    /// The project's connectors this run is not for, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
     pub summary: Summary,
 }
 
@@ -296,15 +299,9 @@ impl IngestService {
             Some(k) => RunId::derived(k.as_bytes()),
             None => RunId::new(now),
         };
-        // A pipeline's part goes to the connectors that build one result from parts; the
-        // others get the pipeline's merged result when it completes.
         let part_of = meta.pipeline.clone();
-        let connectors: Vec<(ConnectorName, ConnectorKind)> = project
-            .connectors
-            .iter()
-            .filter_map(|c| Some((c.clone(), self.config.connector_kind(c)?)))
-            .filter(|(_, k)| part_of.is_none() || k.builds_from_parts())
-            .collect();
+        let outcome = part_of.is_none().then(|| summary.outcome());
+        let (connectors, skipped) = self.route(project, &meta, outcome);
         let received_at = rfc3339(now);
         let run = TestRun {
             run_id: run_id.clone(),
@@ -324,6 +321,7 @@ impl IngestService {
                     state: DeliveryState::Queued,
                 })
                 .collect(),
+            skipped: skipped.clone(),
             summary,
         };
         // Refused for its size before anything is written, the idempotency claim included.
@@ -338,6 +336,7 @@ impl IngestService {
                 .iter()
                 .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
                 .collect(),
+            skipped,
         };
         // The stored JSON replaces the model: the two are never held longer than needed.
         drop(run);
@@ -470,23 +469,25 @@ impl IngestService {
         Ok(())
     }
 
-    /// Stores `report` as run `run_id` (received now) and enqueues it to `connectors`.
-    /// Repeating it is harmless: the run exists already and the deliveries dedupe.
+    /// Stores `report` as run `run_id` (received now) and enqueues it to its project's
+    /// connectors (by their routing rules). Repeating it is harmless: the run exists already
+    /// and the deliveries dedupe.
     pub(crate) async fn store_run(
         &self,
         run_id: RunId,
         meta: RunMeta,
         report: Report,
-        connectors: &[ConnectorName],
     ) -> Result<(), ApiError> {
-        let connectors: Vec<(ConnectorName, ConnectorKind)> = connectors
-            .iter()
-            .filter_map(|c| Some((c.clone(), self.config.connector_kind(c)?)))
-            .collect();
+        let summary = report.summary();
+        let project = ProjectName::parse(&meta.project)
+            .ok()
+            .and_then(|p| self.config.projects.get(&p))
+            .ok_or_else(|| ApiError::not_found(format!("unknown project {:?}", meta.project)))?;
+        let (connectors, skipped) = self.route(project, &meta, Some(summary.outcome()));
         let run = TestRun {
             run_id,
             received_at: rfc3339(self.ports.clock.now_ms()),
-            summary: report.summary(),
+            summary,
             meta,
             report,
         };
@@ -502,9 +503,45 @@ impl IngestService {
                 .iter()
                 .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
                 .collect(),
+            skipped,
         };
         drop(run);
         self.store_and_enqueue(blob, record, &connectors).await
+    }
+
+    /// The project's connectors a run goes to, and those it does not with why: routing
+    /// rules (`when`), and for a pipeline's part (`outcome` unknown) the connectors that act
+    /// on its merged result only.
+    fn route(
+        &self,
+        project: &crate::config::ProjectConfig,
+        meta: &RunMeta,
+        outcome: Option<crate::report::model::RunOutcome>,
+    ) -> (Vec<(ConnectorName, ConnectorKind)>, Vec<Skipped>) {
+        let part = meta.pipeline.as_ref().is_some_and(|p| !p.is_merged());
+        let (mut to, mut skipped) = (Vec::new(), Vec::new());
+        for c in &project.connectors {
+            let Some(kind) = self.config.connector_kind(c) else {
+                continue;
+            };
+            let reason = if part && !kind.builds_from_parts() {
+                Some("acts on the pipeline's merged result, when it completes".to_string())
+            } else {
+                project
+                    .when
+                    .get(c)
+                    .and_then(|w| w.skip_reason(meta, outcome))
+                    .map(|r| format!("routing rule: {r}"))
+            };
+            match reason {
+                Some(reason) => skipped.push(Skipped {
+                    connector: c.clone(),
+                    reason,
+                }),
+                None => to.push((c.clone(), kind)),
+            }
+        }
+        (to, skipped)
     }
 
     pub async fn run_status(

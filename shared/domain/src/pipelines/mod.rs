@@ -20,7 +20,7 @@
 pub mod merge;
 
 use crate::error::ApiError;
-use crate::ids::{ConnectorName, ProjectName, RunId};
+use crate::ids::{ProjectName, RunId};
 use crate::ingest::IngestService;
 use crate::ports::{RunRecord, StateStore, StoreError, rfc3339, run_blob_key};
 use crate::report::model::{PipelineRef, RunMeta, Shard, Summary, TestRun};
@@ -433,7 +433,6 @@ impl IngestService {
         }
         let report = merge::merge(&runs);
         drop(runs);
-        let project = ProjectName::parse(&p.project).map_err(ApiError::bad_request)?;
         let meta = RunMeta {
             pipeline: Some(PipelineRef {
                 id: p.id.clone(),
@@ -443,14 +442,7 @@ impl IngestService {
             }),
             ..p.meta.clone()
         };
-        let connectors: Vec<ConnectorName> = self
-            .config
-            .projects
-            .get(&project)
-            .map(|c| c.connectors.clone())
-            .unwrap_or_default();
-        self.store_run(p.merged_run_id(n), meta, report, &connectors)
-            .await?;
+        self.store_run(p.merged_run_id(n), meta, report).await?;
         tracing::info!(project = %p.project, pipeline = %p.id, completion = n, "pipeline completed");
         self.ports.metrics.count("PipelinesCompleted", &[], 1);
         let reopened = update(self.ports.state.as_ref(), &p.project, &p.id, |c| {

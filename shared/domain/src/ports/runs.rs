@@ -107,6 +107,16 @@ pub struct RunRecord {
     pub format: Format,
     pub summary: Summary,
     pub deliveries: Vec<DeliveryRecord>,
+    /// Connectors of the project this run was not for, and why (routing rules).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<Skipped>,
+}
+
+/// A connector a run was not enqueued for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    pub connector: ConnectorName,
+    pub reason: String,
 }
 
 /// A change to one delivery: its new state and, when an attempt finished, that attempt.
