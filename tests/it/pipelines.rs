@@ -290,3 +290,40 @@ async fn routing_rules_decide_at_ingest() {
         }
     }
 }
+
+/// A webhook gets a pipeline's parts only when it asks (`parts = true`): then each part is a
+/// `run.completed` carrying its place in the pipeline; without, it waits for the merged
+/// result, and the part's status says so.
+#[tokio::test]
+async fn webhooks_get_parts_only_when_they_ask() {
+    for parts in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+        for c in config.connectors.values_mut() {
+            if let testrelay_domain::config::ConnectorConfig::Webhook(w) = c {
+                w.parts = parts;
+            }
+        }
+        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+        let (app, ingest) =
+            testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+        let id = post(&ingest, "pipeline=p&shard=1/2", report(1, "passed"))
+            .await
+            .unwrap();
+        let run = app
+            .store
+            .get_run(&testrelay_domain::ids::RunId::parse(&id).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        if parts {
+            assert_eq!(run.deliveries.len(), 1);
+        } else {
+            assert!(run.deliveries.is_empty());
+            assert_eq!(
+                run.skipped[0].reason,
+                "acts on the pipeline's merged result, when it completes"
+            );
+        }
+    }
+}

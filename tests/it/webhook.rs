@@ -91,6 +91,7 @@ fn connector(
         breaker: Default::default(),
         rate_limit: None,
         probe_url: None,
+        parts: false,
     };
     let clock = Arc::new(SystemClock);
     let store = SqliteStore::open(&dir.path().join("t.db"), clock.clone()).unwrap();

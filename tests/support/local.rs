@@ -78,6 +78,7 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                 breaker: Default::default(),
                 rate_limit: None,
                 probe_url: None,
+                parts: false,
             }),
         )]),
         // Test receivers listen on loopback.

@@ -93,6 +93,7 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
                 breaker: Default::default(),
                 rate_limit: None,
                 probe_url: None,
+                parts: false,
             }),
         )]),
         // The dev sink is on loopback, which connectors refuse unless allowed.

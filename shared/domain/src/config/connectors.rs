@@ -80,6 +80,10 @@ pub struct WebhookConfig {
     /// a signed `ping` event to `url`.
     #[serde(default)]
     pub probe_url: Option<String>,
+    /// Also send a `run.completed` event for each part of a CI pipeline (by default only
+    /// the pipeline's `pipeline.completed` / `pipeline.updated`).
+    #[serde(default)]
+    pub parts: bool,
 }
 
 /// TestRail's documented throttle on Cloud Professional is about 180 requests a minute.

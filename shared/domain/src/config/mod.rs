@@ -210,6 +210,15 @@ pub enum ConnectorConfig {
 }
 
 impl ConnectorConfig {
+    /// Whether it gets each part of a CI pipeline: the kinds that build one result from the
+    /// parts, and webhooks that ask for them (`parts = true`).
+    pub fn takes_parts(&self) -> bool {
+        match self {
+            ConnectorConfig::Webhook(w) => w.parts,
+            other => other.kind().builds_from_parts(),
+        }
+    }
+
     pub fn kind(&self) -> ConnectorKind {
         match self {
             ConnectorConfig::Webhook(_) => ConnectorKind::Webhook,

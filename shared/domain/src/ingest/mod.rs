@@ -524,7 +524,12 @@ impl IngestService {
             let Some(kind) = self.config.connector_kind(c) else {
                 continue;
             };
-            let reason = if part && !kind.builds_from_parts() {
+            let takes_parts = self
+                .config
+                .connectors
+                .get(c)
+                .is_some_and(|c| c.takes_parts());
+            let reason = if part && !takes_parts {
                 Some("acts on the pipeline's merged result, when it completes".to_string())
             } else {
                 project

@@ -131,4 +131,54 @@ mod tests {
         assert_eq!(data["summary"]["failed"], 10_000);
         assert!(serde_json::to_vec(&v).unwrap().len() < 300_000);
     }
+
+    #[test]
+    fn a_pipeline_says_what_it_is() {
+        let run = |pipeline: Option<PipelineRef>| TestRun {
+            run_id: RunId::new(0),
+            received_at: "t".into(),
+            meta: RunMeta {
+                project: "web".into(),
+                branch: None,
+                commit: None,
+                build_url: None,
+                environment: None,
+                pipeline,
+            },
+            summary: Summary::default(),
+            report: Report {
+                format: Format::Junit,
+                tool: None,
+                duration_ms: None,
+                suites: vec![],
+            },
+        };
+        let merged = |n| PipelineRef {
+            id: "gh-1".into(),
+            shard: None,
+            attempt: 2,
+            completion: Some(n),
+        };
+        let first = run_completed(&run(Some(merged(1))), "/x", "now");
+        assert_eq!(first["type"], "pipeline.completed");
+        assert_eq!(first["data"]["pipeline"]["completion"], 1);
+        assert_eq!(
+            run_completed(&run(Some(merged(2))), "/x", "now")["type"],
+            "pipeline.updated"
+        );
+        let part = PipelineRef {
+            id: "gh-1".into(),
+            shard: Some(Shard { index: 2, total: 4 }),
+            attempt: 1,
+            completion: None,
+        };
+        let p = run_completed(&run(Some(part)), "/x", "now");
+        assert_eq!(p["type"], "run.completed");
+        assert_eq!(p["data"]["pipeline"]["shard"]["index"], 2);
+        let plain = run_completed(&run(None), "/x", "now");
+        assert!(
+            plain["data"].get("pipeline").is_none(),
+            "a plain run's event is as before"
+        );
+    }
 }
