@@ -2,15 +2,19 @@
 //! DynamoDB Local + MiniStack): 8 shards posted at once, delivered by the delivery service to
 //! TestRail, Slack and a signed webhook, then a re-run attempt of 2 shards. Exactly one
 //! TestRail run holding every case once with the latest result; one Slack message, updated;
-//! one `pipeline.completed` event (the re-run's completions are `pipeline.updated`). Time is a
-//! manual clock: a delivery told to wait comes back when the queue makes it visible again.
+//! one `pipeline.completed` event (the re-run's completions are `pipeline.updated`). With
+//! crashes injected at random between every step and its bookkeeping (and between a
+//! delivery's record and its message's settling), the same holds. Time is a manual clock: a
+//! delivery told to wait, or crashed, comes back when the queue makes it visible again.
 
 use std::sync::Arc;
 use std::time::Duration;
 use testrelay_domain::config::{Config, ConnectorKind};
+use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::ingest::{IngestService, Submission};
 use testrelay_domain::ports::{Clock, ManualClock};
 use testrelay_tests::aws::Engine;
+use testrelay_tests::faults::RandomCrashes;
 use testrelay_tests::local::API_KEY;
 use testrelay_tests::receiver::Receiver;
 
@@ -135,16 +139,18 @@ allow_http = true
                 "the final message, not progress, stands last: {last}"
             );
         }
-        let events = self.hook.verified_events_at(T0 / 1000).await;
+        // Receivers dedupe on webhook-id (a crash right after the send repeats it).
+        let events = self.hook.verified_events_as_sent().await;
         let kinds: Vec<&str> = events
             .iter()
             .map(|(_, e)| e["type"].as_str().unwrap())
             .collect();
-        assert_eq!(
-            kinds.iter().filter(|k| **k == "pipeline.completed").count(),
-            1,
-            "{kinds:?}"
-        );
+        let completed: std::collections::HashSet<&str> = events
+            .iter()
+            .filter(|(_, e)| e["type"] == "pipeline.completed")
+            .map(|(id, _)| id.as_str())
+            .collect();
+        assert_eq!(completed.len(), 1, "{kinds:?}");
         assert!(
             kinds.iter().all(|k| k.starts_with("pipeline.")),
             "{kinds:?}"
@@ -194,8 +200,35 @@ where
     settle().await;
 }
 
+/// Crashes at every point, a sixth of the time, by a fixed sequence.
+fn crashes() -> Arc<RandomCrashes> {
+    Arc::new(RandomCrashes::new(20261128, 16))
+}
+
+fn crashed_everywhere(c: &RandomCrashes) {
+    for point in [
+        CrashPoint::BeforeCall,
+        CrashPoint::AfterCall,
+        CrashPoint::AfterStep,
+        CrashPoint::AfterRecord,
+    ] {
+        assert!(c.count(point) > 0, "no crash injected at {point:?}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_sharded_pipeline_on_the_embedded_adapters() {
+    embedded(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_sharded_pipeline_on_the_embedded_adapters_with_crashes() {
+    let c = crashes();
+    embedded(Some(c.clone())).await;
+    crashed_everywhere(&c);
+}
+
+async fn embedded(faults: Option<Arc<RandomCrashes>>) {
     let vendors = Vendors::start().await;
     let dir = tempfile::tempdir().unwrap();
     let base = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
@@ -206,8 +239,9 @@ async fn a_sharded_pipeline_on_the_embedded_adapters() {
         secrets.put(name, &value).unwrap();
     }
     let clock = Arc::new(ManualClock::new(T0));
+    let faults = faults.map(|f| f as Arc<dyn testrelay_domain::delivery::steps::Faults>);
     let (app, ingest) =
-        testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), None).await;
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), faults).await;
     let settle = || async {
         for round in 0.. {
             assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
@@ -227,6 +261,7 @@ async fn a_sharded_pipeline_on_the_embedded_adapters() {
     vendors.check().await;
 }
 
+/// On the AWS adapters, with crashes.
 async fn a_sharded_pipeline_on_aws(engine: Engine) {
     use testrelay_domain::delivery::retry::RetryPolicy;
     use testrelay_domain::delivery::worker::Worker;
@@ -263,19 +298,23 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
     let connectors = testrelay_connectors::build(&app.config, &app.secrets, &env)
         .await
         .unwrap();
-    let service = Arc::new(DeliveryService::new(
-        DeliveryPorts {
-            runs: Arc::new(app.runs.clone()),
-            blobs: Arc::new(app.blobs.clone()),
-            idempotency: Arc::new(app.idempotency.clone()),
-            state: Arc::new(app.state.clone()),
-            dead_letters: Arc::new(app.dead_letters.clone()),
-            clock: clock.clone(),
-            metrics: metrics.clone(),
-        },
-        connectors,
-        RetryPolicy::default(),
-    ));
+    let crashes = crashes();
+    let service = Arc::new(
+        DeliveryService::new(
+            DeliveryPorts {
+                runs: Arc::new(app.runs.clone()),
+                blobs: Arc::new(app.blobs.clone()),
+                idempotency: Arc::new(app.idempotency.clone()),
+                state: Arc::new(app.state.clone()),
+                dead_letters: Arc::new(app.dead_letters.clone()),
+                clock: clock.clone(),
+                metrics: metrics.clone(),
+            },
+            connectors,
+            RetryPolicy::default(),
+        )
+        .with_faults(crashes.clone()),
+    );
     let workers: Vec<Worker> = [
         ConnectorKind::Testrail,
         ConnectorKind::Slack,
@@ -324,6 +363,7 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
     };
     pipeline(ingest, settle).await;
     vendors.check().await;
+    crashed_everywhere(&crashes);
 }
 
 crate::on_engines!(a_sharded_pipeline_on_aws);
