@@ -12,6 +12,7 @@ mod hostile;
 mod lambda;
 mod local_flow;
 mod pipeline_flow;
+mod pipeline_scale;
 mod pipelines;
 mod send;
 mod vendor_text;

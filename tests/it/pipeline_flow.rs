@@ -21,22 +21,30 @@ use testrelay_tests::receiver::Receiver;
 use crate::connectors::slack::history::{Channel, fake_slack};
 use crate::connectors::testrail::fake::{self, FakeTestRail};
 
-const T0: u64 = 1_800_000_000_000;
+pub(crate) const T0: u64 = 1_800_000_000_000;
 const SHARDS: u32 = 8;
+const TESTS: u32 = 3;
 const MAX_ROUNDS: usize = 500;
 
 /// The vendors a pipeline is delivered to.
-struct Vendors {
-    testrail: wiremock::MockServer,
-    testrail_state: Arc<std::sync::Mutex<FakeTestRail>>,
-    slack: wiremock::MockServer,
-    channel: Arc<std::sync::Mutex<Channel>>,
-    hook: Receiver,
+pub(crate) struct Vendors {
+    pub testrail: wiremock::MockServer,
+    pub testrail_state: Arc<std::sync::Mutex<FakeTestRail>>,
+    pub slack: wiremock::MockServer,
+    pub channel: Arc<std::sync::Mutex<Channel>>,
+    pub hook: Receiver,
+    shards: u32,
+    tests: u32,
+}
+
+/// Test `k` of shard `i`'s case id.
+pub(crate) fn case_id(i: u32, k: u32) -> u64 {
+    i as u64 * 10_000 + k as u64
 }
 
 impl Vendors {
-    async fn start() -> Vendors {
-        let cases = (1..=SHARDS).flat_map(|i| (1..=3).map(move |k| (i * 10 + k) as u64));
+    pub async fn start(shards: u32, tests: u32) -> Vendors {
+        let cases = (1..=shards).flat_map(|i| (1..=tests).map(move |k| case_id(i, k)));
         let (testrail, testrail_state) = fake::serve(FakeTestRail::with_cases(cases)).await;
         let (slack, channel) = fake_slack(None).await;
         Vendors {
@@ -45,12 +53,14 @@ impl Vendors {
             slack,
             channel,
             hook: Receiver::start(200).await,
+            shards,
+            tests,
         }
     }
 
     /// Project `web` to TestRail `qa`, Slack `chat` and webhook `hook`; secrets by the
     /// names `secret` gives.
-    fn config(&self, base: Config, secret: impl Fn(&str) -> String) -> Config {
+    pub fn config(&self, base: Config, secret: impl Fn(&str) -> String) -> Config {
         let vendors = Config::from_toml(
             &format!(
                 r#"
@@ -101,7 +111,7 @@ allow_http = true
         config
     }
 
-    fn secrets(&self) -> [(&'static str, String); 3] {
+    pub fn secrets(&self) -> [(&'static str, String); 3] {
         [
             ("tr", "tr-api-key-0123456789".to_string()),
             ("slack", "xoxb-test-token-1234".to_string()),
@@ -110,21 +120,26 @@ allow_http = true
     }
 
     /// What the vendors saw, checked.
-    async fn check(&self) {
+    pub async fn check(&self) {
         {
             let tr = self.testrail_state.lock().unwrap();
             assert_eq!(tr.count("add_run"), 1, "one TestRail run: {:?}", tr.calls);
             let mut cases = tr.run_cases(501);
             cases.sort();
             cases.dedup();
-            assert_eq!(cases.len(), 3 * SHARDS as usize, "every case once");
-            let latest = |case: u64| tr.results.iter().rev().find(|r| r.1 == case).unwrap().2;
+            let all = (self.tests * self.shards) as usize;
+            assert_eq!(cases.len(), all, "every case once");
+            let mut latest = std::collections::HashMap::new();
+            for r in &tr.results {
+                latest.insert(r.1, r.2);
+            }
+            assert_eq!(latest.len(), all, "a result for every case");
             assert_eq!(
-                (latest(21), latest(51)),
+                (latest[&case_id(2, 1)], latest[&case_id(5, 1)]),
                 (1, 1),
                 "the re-run's results are latest"
             );
-            assert_eq!(latest(31), 5);
+            assert_eq!(latest[&case_id(3, 1)], 5);
         }
         {
             let ch = self.channel.lock().unwrap();
@@ -158,44 +173,57 @@ allow_http = true
     }
 }
 
-/// Part `index` (attempt `attempt`): three cases C<index>1..3, the first failing unless
-/// `passing`.
-fn part(index: u32, passing: bool) -> String {
-    let first = if passing {
-        format!(r#"<testcase name="C{index}1 first"/>"#)
-    } else {
-        format!(r#"<testcase name="C{index}1 first"><failure message="boom"/></testcase>"#)
-    };
-    format!(
-        r#"<testsuite name="shard {index}">{first}<testcase name="C{index}2 second"/><testcase name="C{index}3 third"/></testsuite>"#
-    )
+/// Shard `index` of `shards`: `tests` cases, the first failing unless `passing`.
+fn part(index: u32, tests: u32, passing: bool) -> String {
+    let mut xml = format!(r#"<testsuite name="shard {index}">"#);
+    for k in 1..=tests {
+        let id = case_id(index, k);
+        if k == 1 && !passing {
+            xml.push_str(&format!(
+                r#"<testcase name="C{id} test {k}"><failure message="boom"/></testcase>"#
+            ));
+        } else {
+            xml.push_str(&format!(r#"<testcase name="C{id} test {k}"/>"#));
+        }
+    }
+    xml + "</testsuite>"
 }
 
-async fn post(ingest: Arc<IngestService>, index: u32, attempt: u32, passing: bool) {
+async fn post(
+    ingest: Arc<IngestService>,
+    index: u32,
+    shards: u32,
+    tests: u32,
+    attempt: u32,
+    passing: bool,
+) {
     ingest
         .submit(Submission {
             authorization: Some(format!("Bearer {API_KEY}")),
             query: Some(format!(
-                "project=web&branch=main&commit=abc1234&pipeline=gh-9&shard={index}/{SHARDS}&attempt={attempt}"
+                "project=web&branch=main&commit=abc1234&pipeline=gh-9&shard={index}/{shards}&attempt={attempt}"
             )),
-            body: bytes::Bytes::from(part(index, passing)),
+            body: bytes::Bytes::from(part(index, tests, passing)),
             ..Default::default()
         })
         .await
         .unwrap();
 }
 
-/// Posts the 8 shards at once, lets `settle` deliver, posts the re-run of shards 2 and 5
+/// Posts the shards at once, lets `settle` deliver, posts the re-run of shards 2 and 5
 /// (their first tests pass now), settles again.
-async fn pipeline<F, Fut>(ingest: Arc<IngestService>, settle: F)
+pub(crate) async fn pipeline<F, Fut>(ingest: Arc<IngestService>, shards: u32, tests: u32, settle: F)
 where
     F: Fn() -> Fut,
     Fut: std::future::Future<Output = ()>,
 {
-    futures::future::join_all((1..=SHARDS).map(|i| post(ingest.clone(), i, 1, false))).await;
+    futures::future::join_all(
+        (1..=shards).map(|i| post(ingest.clone(), i, shards, tests, 1, false)),
+    )
+    .await;
     settle().await;
     for i in [2, 5] {
-        post(ingest.clone(), i, 2, true).await;
+        post(ingest.clone(), i, shards, tests, 2, true).await;
     }
     settle().await;
 }
@@ -229,7 +257,7 @@ async fn a_sharded_pipeline_on_the_embedded_adapters_with_crashes() {
 }
 
 async fn embedded(faults: Option<Arc<RandomCrashes>>) {
-    let vendors = Vendors::start().await;
+    let vendors = Vendors::start(SHARDS, TESTS).await;
     let dir = tempfile::tempdir().unwrap();
     let base = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
     let config = vendors.config(base, |s| s.to_string());
@@ -257,7 +285,7 @@ async fn embedded(faults: Option<Arc<RandomCrashes>>) {
             }
         }
     };
-    pipeline(ingest, settle).await;
+    pipeline(ingest, SHARDS, TESTS, settle).await;
     vendors.check().await;
 }
 
@@ -269,7 +297,7 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
     use testrelay_domain::ingest::Ports;
     use testrelay_tests::warp::WarpQueue;
 
-    let vendors = Vendors::start().await;
+    let vendors = Vendors::start(SHARDS, TESTS).await;
     let stack = testrelay_tests::aws::Stack::create_on(engine).await;
     let names: Vec<(String, String)> = vendors
         .secrets()
@@ -361,7 +389,7 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
             }
         }
     };
-    pipeline(ingest, settle).await;
+    pipeline(ingest, SHARDS, TESTS, settle).await;
     vendors.check().await;
     crashed_everywhere(&crashes);
 }

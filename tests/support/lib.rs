@@ -3,6 +3,7 @@
 //! and `spawn_app()`, the whole local process on a random port.
 
 pub mod aws;
+pub mod counting;
 pub mod fake_vendor;
 pub mod faults;
 pub mod hostile;

@@ -75,14 +75,17 @@ impl CaseIndex {
     }
 }
 
-/// The last read and when it was made (clock milliseconds).
+/// The last read and when it was made (clock milliseconds), and the lock a read holds.
 #[derive(Default)]
-pub struct CaseCache(Mutex<Option<(u64, Arc<CaseIndex>)>>);
+pub struct CaseCache {
+    last: Mutex<Option<(u64, Arc<CaseIndex>)>>,
+    pub reading: tokio::sync::Mutex<()>,
+}
 
 impl CaseCache {
     /// The cached index if read within [`CASES_TTL`] of `now_ms`.
     pub fn get(&self, now_ms: u64) -> Option<Arc<CaseIndex>> {
-        let cached = self.0.lock().expect("not poisoned");
+        let cached = self.last.lock().expect("not poisoned");
         cached
             .as_ref()
             .filter(|(at, _)| now_ms < at + CASES_TTL.as_millis() as u64)
@@ -90,7 +93,7 @@ impl CaseCache {
     }
 
     pub fn put(&self, now_ms: u64, index: Arc<CaseIndex>) {
-        *self.0.lock().expect("not poisoned") = Some((now_ms, index));
+        *self.last.lock().expect("not poisoned") = Some((now_ms, index));
     }
 }
 
@@ -102,6 +105,12 @@ impl TestRail {
     ) -> Result<(Arc<CaseIndex>, bool), DeliveryError> {
         let now = self.clock.now_ms();
         if !fresh && let Some(index) = self.cases.get(now) {
+            return Ok((index, true));
+        }
+        // One read at a time: deliveries that find the cache empty together wait for the
+        // first one's read instead of each reading every page.
+        let _reading = self.cases.reading.lock().await;
+        if !fresh && let Some(index) = self.cases.get(self.clock.now_ms()) {
             return Ok((index, true));
         }
         let mut endpoint = format!("get_cases/{}", self.c.project_id);

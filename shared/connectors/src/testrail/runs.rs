@@ -103,16 +103,30 @@ impl TestRail {
         run_id: u64,
         case_ids: &[u64],
     ) -> Result<(), DeliveryError> {
-        let tests = self.list(&format!("get_tests/{run_id}"), "tests").await?;
-        let mut ids: BTreeSet<u64> = tests
-            .iter()
-            .filter_map(|t| t.get("case_id").and_then(Value::as_u64))
-            .collect();
+        let mut ids = self.run_case_ids(run_id).await?;
         let before = ids.len();
         ids.extend(case_ids);
         if ids.len() == before {
             return Ok(());
         }
+        self.set_cases(run_id, &ids).await
+    }
+
+    /// The case ids run `run_id` holds (`get_tests`, every page).
+    pub(super) async fn run_case_ids(&self, run_id: u64) -> Result<BTreeSet<u64>, DeliveryError> {
+        let tests = self.list(&format!("get_tests/{run_id}"), "tests").await?;
+        Ok(tests
+            .iter()
+            .filter_map(|t| t.get("case_id").and_then(Value::as_u64))
+            .collect())
+    }
+
+    /// Makes `ids` run `run_id`'s case list.
+    pub(super) async fn set_cases(
+        &self,
+        run_id: u64,
+        ids: &BTreeSet<u64>,
+    ) -> Result<(), DeliveryError> {
         let body = json!({"include_all": false, "case_ids": ids});
         let info: Value = self.get(&format!("get_run/{run_id}")).await?;
         let Some(plan_id) = info["plan_id"].as_u64() else {

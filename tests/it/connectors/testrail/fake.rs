@@ -25,6 +25,8 @@ pub struct FakeTestRail {
     pub closed: Vec<u64>,
     /// Endpoint of every call, in order (`add_run`, `get_cases`, ...).
     pub calls: Vec<String>,
+    /// Each run's cases, for quick membership checks.
+    sets: std::collections::HashMap<u64, std::collections::HashSet<u64>>,
 }
 
 impl FakeTestRail {
@@ -55,6 +57,7 @@ impl FakeTestRail {
                 .push(json!({"id": entry, "runs": [{"id": id}]}));
         }
         self.runs.push(run);
+        self.set_cases(id, json!(case_ids));
     }
 
     pub fn run_cases(&self, id: u64) -> Vec<u64> {
@@ -70,6 +73,13 @@ impl FakeTestRail {
     }
 
     fn set_cases(&mut self, run: u64, ids: Value) {
+        let set = ids
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_u64)
+            .collect();
+        self.sets.insert(run, set);
         let r = self.runs.iter_mut().find(|r| r["id"] == run).unwrap();
         r["case_ids"] = ids;
     }
@@ -87,23 +97,31 @@ impl FakeTestRail {
                 .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
                 .and_then(|v| v.parse().ok())
         };
-        let page = |items: Vec<Value>, field: &str| -> ResponseTemplate {
+        // One page of `total` items, taking only that page from `items`.
+        let page_of = |items: &mut dyn Iterator<Item = Value>, total: usize, field: &str| {
             let limit = param("limit").unwrap_or(250);
             let offset = param("offset").unwrap_or(0);
             if limit == 0 || limit > 250 {
                 return error(400, "Field :limit is not a valid integer.");
             }
-            let end = (offset + limit).min(items.len());
-            let slice: Vec<Value> = items[offset.min(end)..end].to_vec();
-            let next = (end < items.len()).then(|| format!("/api/v2/x&limit=0&offset={end}"));
+            let slice: Vec<Value> = items.skip(offset).take(limit).collect();
+            let end = offset + slice.len();
+            let next = (end < total).then(|| format!("/api/v2/x&limit=0&offset={end}"));
             ok(
                 json!({"offset": offset, "limit": limit, "size": slice.len(),
                 "_links": {"next": next, "prev": null}, field: slice}),
             )
         };
+        let page = |items: Vec<Value>, field: &str| {
+            let total = items.len();
+            page_of(&mut items.into_iter(), total, field)
+        };
         let body = body.unwrap_or(Value::Null);
         match endpoint {
-            "get_cases" => page(self.cases.values().cloned().collect(), "cases"),
+            "get_cases" => {
+                let total = self.cases.len();
+                page_of(&mut self.cases.values().cloned(), total, "cases")
+            }
             "add_case" => {
                 let new = self.cases.keys().max().copied().unwrap_or(0) + 1;
                 let mut case = body;
@@ -119,6 +137,7 @@ impl FakeTestRail {
                 let mut run = body.clone();
                 run["id"] = json!(run_id);
                 self.runs.push(run.clone());
+                self.set_cases(run_id, body["case_ids"].clone());
                 if endpoint == "add_plan_entry" {
                     let entry = json!({"id": format!("entry-{run_id}"), "runs": [run]});
                     self.plans.entry(id(1)).or_default().push(entry.clone());
@@ -169,18 +188,20 @@ impl FakeTestRail {
             }
             "add_results_for_cases" => {
                 let run = id(1);
-                let in_run = self.run_cases(run);
                 let results = body["results"].as_array().cloned().unwrap_or_default();
-                for x in &results {
-                    let case = x["case_id"].as_u64().unwrap();
-                    if !in_run.contains(&case) {
-                        return error(
-                            400,
-                            &format!(
-                                "Field :results cannot be added: case C{case} is not part of the test run."
-                            ),
-                        );
-                    }
+                let empty = std::collections::HashSet::new();
+                let in_run = self.sets.get(&run).unwrap_or(&empty);
+                let missing = results
+                    .iter()
+                    .filter_map(|x| x["case_id"].as_u64())
+                    .find(|case| !in_run.contains(case));
+                if let Some(case) = missing {
+                    return error(
+                        400,
+                        &format!(
+                            "Field :results cannot be added: case C{case} is not part of the test run."
+                        ),
+                    );
                 }
                 for x in &results {
                     self.results.push((
