@@ -327,3 +327,73 @@ async fn webhooks_get_parts_only_when_they_ask() {
         }
     }
 }
+
+/// The HTTP API of pipelines through the router `testrelay serve` runs: the 202 names the
+/// connectors a part skips, `GET /v1/pipelines/{id}` shows the parts and the merged result
+/// with its deliveries, `POST .../complete` completes it, and errors are problem+json.
+#[tokio::test]
+async fn the_pipeline_api_over_http() {
+    let t = testrelay_tests::local::spawn_app().await;
+    let body = r#"<testsuite name="s"><testcase name="a"/></testsuite>"#;
+    let res = t
+        .post_report("project=web&pipeline=ci-7&shard=1/2", body)
+        .await;
+    assert_eq!(res.status(), 202);
+    let accepted: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(accepted["skipped"][0]["connector"], "hook");
+    let get = |path: String| {
+        t.client
+            .get(format!("{}{path}", t.base))
+            .bearer_auth(API_KEY)
+            .send()
+    };
+    let open: serde_json::Value = get("/v1/pipelines/ci-7?project=web".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(open["state"], "open");
+    assert_eq!(open["shards_expected"], 2);
+    assert_eq!(
+        open["parts"][0]["shard"],
+        serde_json::json!({"index": 1, "total": 2})
+    );
+    let done = t
+        .client
+        .post(format!("{}/v1/pipelines/ci-7/complete?project=web", t.base))
+        .bearer_auth(API_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    assert_eq!(
+        t.dispatch_all_pending().await,
+        1,
+        "the merged result to the webhook"
+    );
+    let complete: serde_json::Value = get("/v1/pipelines/ci-7?project=web".into())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(complete["state"], "complete");
+    assert_eq!(complete["completed_by"], "requested");
+    assert_eq!(complete["merged"]["deliveries"][0]["state"], "delivered");
+    let missing = get("/v1/pipelines/nope?project=web".into()).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let unnamed = get("/v1/pipelines/ci-7".into()).await.unwrap();
+    assert_eq!(unnamed.status(), 400, "the project is required");
+    let anonymous = t
+        .client
+        .get(format!("{}/v1/pipelines/ci-7?project=web", t.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
