@@ -9,6 +9,7 @@
 //! - `BreakerStoreUnavailable` (Count; `Target`): delivered without the breaker
 //! - `DeadLetters` (Count; `Connector`)
 //! - `RunsAccepted`, `TestsAccepted` (Count; no dimension): what ingest accepted
+//! - `PipelinesCompleted` (Count; no dimension): pipeline completions delivered
 //! - `HealthStatus` (None; `Scope` = overall, or `Connector`): 0 healthy, 1 degraded, 2 critical
 //! - `ProbeLatency` (Milliseconds; `Connector`)
 //! - `BreakerOpen` (None; `Target`): 1 while open; `BreakersOpenLongest` (None): minutes
