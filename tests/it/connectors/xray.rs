@@ -338,3 +338,54 @@ async fn xray_outage_opens_its_own_breaker_not_jiras() {
         report.connectors[0]
     );
 }
+
+/// A CI pipeline's parts go into ONE Test Execution: the first part to get there creates it
+/// (labelled for the pipeline), every part is imported into it, and bugs wait for the merged
+/// result.
+#[tokio::test]
+async fn a_pipelines_parts_share_one_test_execution() {
+    use testrelay_domain::report::model::{PipelineRef, Shard};
+    let (jira_server, xray) = jira_and_xray().await;
+    let imports = xray_importing(&xray, &["SHOP-2", "SHOP-3", "SHOP-5", "SHOP-6"]).await;
+    let h = Harness::new();
+    let c = connector(&h, &jira_server, &xray, "").await;
+    let parts: Vec<_> = (1..=3)
+        .map(|i| {
+            let mut r = sample_run();
+            r.run_id = testrelay_domain::ids::RunId::derived(format!("part {i}").as_bytes());
+            r.meta.pipeline = Some(PipelineRef {
+                id: "gl-42".into(),
+                shard: Some(Shard { index: i, total: 3 }),
+                attempt: 1,
+                completion: None,
+            });
+            r
+        })
+        .collect();
+    let delivered =
+        super::testrail::pipeline::deliver_all(&h, c.as_ref(), &parts.iter().collect::<Vec<_>>())
+            .await;
+    for d in &delivered {
+        assert!(
+            d.external_ref
+                .as_deref()
+                .unwrap()
+                .starts_with("jira: execution SHOP-300 "),
+            "{d:?}"
+        );
+    }
+    let created: Vec<Value> = jira_server
+        .received_requests()
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| r.url.path() == "/rest/api/2/issue")
+        .map(|r| r.body_json::<Value>().unwrap())
+        .collect();
+    assert_eq!(created.len(), 1, "one Test Execution");
+    let labels = created[0]["fields"]["labels"].to_string();
+    assert!(labels.contains("testrelay-pipeline-"), "{labels}");
+    let imports = imports.lock().unwrap();
+    assert_eq!(imports.len(), 3, "every part imported");
+    assert!(imports.iter().all(|i| i["testExecutionKey"] == "SHOP-300"));
+}

@@ -294,7 +294,7 @@ impl Connector for Jira {
             ));
         }
         if refs.is_empty() {
-            refs.push("the pipeline's parts went into its Test Execution".into());
+            refs.push("bugs are filed from the pipeline's merged result".into());
         }
         Ok(Delivered {
             status_code: Some(200),

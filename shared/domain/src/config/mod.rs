@@ -211,10 +211,12 @@ pub enum ConnectorConfig {
 
 impl ConnectorConfig {
     /// Whether it gets each part of a CI pipeline: the kinds that build one result from the
-    /// parts, and webhooks that ask for them (`parts = true`).
+    /// parts (Jira only for Xray: bugs are filed from the merged result), and webhooks that
+    /// ask for them (`parts = true`).
     pub fn takes_parts(&self) -> bool {
         match self {
             ConnectorConfig::Webhook(w) => w.parts,
+            ConnectorConfig::Jira(j) => j.xray.is_some(),
             other => other.kind().builds_from_parts(),
         }
     }

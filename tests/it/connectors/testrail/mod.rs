@@ -11,7 +11,7 @@ use testrelay_domain::ports::ErrorClass;
 use testrelay_tests::vendor::*;
 
 pub(crate) mod fake;
-mod pipeline;
+pub(crate) mod pipeline;
 mod preflight;
 
 use fake::FakeTestRail;
