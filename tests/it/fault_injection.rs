@@ -17,7 +17,7 @@ use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::health::metrics::MemoryMetrics;
 use testrelay_domain::ids::{ConnectorName, RunId};
 use testrelay_domain::ingest::{IngestService, Ports};
-use testrelay_domain::ports::{Clock, DeadLetterStore, DeliveryState, ManualClock, RunStore};
+use testrelay_domain::ports::{DeadLetterStore, DeliveryState, ManualClock, RunStore};
 use testrelay_tests::aws::Engine;
 use testrelay_tests::fake_vendor::{Answer, FakeVendor, Plan};
 use testrelay_tests::faults::RandomCrashes;
@@ -177,19 +177,10 @@ async fn embedded_adapters_lose_and_duplicate_nothing() {
     .await;
     let ids = testrelay_tests::local::submit_runs(ingest, RUNS).await;
 
-    for round in 0.. {
-        assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
-        let handled = app.dispatch_all_pending().await;
-        if app.store.queue_len().await.unwrap() == 0 {
-            break;
-        }
-        if handled == 0 {
-            let next = app.store.next_visible_at().await.unwrap().unwrap();
-            clock.advance(Duration::from_millis(
-                next.saturating_sub(clock.now_ms()).max(1),
-            ));
-        }
-    }
+    testrelay_tests::local::settle(&app.store, &clock, MAX_ROUNDS, || {
+        app.dispatch_all_pending()
+    })
+    .await;
     check(Outcome {
         ids: &ids,
         runs: &app.store,
@@ -275,19 +266,7 @@ async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
     ));
     let ids = testrelay_tests::local::submit_runs(ingest, runs).await;
 
-    for round in 0.. {
-        assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
-        warp.release_due().await.unwrap();
-        if worker.drain().await > 0 {
-            continue;
-        }
-        match warp.next_due() {
-            Some(next) => clock.advance(Duration::from_millis(
-                next.saturating_sub(clock.now_ms()).max(1),
-            )),
-            None => break,
-        }
-    }
+    testrelay_tests::warp::settle(&warp, &clock, MAX_ROUNDS, || worker.drain()).await;
     check(Outcome {
         ids: &ids,
         runs: &app.runs,

@@ -8,11 +8,10 @@
 //! delivery told to wait, or crashed, comes back when the queue makes it visible again.
 
 use std::sync::Arc;
-use std::time::Duration;
 use testrelay_domain::config::{Config, ConnectorKind};
 use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::ingest::{IngestService, Submission};
-use testrelay_domain::ports::{Clock, ManualClock};
+use testrelay_domain::ports::ManualClock;
 use testrelay_tests::aws::Engine;
 use testrelay_tests::faults::RandomCrashes;
 use testrelay_tests::local::API_KEY;
@@ -270,20 +269,10 @@ async fn embedded(faults: Option<Arc<RandomCrashes>>) {
     let faults = faults.map(|f| f as Arc<dyn testrelay_domain::delivery::steps::Faults>);
     let (app, ingest) =
         testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), faults).await;
-    let settle = || async {
-        for round in 0.. {
-            assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
-            let handled = app.dispatch_all_pending().await;
-            if app.store.queue_len().await.unwrap() == 0 {
-                break;
-            }
-            if handled == 0 {
-                let next = app.store.next_visible_at().await.unwrap().unwrap();
-                clock.advance(Duration::from_millis(
-                    next.saturating_sub(clock.now_ms()).max(1),
-                ));
-            }
-        }
+    let settle = || {
+        testrelay_tests::local::settle(&app.store, &clock, MAX_ROUNDS, || {
+            app.dispatch_all_pending()
+        })
     };
     pipeline(ingest, SHARDS, TESTS, settle).await;
     vendors.check().await;
@@ -370,25 +359,14 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
             metrics,
         },
     ));
-    let settle = || async {
-        for round in 0.. {
-            assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
-            warp.release_due().await.unwrap();
-            let mut handled = 0;
-            for w in &workers {
-                handled += w.drain().await;
-            }
-            if handled > 0 {
-                continue;
-            }
-            match warp.next_due() {
-                Some(next) => clock.advance(Duration::from_millis(
-                    next.saturating_sub(clock.now_ms()).max(1),
-                )),
-                None => break,
-            }
+    let drain = || async {
+        let mut handled = 0;
+        for w in &workers {
+            handled += w.drain().await;
         }
+        handled
     };
+    let settle = || testrelay_tests::warp::settle(&warp, &clock, MAX_ROUNDS, drain);
     pipeline(ingest, SHARDS, TESTS, settle).await;
     vendors.check().await;
     crashed_everywhere(&crashes);

@@ -5,13 +5,12 @@
 
 use crate::pipeline_flow::{T0, Vendors, pipeline};
 use std::sync::Arc;
-use std::time::Duration;
 use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::delivery::worker::Worker;
 use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
 use testrelay_domain::ingest::{IngestService, Ports};
-use testrelay_domain::ports::{Clock, ManualClock};
+use testrelay_domain::ports::ManualClock;
 use testrelay_embedded::{FileBlobStore, FileSecretStore, SqliteStore};
 use testrelay_tests::counting::CountingState;
 
@@ -79,24 +78,14 @@ async fn fifty_shards_of_two_thousand_tests() {
             metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
         },
     ));
-    let settle = || async {
-        for round in 0.. {
-            assert!(round < MAX_ROUNDS, "not settled after {MAX_ROUNDS} rounds");
-            let mut handled = 0;
-            for w in &workers {
-                handled += w.drain().await;
-            }
-            if store.queue_len().await.unwrap() == 0 {
-                break;
-            }
-            if handled == 0 {
-                let next = store.next_visible_at().await.unwrap().unwrap();
-                clock.advance(Duration::from_millis(
-                    next.saturating_sub(clock.now_ms()).max(1),
-                ));
-            }
+    let drain = || async {
+        let mut handled = 0;
+        for w in &workers {
+            handled += w.drain().await;
         }
+        handled
     };
+    let settle = || testrelay_tests::local::settle(&store, &clock, MAX_ROUNDS, drain);
     let started = std::time::Instant::now();
     pipeline(ingest, SHARDS, TESTS, settle).await;
     let took = started.elapsed();

@@ -35,6 +35,25 @@ async fn post(ingest: &IngestService, query: &str, body: String) -> Result<Strin
         .map(|r| r.accepted.run_id.to_string())
 }
 
+/// The local app on a manual clock, its config changed by `change` first; the data
+/// directory lives as long as the returned guard.
+async fn local(
+    change: impl FnOnce(&mut testrelay_domain::config::Config),
+) -> (
+    testrelay_cli::app::App,
+    Arc<IngestService>,
+    Arc<ManualClock>,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
+    change(&mut config);
+    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let (app, ingest) =
+        testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), None).await;
+    (app, ingest, clock, dir)
+}
+
 async fn status(ingest: &IngestService, id: &str) -> PipelineStatus {
     let auth = format!("Bearer {API_KEY}");
     ingest
@@ -125,11 +144,7 @@ crate::on_engines!(shards_and_a_rerun_on);
 
 #[tokio::test]
 async fn shards_and_a_rerun_embedded() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let (app, ingest) =
-        testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+    let (app, ingest, _clock, _dir) = local(|_| {}).await;
     shards_and_a_rerun(ingest, Arc::new(app.store.clone())).await;
 }
 
@@ -138,11 +153,7 @@ async fn shards_and_a_rerun_embedded() {
 /// job's environment keeps its results apart.
 #[tokio::test]
 async fn complete_on_request_or_after_the_quiet_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let (_app, ingest) =
-        testrelay_tests::local::on_manual_clock(config, dir.path(), clock.clone(), None).await;
+    let (_app, ingest, clock, _dir) = local(|_| {}).await;
     for p in ["asked", "quiet"] {
         for job in ["linux", "mac"] {
             post(
@@ -193,11 +204,7 @@ async fn complete_on_request_or_after_the_quiet_period() {
 
 #[tokio::test]
 async fn bad_pipeline_parameters_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let (app, ingest) =
-        testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+    let (app, ingest, _clock, _dir) = local(|_| {}).await;
     for (query, says) in [
         ("pipeline=p&shard=0/4", "shard"),
         ("pipeline=p&shard=5/4", "shard"),
@@ -230,26 +237,24 @@ async fn bad_pipeline_parameters_change_nothing() {
 async fn routing_rules_decide_at_ingest() {
     use testrelay_domain::config::routes::When;
     use testrelay_domain::report::model::RunOutcome;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
     let hook = testrelay_domain::ids::ConnectorName::parse("hook").unwrap();
-    for p in config
-        .projects
-        .values_mut()
-        .filter(|p| p.connectors.contains(&hook))
-    {
-        p.when.insert(
-            hook.clone(),
-            When {
-                branches: vec!["main".into(), "release/*".into()],
-                outcomes: vec![RunOutcome::Failed],
-                environments: vec![],
-            },
-        );
-    }
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-    let (app, ingest) =
-        testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+    let (app, ingest, _clock, _dir) = local(|config| {
+        for p in config
+            .projects
+            .values_mut()
+            .filter(|p| p.connectors.contains(&hook))
+        {
+            p.when.insert(
+                hook.clone(),
+                When {
+                    branches: vec!["main".into(), "release/*".into()],
+                    outcomes: vec![RunOutcome::Failed],
+                    environments: vec![],
+                },
+            );
+        }
+    })
+    .await;
     let failing =
         r#"<testsuite name="s"><testcase name="a"><failure message="x"/></testcase></testsuite>"#;
     let passing = r#"<testsuite name="s"><testcase name="a"/></testsuite>"#.to_string();
@@ -297,16 +302,14 @@ async fn routing_rules_decide_at_ingest() {
 #[tokio::test]
 async fn webhooks_get_parts_only_when_they_ask() {
     for parts in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
-        for c in config.connectors.values_mut() {
-            if let testrelay_domain::config::ConnectorConfig::Webhook(w) = c {
-                w.parts = parts;
+        let (app, ingest, _clock, _dir) = local(|config| {
+            for c in config.connectors.values_mut() {
+                if let testrelay_domain::config::ConnectorConfig::Webhook(w) = c {
+                    w.parts = parts;
+                }
             }
-        }
-        let clock = Arc::new(ManualClock::new(1_800_000_000_000));
-        let (app, ingest) =
-            testrelay_tests::local::on_manual_clock(config, dir.path(), clock, None).await;
+        })
+        .await;
         let id = post(&ingest, "pipeline=p&shard=1/2", report(1, "passed"))
             .await
             .unwrap();

@@ -271,3 +271,31 @@ pub async fn submit_runs(
         .collect()
         .await
 }
+
+/// Delivers until the embedded queue is empty: `dispatch` handles what is due (answering how
+/// many messages it handled); when nothing was due, the manual clock moves to the next
+/// message's visibility. At most `max_rounds` rounds: a bound, not a wait.
+pub async fn settle<F, Fut>(
+    store: &testrelay_embedded::SqliteStore,
+    clock: &testrelay_domain::ports::ManualClock,
+    max_rounds: usize,
+    dispatch: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    use testrelay_domain::ports::Clock;
+    for round in 0.. {
+        assert!(round < max_rounds, "not settled after {max_rounds} rounds");
+        let handled = dispatch().await;
+        if store.queue_len().await.unwrap() == 0 {
+            return;
+        }
+        if handled == 0 {
+            let next = store.next_visible_at().await.unwrap().unwrap();
+            clock.advance(std::time::Duration::from_millis(
+                next.saturating_sub(clock.now_ms()).max(1),
+            ));
+        }
+    }
+}

@@ -140,3 +140,31 @@ impl QueueConsumer for WarpQueue {
         Ok(())
     }
 }
+
+/// Delivers until nothing is left on `warp`: releases what is due, lets `dispatch` handle it
+/// (answering how many messages it handled), and when nothing was due moves the manual clock
+/// to the next due message. At most `max_rounds` rounds.
+pub async fn settle<F, Fut>(
+    warp: &WarpQueue,
+    clock: &testrelay_domain::ports::ManualClock,
+    max_rounds: usize,
+    dispatch: F,
+) where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = usize>,
+{
+    use testrelay_domain::ports::Clock;
+    for round in 0.. {
+        assert!(round < max_rounds, "not settled after {max_rounds} rounds");
+        warp.release_due().await.unwrap();
+        if dispatch().await > 0 {
+            continue;
+        }
+        match warp.next_due() {
+            Some(next) => clock.advance(std::time::Duration::from_millis(
+                next.saturating_sub(clock.now_ms()).max(1),
+            )),
+            None => return,
+        }
+    }
+}

@@ -326,18 +326,7 @@ impl IngestService {
         };
         // Refused for its size before anything is written, the idempotency claim included.
         let blob = encode_run(&run, blob_budget)?;
-        let record = RunRecord {
-            run_id: run.run_id.clone(),
-            received_at: run.received_at.clone(),
-            meta: run.meta.clone(),
-            format: run.report.format,
-            summary: run.summary,
-            deliveries: connectors
-                .iter()
-                .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
-                .collect(),
-            skipped,
-        };
+        let record = record_of(&run, &connectors, skipped);
         // The stored JSON replaces the model: the two are never held longer than needed.
         drop(run);
         if let Some(claim_key) = &claim_key {
@@ -493,18 +482,7 @@ impl IngestService {
         };
         // Built from parts each within its budget.
         let blob = encode_run(&run, usize::MAX)?;
-        let record = RunRecord {
-            run_id: run.run_id.clone(),
-            received_at: run.received_at.clone(),
-            meta: run.meta.clone(),
-            format: run.report.format,
-            summary: run.summary,
-            deliveries: connectors
-                .iter()
-                .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
-                .collect(),
-            skipped,
-        };
+        let record = record_of(&run, &connectors, skipped);
         drop(run);
         self.store_and_enqueue(blob, record, &connectors).await
     }
@@ -572,6 +550,26 @@ impl IngestService {
             status_url: format!("/v1/runs/{run_id}"),
             record,
         })
+    }
+}
+
+/// A new run's record: every delivery queued.
+fn record_of(
+    run: &TestRun,
+    connectors: &[(ConnectorName, ConnectorKind)],
+    skipped: Vec<Skipped>,
+) -> RunRecord {
+    RunRecord {
+        run_id: run.run_id.clone(),
+        received_at: run.received_at.clone(),
+        meta: run.meta.clone(),
+        format: run.report.format,
+        summary: run.summary,
+        deliveries: connectors
+            .iter()
+            .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
+            .collect(),
+        skipped,
     }
 }
 

@@ -93,6 +93,15 @@ impl PipelineState {
         parts
     }
 
+    /// Completes it (`by`: what completed it): the next completion number.
+    fn complete(mut self, by: &str) -> (Self, Change) {
+        self.open = false;
+        self.completions += 1;
+        self.completed_by = Some(by.into());
+        let n = self.completions;
+        (self, Change::Completed(n))
+    }
+
     /// The run id of completion `n`'s merged result.
     pub fn merged_run_id(&self, n: u32) -> RunId {
         merged_run_id(&self.project, &self.id, n)
@@ -285,11 +294,7 @@ impl IngestService {
                 p.last_ms = now;
             }
             if p.open && p.covers_all() {
-                p.open = false;
-                p.completions += 1;
-                p.completed_by = Some("all_shards".into());
-                let n = p.completions;
-                return Some((p, Change::Completed(n)));
+                return Some(p.complete("all_shards"));
             }
             Some((p, Change::Open))
         })
@@ -311,16 +316,12 @@ impl IngestService {
     ) -> Result<PipelineStatus, ApiError> {
         let project = self.pipeline_access(authorization, id, query)?;
         let (p, change) = update(self.ports.state.as_ref(), project.as_str(), id, |current| {
-            let mut p = current?;
+            let p = current?;
             if !p.open {
                 let n = p.completions;
                 return Some((p, Change::AlreadyComplete(n)));
             }
-            p.open = false;
-            p.completions += 1;
-            p.completed_by = Some("requested".into());
-            let n = p.completions;
-            Some((p, Change::Completed(n)))
+            Some(p.complete("requested"))
         })
         .await
         .map_err(|e| unavailable(&e))?
@@ -481,13 +482,9 @@ impl IngestService {
                 .map_or(10, |c| c.pipeline_quiet_minutes)
                 * 60_000;
             let Some((p, change)) = update(state, project, id, |current| {
-                let mut p = current?;
+                let p = current?;
                 if p.open && now >= p.last_ms + quiet_ms {
-                    p.open = false;
-                    p.completions += 1;
-                    p.completed_by = Some("quiet".into());
-                    let n = p.completions;
-                    return Some((p, Change::Completed(n)));
+                    return Some(p.complete("quiet"));
                 }
                 Some((p, Change::Open))
             })
