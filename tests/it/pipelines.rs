@@ -400,3 +400,48 @@ async fn the_pipeline_api_over_http() {
         .unwrap();
     assert_eq!(anonymous.status(), 401);
 }
+
+/// A completion a crash interrupted (the pipeline left on the open index) is finished by the
+/// sweep without building its merged result again: the stored one stands, and only its
+/// deliveries still queued are enqueued.
+#[tokio::test]
+async fn the_sweep_finishes_an_interrupted_completion_once() {
+    use testrelay_domain::ports::StateStore;
+    let (app, ingest, _clock, _dir) = local(|_| {}).await;
+    for i in 1..=2 {
+        post(
+            &ingest,
+            &format!("pipeline=p&shard={i}/2"),
+            report(i, "passed"),
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(app.dispatch_all_pending().await, 1);
+    let merged = testrelay_domain::pipelines::merged_run_id("web", "p", 1);
+    let before = app.store.get_run(&merged).await.unwrap().unwrap();
+    // As if the process died before taking the pipeline off the open index.
+    let open = app.store.load("pipelines/open").await.unwrap();
+    assert!(
+        app.store
+            .save("pipelines/open", r#"["web/p"]"#, open.map(|v| v.version))
+            .await
+            .unwrap()
+    );
+    assert_eq!(ingest.sweep_pipelines().await.unwrap(), 1);
+    assert_eq!(
+        app.dispatch_all_pending().await,
+        0,
+        "delivered already: nothing enqueued"
+    );
+    let after = app.store.get_run(&merged).await.unwrap().unwrap();
+    assert_eq!(
+        after.received_at, before.received_at,
+        "the stored result stands"
+    );
+    assert_eq!(
+        ingest.sweep_pipelines().await.unwrap(),
+        0,
+        "off the index now"
+    );
+}

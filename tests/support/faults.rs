@@ -45,3 +45,32 @@ impl Faults for RandomCrashes {
         crash
     }
 }
+
+/// Crashes the first delivery to reach each (crash point, step, connector): every step of
+/// every connector is crashed once before its call, once after it, and every connector once
+/// after a step's record and once after the run record, whatever order deliveries run in.
+#[derive(Default)]
+pub struct EachPointOnce {
+    seen: Mutex<std::collections::HashSet<(CrashPoint, String, String)>>,
+}
+
+impl EachPointOnce {
+    /// How many crashes at `point`.
+    pub fn count(&self, point: CrashPoint) -> usize {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, _, _)| *p == point)
+            .count()
+    }
+}
+
+impl Faults for EachPointOnce {
+    fn crash(&self, point: CrashPoint, step: &str, message: &DeliveryMessage) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .insert((point, step.to_string(), message.connector.to_string()))
+    }
+}

@@ -19,6 +19,10 @@ struct Record {
     /// The run that claimed the key and is creating the thing.
     claimed_by: String,
     claimed_at_ms: u64,
+    /// The claim was taken over from a run that never finished: it may have created the
+    /// thing, so the holder looks for it first.
+    #[serde(default)]
+    taken_over: bool,
 }
 
 /// Where a key stands for `owner`.
@@ -27,8 +31,9 @@ pub enum Claimed {
     /// Created: its reference, and whether `owner` created it.
     Done { reference: String, by_owner: bool },
     /// `owner` holds the claim (just taken, or held from an earlier try): create, then
-    /// [`complete`].
-    Mine,
+    /// [`complete`]. `taken_over`: another run held it before and never finished; what it
+    /// may have created must be looked for first (by the marker it carries).
+    Mine { taken_over: bool },
 }
 
 /// Claims `key` for `owner` unless it is done; `Busy` while another run holds it within
@@ -57,22 +62,29 @@ pub async fn claim(
                     reference,
                 });
             }
-            Some(r) if r.claimed_by == owner => return Ok(Claimed::Mine),
+            Some(r) if r.claimed_by == owner => {
+                return Ok(Claimed::Mine {
+                    taken_over: r.taken_over,
+                });
+            }
             Some(r) if now < r.claimed_at_ms + CLAIM_LEASE.as_millis() as u64 => {
                 return Err(StepError::Busy {
                     retry_in: Duration::from_secs(30),
                 });
             }
             // Nobody's, or an abandoned claim: claim it.
-            _ => {
+            abandoned => {
                 let claim = Record {
                     key: None,
                     claimed_by: owner.to_string(),
                     claimed_at_ms: now,
+                    taken_over: abandoned.is_some(),
                 };
                 let value = serde_json::to_string(&claim).expect("serialisable");
                 if state.save(key, &value, current.map(|v| v.version)).await? {
-                    return Ok(Claimed::Mine);
+                    return Ok(Claimed::Mine {
+                        taken_over: claim.taken_over,
+                    });
                 }
             }
         }
@@ -106,7 +118,9 @@ pub async fn complete(
 
 /// The reference stored under `key`, created by `create` if nobody has: `(reference,
 /// created by owner)`. `create` runs only while `owner` holds the claim; it is a step of
-/// the owner's delivery, so an owner's retry after a crash resumes it.
+/// the owner's delivery, so an owner's retry after a crash resumes it. It is told whether
+/// the claim was taken over from a run that never finished (then it looks for what that run
+/// may have created before creating).
 pub async fn once_ever<F, Fut>(
     state: &dyn StateStore,
     clock: &dyn Clock,
@@ -115,7 +129,7 @@ pub async fn once_ever<F, Fut>(
     mut create: F,
 ) -> Result<(String, bool), StepError>
 where
-    F: FnMut() -> Fut,
+    F: FnMut(bool) -> Fut,
     Fut: Future<Output = Result<String, StepError>>,
 {
     for _ in 0..8 {
@@ -124,8 +138,8 @@ where
                 reference,
                 by_owner,
             } => return Ok((reference, by_owner)),
-            Claimed::Mine => {
-                let created = create().await?;
+            Claimed::Mine { taken_over } => {
+                let created = create(taken_over).await?;
                 if complete(state, key, owner, &created).await? {
                     return Ok((created, true));
                 }

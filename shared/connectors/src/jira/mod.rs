@@ -148,7 +148,8 @@ impl Jira {
             self.clock.as_ref(),
             &self.bug_key(fingerprint),
             &run.run_id.to_string(),
-            || async {
+            // The bug's label finds what an earlier holder created (`create_bug`).
+            |_| async {
                 let step = steps
                     .once(&format!("bug/{fingerprint}"), |call| {
                         self.create_bug(run, ctx, failure, fingerprint, call)

@@ -196,9 +196,12 @@ impl Jira {
                     self.clock.as_ref(),
                     &key,
                     &run.run_id.to_string(),
-                    || async {
+                    |taken_over| async move {
                         let step = steps
-                            .once("execution", |call| self.execution(run, ctx, call))
+                            .once("execution", |call| {
+                                let check_first = call.check_first || taken_over;
+                                self.execution(run, ctx, StepCall { check_first })
+                            })
                             .await?;
                         Ok(step.value)
                     },
@@ -231,7 +234,7 @@ impl Jira {
                 let claimed =
                     crate::claim::claim(self.state.as_ref(), self.clock.as_ref(), &key, &owner)
                         .await?;
-                if claimed == crate::claim::Claimed::Mine {
+                if matches!(claimed, crate::claim::Claimed::Mine { .. }) {
                     mine.push(key);
                 }
             }

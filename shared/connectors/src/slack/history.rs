@@ -1,5 +1,5 @@
-//! Finding the message an earlier try of this delivery may have posted, in the channel's
-//! history, within Slack's limits on `conversations.history` (see the crate's Slack docs).
+//! Finding the message an earlier try of this delivery (or, for a CI pipeline, any run that
+//! held the pipeline's message before) may have posted, in the channel's history, within Slack's limits on `conversations.history` (see the crate's Slack docs).
 
 use super::{Auth, HISTORY_MAX_PAGES, HISTORY_PAGE, Slack, api_error};
 use crate::http::json;
@@ -75,9 +75,14 @@ impl Slack {
                     return Err(e);
                 }
             };
+            let pipeline = super::pipeline_marker(run);
             let found = page.messages.into_iter().find_map(|m| {
                 let payload = m.metadata?.event_payload;
-                (payload.get("event_id")?.as_str()? == ctx.event_id).then_some(m.ts)
+                let ours = payload.get("event_id").and_then(Value::as_str)
+                    == Some(ctx.event_id.as_str())
+                    || (pipeline.is_some()
+                        && payload.get("pipeline").and_then(Value::as_str) == pipeline.as_deref());
+                ours.then_some(m.ts)
             });
             if found.is_some() {
                 return Ok(found);

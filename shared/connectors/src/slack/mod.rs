@@ -144,6 +144,9 @@ impl Slack {
             "event_type": "testrelay_run",
             "event_payload": { "event_id": ctx.event_id, "run_id": run.run_id.to_string() }
         });
+        if let Some(pipeline) = pipeline_marker(run) {
+            message["metadata"]["event_payload"]["pipeline"] = json!(pipeline);
+        }
         let answer = match self.call("chat.postMessage", &message).await {
             // Slack's own limits moved: fall back to the plain text message, without the
             // `blocks` key (an empty array is refused as `invalid_blocks` too).
@@ -211,6 +214,15 @@ struct Api {
     team: Option<String>,
     #[serde(default)]
     user: Option<String>,
+}
+
+/// The pipeline a message stands for (`<project>/<id>`), carried in its metadata: a run
+/// that takes over the pipeline's message from one that never finished finds it by this.
+fn pipeline_marker(run: &TestRun) -> Option<String> {
+    run.meta
+        .pipeline
+        .as_ref()
+        .map(|p| format!("{}/{}", run.meta.project, p.id))
 }
 
 /// Slack answers HTTP 200 with `ok: false` and an error code ([`crate::answers`] reads it).

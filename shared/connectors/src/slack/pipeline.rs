@@ -10,7 +10,7 @@ use super::{MAX_HEADER, MAX_SECTION, Slack};
 use crate::claim;
 use serde_json::{Value, json};
 use std::time::Duration;
-use testrelay_domain::delivery::steps::Steps;
+use testrelay_domain::delivery::steps::{StepCall, Steps};
 use testrelay_domain::pipelines::{PipelineState, key, latest_sum};
 use testrelay_domain::ports::{Delivered, DeliveryContext, StepError};
 use testrelay_domain::report::model::{PipelineRef, TestRun};
@@ -44,11 +44,16 @@ impl Slack {
             self.clock.as_ref(),
             &message_key,
             &owner,
-            || {
+            |taken_over| {
                 let first = first.clone();
                 async move {
                     let step = steps
-                        .once("post", |call| self.post(run, ctx, Some(first), call))
+                        .once("post", |call| {
+                            // A run that held the claim and never finished may have posted
+                            // the pipeline's message: its metadata names the pipeline.
+                            let check_first = call.check_first || taken_over;
+                            self.post(run, ctx, Some(first), StepCall { check_first })
+                        })
                         .await?;
                     Ok(step.value)
                 }

@@ -156,15 +156,17 @@ impl TestRail {
         let suite = self.c.suite_id.unwrap_or(0);
         for (a, case) in missing {
             let digest = crate::digest8(&a);
+            let (a, digest) = (&a, &digest);
             let (id, _) = crate::claim::once_ever(
                 self.state.as_ref(),
                 self.clock.as_ref(),
                 &format!("testrail-case/{}/{suite}/{digest}", self.name),
                 &run.run_id.to_string(),
-                || async {
+                |taken_over| async move {
                     let step = steps
                         .once(&format!("case/{digest}"), |call| {
-                            self.add_case(section, &a, case, call)
+                            let check_first = call.check_first || taken_over;
+                            self.add_case(section, a, case, StepCall { check_first })
                         })
                         .await?;
                     Ok(step.value)
@@ -174,7 +176,7 @@ impl TestRail {
             let id = id
                 .parse()
                 .map_err(|_| StepError::Failed(permanent("a created case without an id")))?;
-            index.insert(id, &a);
+            index.insert(id, a);
         }
         let index = Arc::new(index);
         self.cases.put(self.clock.now_ms(), index.clone());

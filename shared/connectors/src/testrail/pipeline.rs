@@ -15,7 +15,7 @@ use base64::Engine;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use testrelay_domain::delivery::steps::{StepResult, Steps};
+use testrelay_domain::delivery::steps::{StepCall, StepResult, Steps};
 use testrelay_domain::ports::{
     Delivered, DeliveryContext, DeliveryError, ErrorClass, StepError, StoreError,
 };
@@ -59,9 +59,14 @@ impl TestRail {
             self.clock.as_ref(),
             &key,
             &owner,
-            || async {
+            |taken_over| async move {
                 let step = steps
-                    .once("run", |call| self.open_run(run, ctx, case_ids, call))
+                    .once("run", |call| {
+                        // A run that held the claim and never finished may have created
+                        // the pipeline's run: it carries the pipeline's marker.
+                        let check_first = call.check_first || taken_over;
+                        self.open_run(run, ctx, case_ids, StepCall { check_first })
+                    })
                     .await?;
                 Ok(step.value)
             },
@@ -189,7 +194,7 @@ impl TestRail {
             self.clock.as_ref(),
             &closed_key(&run_id),
             &run.run_id.to_string(),
-            || async { Ok(run_id.clone()) },
+            |_| async { Ok(run_id.clone()) },
         )
         .await?;
         Ok(Delivered {

@@ -9,7 +9,9 @@
 //! write (a crash there repeats the call); connectors send a stable idempotency key for that
 //! (the webhook's `webhook-id`), so the target dedupes.
 
-use crate::ports::{Claim, Clock, DeliveryError, DeliveryMessage, IdempotencyStore, StepError};
+use crate::ports::{
+    Claim, Clock, DeliveryError, DeliveryMessage, ErrorClass, IdempotencyStore, StepError,
+};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -157,7 +159,17 @@ impl Steps {
                 })
             }
             Err(e) => {
-                self.store.release(&key).await?;
+                // While it is unknown whether the step's effect happened (its answer was
+                // never read; or this try had to look first and the look did not finish:
+                // no answer, or throttled), the claim is kept until its lease runs out, so
+                // the next try looks first even if this attempt is never recorded (a crash
+                // right after it). A definite answer lets the next try go at once.
+                let unanswered = e.status_code.is_none();
+                let uncertain = (unanswered && (check_first || e.class == ErrorClass::Transient))
+                    || (check_first && e.class == ErrorClass::Throttled);
+                if !uncertain {
+                    self.store.release(&key).await?;
+                }
                 Err(StepError::Failed(e))
             }
         }

@@ -22,7 +22,9 @@ pub mod merge;
 use crate::error::ApiError;
 use crate::ids::{ProjectName, RunId};
 use crate::ingest::IngestService;
-use crate::ports::{RunRecord, StateStore, StoreError, rfc3339, run_blob_key};
+use crate::ports::{
+    DeliveryMessage, DeliveryState, RunRecord, StateStore, StoreError, rfc3339, run_blob_key,
+};
 use crate::report::model::{PipelineRef, RunMeta, Shard, Summary, TestRun};
 use serde::{Deserialize, Serialize};
 
@@ -417,6 +419,34 @@ impl IngestService {
     /// Stores completion `n`'s merged result and delivers it to every connector of the
     /// project; then takes the pipeline off the open index (unless it reopened).
     async fn deliver_merged(&self, p: &PipelineState, n: u32) -> Result<(), ApiError> {
+        let id = p.merged_run_id(n);
+        // Finishing an interrupted completion: the merged run is kept as it was stored (its
+        // time is its events' time); only what may not have been enqueued is enqueued.
+        if let Some(stored) = self
+            .ports
+            .runs
+            .get_run(&id)
+            .await
+            .map_err(|e| unavailable(&e))?
+        {
+            let queued: Vec<DeliveryMessage> = stored
+                .deliveries
+                .iter()
+                .filter(|d| d.state == DeliveryState::Queued)
+                .map(|d| {
+                    DeliveryMessage::new(id.clone(), d.connector.clone(), d.kind)
+                        .accepted_at(self.ports.clock.now_ms())
+                })
+                .collect();
+            if !queued.is_empty() {
+                self.ports
+                    .queue
+                    .enqueue(&queued)
+                    .await
+                    .map_err(|e| unavailable(&e))?;
+            }
+            return self.leave_index_unless_reopened(p).await;
+        }
         let mut runs = Vec::new();
         for part in p.in_merge_order() {
             let bytes = self
@@ -443,9 +473,14 @@ impl IngestService {
             }),
             ..p.meta.clone()
         };
-        self.store_run(p.merged_run_id(n), meta, report).await?;
+        self.store_run(id, meta, report).await?;
         tracing::info!(project = %p.project, pipeline = %p.id, completion = n, "pipeline completed");
         self.ports.metrics.count("PipelinesCompleted", &[], 1);
+        self.leave_index_unless_reopened(p).await
+    }
+
+    /// Takes a completed pipeline off the open index, unless a part reopened it meanwhile.
+    async fn leave_index_unless_reopened(&self, p: &PipelineState) -> Result<(), ApiError> {
         let reopened = update(self.ports.state.as_ref(), &p.project, &p.id, |c| {
             c.map(|c| (c, Change::Open))
         })
