@@ -13,7 +13,7 @@ use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::ingest::{IngestService, Submission};
 use testrelay_domain::ports::ManualClock;
 use testrelay_tests::aws::Engine;
-use testrelay_tests::faults::{EachPointOnce, RandomCrashes};
+use testrelay_tests::faults::EachPointOnce;
 use testrelay_tests::local::API_KEY;
 use testrelay_tests::receiver::Receiver;
 
@@ -281,9 +281,7 @@ async fn embedded(faults: Option<Arc<EachPointOnce>>) {
     vendors.check().await;
 }
 
-/// On the AWS adapters, with crashes at random points (a sixth of the time). (A crash at
-/// every point of every step there, as on the embedded adapters, has one part's message not
-/// come back after a "busy" answer through the test's SQS warp: under investigation.)
+/// On the AWS adapters, with a crash at every point of every step of every connector.
 async fn a_sharded_pipeline_on_aws(engine: Engine) {
     use testrelay_domain::delivery::retry::RetryPolicy;
     use testrelay_domain::delivery::worker::Worker;
@@ -320,7 +318,7 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
     let connectors = testrelay_connectors::build(&app.config, &app.secrets, &env)
         .await
         .unwrap();
-    let crashes = Arc::new(RandomCrashes::new(20261128, 16));
+    let crashes = crashes();
     let service = Arc::new(
         DeliveryService::new(
             DeliveryPorts {
@@ -374,16 +372,7 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
     let settle = || testrelay_tests::warp::settle(&warp, &clock, MAX_ROUNDS, drain);
     pipeline(ingest, SHARDS, TESTS, settle).await;
     vendors.check().await;
-    let crashed: u64 = [
-        CrashPoint::BeforeCall,
-        CrashPoint::AfterCall,
-        CrashPoint::AfterStep,
-        CrashPoint::AfterRecord,
-    ]
-    .into_iter()
-    .map(|p| crashes.count(p))
-    .sum();
-    assert!(crashed > 0, "no crash injected");
+    crashed_everywhere(&crashes);
 }
 
 crate::on_engines!(a_sharded_pipeline_on_aws);

@@ -44,8 +44,8 @@ pub enum Disposition {
     /// Put it back as a fresh message due after this delay: a scheduled retry or a breaker
     /// deferral (does not count towards the dead-letter queue's receive limit).
     Requeue(Duration),
-    /// Leave it and make it visible again after this delay: testrelay's own stores failed,
-    /// or another worker holds the message's step.
+    /// Leave it and make it visible again after this delay: testrelay's own stores failed
+    /// (a crash loop of those reaches the dead-letter queue).
     RetryIn(Duration),
     /// An injected crash: settle nothing (the visibility timeout brings it back).
     Crashed,
@@ -166,7 +166,11 @@ impl DeliveryService {
         match self.try_handle(msg).await {
             Ok(d) => d,
             Err(StepError::Crashed) => Disposition::Crashed,
-            Err(StepError::Busy { retry_in }) => Disposition::RetryIn(retry_in),
+            // Waiting for another delivery (a step's or a claim's holder, a pipeline's first
+            // part) is not a failure: a fresh delayed message, so that a long wait never
+            // counts towards the queue's receive limit (SQS would move the message to the
+            // dead-letter queue after maxReceiveCount, the run still "delivering").
+            Err(StepError::Busy { retry_in }) => Disposition::Requeue(retry_in),
             Err(StepError::Store(e)) => {
                 tracing::warn!(run_id = %msg.run_id, connector = %msg.connector, error = %e, "store error; will retry the message");
                 Disposition::RetryIn(STORE_RETRY)
