@@ -16,7 +16,7 @@ use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::health::metrics::MemoryMetrics;
 use testrelay_domain::ids::{ConnectorName, RunId};
-use testrelay_domain::ingest::{IngestService, Ports};
+use testrelay_domain::ingest::IngestService;
 use testrelay_domain::ports::{DeadLetterStore, DeliveryState, ManualClock, RunStore};
 use testrelay_tests::aws::Engine;
 use testrelay_tests::fake_vendor::{Answer, FakeVendor, Plan};
@@ -207,8 +207,8 @@ async fn aws_adapters_on_moto_lose_and_duplicate_nothing() {
 /// `concurrency` deliveries in flight.
 async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
     use testrelay_domain::config::SecretRef;
+    use testrelay_domain::delivery::DeliveryService;
     use testrelay_domain::delivery::worker::Worker;
-    use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
     use testrelay_tests::warp::WarpQueue;
 
     let clock = Arc::new(ManualClock::new(T0));
@@ -232,15 +232,8 @@ async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
     let app = testrelay_lambda::bootstrap::AwsApp::new(config, &stack.sdk, stack.resources());
     let warp = Arc::new(WarpQueue::new(app.queue.clone(), clock.clone()));
     let metrics = Arc::new(MemoryMetrics::default());
-    let ports = DeliveryPorts {
-        runs: Arc::new(app.runs.clone()),
-        blobs: Arc::new(app.blobs.clone()),
-        idempotency: Arc::new(app.idempotency.clone()),
-        state: Arc::new(app.state.clone()),
-        dead_letters: Arc::new(app.dead_letters.clone()),
-        clock: clock.clone(),
-        metrics: metrics.clone(),
-    };
+    let (ports, ingest_ports) =
+        testrelay_tests::warp::ports_on(&app, &warp, &clock, metrics.clone());
     let connectors = app.connectors().await.unwrap();
     let service = DeliveryService::new(ports, connectors, RetryPolicy::default())
         .with_faults(crashes.clone());
@@ -251,19 +244,7 @@ async fn aws_adapters(engine: Engine, runs: usize, concurrency: usize) {
         service: Arc::new(service),
         concurrency,
     };
-    let ingest = Arc::new(IngestService::new(
-        app.config.clone(),
-        Ports {
-            blobs: Arc::new(app.blobs.clone()),
-            runs: Arc::new(app.runs.clone()),
-            idempotency: Arc::new(app.idempotency.clone()),
-            queue: warp.clone(),
-            dead_letters: Arc::new(app.dead_letters.clone()),
-            state: Arc::new(app.state.clone()),
-            clock: clock.clone(),
-            metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
-        },
-    ));
+    let ingest = Arc::new(IngestService::new(app.config.clone(), ingest_ports));
     let ids = testrelay_tests::local::submit_runs(ingest, runs).await;
 
     testrelay_tests::warp::settle(&warp, &clock, MAX_ROUNDS, || worker.drain()).await;

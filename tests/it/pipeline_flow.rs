@@ -212,6 +212,29 @@ async fn post(
         .unwrap();
 }
 
+/// Delivery workers for the kinds a pipeline here goes to.
+pub(crate) fn workers(
+    service: &Arc<testrelay_domain::delivery::DeliveryService>,
+    consumer: Arc<dyn testrelay_domain::ports::QueueConsumer>,
+    queue: Arc<dyn testrelay_domain::ports::DeliveryQueue>,
+    concurrency: usize,
+) -> Vec<testrelay_domain::delivery::worker::Worker> {
+    [
+        ConnectorKind::Testrail,
+        ConnectorKind::Slack,
+        ConnectorKind::Webhook,
+    ]
+    .into_iter()
+    .map(|kind| testrelay_domain::delivery::worker::Worker {
+        kind,
+        consumer: consumer.clone(),
+        queue: queue.clone(),
+        service: service.clone(),
+        concurrency,
+    })
+    .collect()
+}
+
 /// Posts the shards at once, lets `settle` deliver, posts the re-run of shards 2 and 5
 /// (their first tests pass now), settles again.
 pub(crate) async fn pipeline<F, Fut>(ingest: Arc<IngestService>, shards: u32, tests: u32, settle: F)
@@ -283,10 +306,8 @@ async fn embedded(faults: Option<Arc<EachPointOnce>>) {
 
 /// On the AWS adapters, with a crash at every point of every step of every connector.
 async fn a_sharded_pipeline_on_aws(engine: Engine) {
+    use testrelay_domain::delivery::DeliveryService;
     use testrelay_domain::delivery::retry::RetryPolicy;
-    use testrelay_domain::delivery::worker::Worker;
-    use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
-    use testrelay_domain::ingest::Ports;
     use testrelay_tests::warp::WarpQueue;
 
     let vendors = Vendors::start(SHARDS, TESTS).await;
@@ -319,49 +340,13 @@ async fn a_sharded_pipeline_on_aws(engine: Engine) {
         .await
         .unwrap();
     let crashes = crashes();
+    let (ports, ingest_ports) = testrelay_tests::warp::ports_on(&app, &warp, &clock, metrics);
     let service = Arc::new(
-        DeliveryService::new(
-            DeliveryPorts {
-                runs: Arc::new(app.runs.clone()),
-                blobs: Arc::new(app.blobs.clone()),
-                idempotency: Arc::new(app.idempotency.clone()),
-                state: Arc::new(app.state.clone()),
-                dead_letters: Arc::new(app.dead_letters.clone()),
-                clock: clock.clone(),
-                metrics: metrics.clone(),
-            },
-            connectors,
-            RetryPolicy::default(),
-        )
-        .with_faults(crashes.clone()),
+        DeliveryService::new(ports, connectors, RetryPolicy::default())
+            .with_faults(crashes.clone()),
     );
-    let workers: Vec<Worker> = [
-        ConnectorKind::Testrail,
-        ConnectorKind::Slack,
-        ConnectorKind::Webhook,
-    ]
-    .into_iter()
-    .map(|kind| Worker {
-        kind,
-        consumer: warp.clone(),
-        queue: warp.clone(),
-        service: service.clone(),
-        concurrency: 4,
-    })
-    .collect();
-    let ingest = Arc::new(IngestService::new(
-        app.config.clone(),
-        Ports {
-            blobs: Arc::new(app.blobs.clone()),
-            runs: Arc::new(app.runs.clone()),
-            idempotency: Arc::new(app.idempotency.clone()),
-            queue: warp.clone(),
-            dead_letters: Arc::new(app.dead_letters.clone()),
-            state: Arc::new(app.state.clone()),
-            clock: clock.clone(),
-            metrics,
-        },
-    ));
+    let workers = workers(&service, warp.clone(), warp.clone(), 4);
+    let ingest = Arc::new(IngestService::new(app.config.clone(), ingest_ports));
     let drain = || async {
         let mut handled = 0;
         for w in &workers {

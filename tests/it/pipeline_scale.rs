@@ -3,11 +3,9 @@
 //! case once with the latest result, one Slack message, one `pipeline.completed`), and the
 //! vendor calls and state-store calls per shard, printed (`--no-capture`) and bounded.
 
-use crate::pipeline_flow::{T0, Vendors, pipeline};
+use crate::pipeline_flow::{T0, Vendors, pipeline, workers};
 use std::sync::Arc;
-use testrelay_domain::config::ConnectorKind;
 use testrelay_domain::delivery::retry::RetryPolicy;
-use testrelay_domain::delivery::worker::Worker;
 use testrelay_domain::delivery::{DeliveryPorts, DeliveryService};
 use testrelay_domain::ingest::{IngestService, Ports};
 use testrelay_domain::ports::ManualClock;
@@ -51,20 +49,12 @@ async fn fifty_shards_of_two_thousand_tests() {
         connectors,
         RetryPolicy::default(),
     ));
-    let workers: Vec<Worker> = [
-        ConnectorKind::Testrail,
-        ConnectorKind::Slack,
-        ConnectorKind::Webhook,
-    ]
-    .into_iter()
-    .map(|kind| Worker {
-        kind,
-        consumer: Arc::new(store.clone()),
-        queue: Arc::new(store.clone()),
-        service: service.clone(),
-        concurrency: 8,
-    })
-    .collect();
+    let workers = workers(
+        &service,
+        Arc::new(store.clone()),
+        Arc::new(store.clone()),
+        8,
+    );
     let ingest = Arc::new(IngestService::new(
         Arc::new(config),
         Ports {

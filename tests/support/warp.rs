@@ -168,3 +168,36 @@ pub async fn settle<F, Fut>(
         }
     }
 }
+
+/// `app`'s delivery and ingest ports with its queue on `warp` and its time on `clock`: the
+/// AWS adapters as the fault-injection and pipeline tests drive them.
+pub fn ports_on(
+    app: &testrelay_lambda::bootstrap::AwsApp,
+    warp: &Arc<WarpQueue>,
+    clock: &Arc<ManualClock>,
+    metrics: Arc<dyn testrelay_domain::health::metrics::Metrics>,
+) -> (
+    testrelay_domain::delivery::DeliveryPorts,
+    testrelay_domain::ingest::Ports,
+) {
+    let delivery = testrelay_domain::delivery::DeliveryPorts {
+        runs: Arc::new(app.runs.clone()),
+        blobs: Arc::new(app.blobs.clone()),
+        idempotency: Arc::new(app.idempotency.clone()),
+        state: Arc::new(app.state.clone()),
+        dead_letters: Arc::new(app.dead_letters.clone()),
+        clock: clock.clone(),
+        metrics,
+    };
+    let ingest = testrelay_domain::ingest::Ports {
+        blobs: Arc::new(app.blobs.clone()),
+        runs: Arc::new(app.runs.clone()),
+        idempotency: Arc::new(app.idempotency.clone()),
+        queue: warp.clone(),
+        dead_letters: Arc::new(app.dead_letters.clone()),
+        state: Arc::new(app.state.clone()),
+        clock: clock.clone(),
+        metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
+    };
+    (delivery, ingest)
+}
