@@ -390,6 +390,8 @@ async fn the_health_route_shows_a_key_its_projects_connectors() {
                     connectors: vec![ConnectorName::parse("other-team").unwrap()],
                     pipeline_quiet_minutes: 10,
                     when: Default::default(),
+                    default_branch: "main".into(),
+                    history: Default::default(),
                 },
             );
         },

@@ -118,6 +118,20 @@ impl BlobStore for Gate {
     async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, StoreError> {
         self.inner.get(key).await
     }
+    async fn get_tagged(
+        &self,
+        key: &str,
+    ) -> Result<Option<testrelay_domain::ports::Tagged>, StoreError> {
+        self.inner.get_tagged(key).await
+    }
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        self.inner.put_if(key, bytes, expected).await
+    }
 }
 
 #[tokio::test]

@@ -30,7 +30,7 @@ pub(crate) async fn app_on(receiver: &Receiver, engine: Engine) -> (Stack, AwsAp
 }
 
 /// [`app_on`] with `extra` appended to its configuration.
-async fn app_with(receiver: &Receiver, engine: Engine, extra: &str) -> (Stack, AwsApp) {
+pub(crate) async fn app_with(receiver: &Receiver, engine: Engine, extra: &str) -> (Stack, AwsApp) {
     let stack = Stack::create_on(engine).await;
     let secret_name = testrelay_tests::unique("testrelay/team-hook");
     put_secret(&stack.sdk, &secret_name, &receiver.secret_text).await;

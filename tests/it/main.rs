@@ -7,6 +7,7 @@ pub(crate) mod connectors;
 mod contract;
 mod fault_injection;
 mod health;
+mod history;
 mod hooks;
 mod hostile;
 mod lambda;

@@ -37,7 +37,7 @@ async fn post(ingest: &IngestService, query: &str, body: String) -> Result<Strin
 
 /// The local app on a manual clock, its config changed by `change` first; the data
 /// directory lives as long as the returned guard.
-async fn local(
+pub(crate) async fn local(
     change: impl FnOnce(&mut testrelay_domain::config::Config),
 ) -> (
     testrelay_cli::app::App,
@@ -250,6 +250,7 @@ async fn routing_rules_decide_at_ingest() {
                     branches: vec!["main".into(), "release/*".into()],
                     outcomes: vec![RunOutcome::Failed],
                     environments: vec![],
+                    on: Default::default(),
                 },
             );
         }

@@ -35,6 +35,7 @@ fn run() -> TestRun {
         }],
     };
     TestRun {
+        changes: None,
         run_id: RunId::parse("01ARZ3NDEKTSV4RRFFQ69G5FAV").unwrap(),
         received_at: "2026-11-22T10:00:00.000Z".into(),
         meta: RunMeta {

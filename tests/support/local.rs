@@ -57,6 +57,8 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                     connectors: vec![ConnectorName::parse(CONNECTOR).unwrap()],
                     pipeline_quiet_minutes: 10,
                     when: Default::default(),
+                    default_branch: "main".into(),
+                    history: Default::default(),
                 },
             ),
             (
@@ -65,6 +67,8 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
                     connectors: vec![],
                     pipeline_quiet_minutes: 10,
                     when: Default::default(),
+                    default_branch: "main".into(),
+                    history: Default::default(),
                 },
             ),
         ]),

@@ -297,6 +297,7 @@ fn run_of(cases: Vec<TestCase>) -> TestRun {
         }],
     };
     TestRun {
+        changes: None,
         run_id: RunId::parse(RUN_ID).unwrap(),
         received_at: "2026-11-22T10:00:00.000Z".into(),
         meta: RunMeta {

@@ -3,6 +3,10 @@
 //!
 //! - `POST /v1/reports?project=..&branch=..&commit=..&build_url=..&environment=..&format=..`
 //! - `GET /v1/runs/{id}`
+//! - `GET /v1/pipelines/{id}?project=`, `POST /v1/pipelines/{id}/complete?project=`
+//! - `GET /v1/projects/{p}/tests?status=flaky|failing&branch=&limit=`
+//! - `GET /v1/projects/{p}/tests/{test_id}/history?branch=`
+//! - `GET /v1/projects/{p}/quarantine`, `PUT|DELETE /v1/projects/{p}/quarantine/{test_id}`
 //! - `GET /v1/deadletters?kind=webhook&max=50` (admin keys)
 //! - `POST /v1/deadletters/redrive?kind=webhook&max=50` (admin keys)
 //! - `GET /healthz`
@@ -14,7 +18,7 @@ use axum::body::Body;
 use axum::extract::{Path, Query, RawQuery, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use std::sync::Arc;
 use testrelay_domain::error::ApiError;
 use testrelay_domain::ingest::inflate::Reservation;
@@ -50,6 +54,16 @@ pub fn router(ingest: Arc<IngestService>) -> Router {
         .route("/v1/runs/{id}", get(run_status))
         .route("/v1/pipelines/{id}", get(pipeline_status))
         .route("/v1/pipelines/{id}/complete", post(complete_pipeline))
+        .route("/v1/projects/{project}/tests", get(tests))
+        .route(
+            "/v1/projects/{project}/tests/{id}/history",
+            get(test_history),
+        )
+        .route("/v1/projects/{project}/quarantine", get(quarantine))
+        .route(
+            "/v1/projects/{project}/quarantine/{id}",
+            put(quarantine_add).delete(quarantine_remove),
+        )
         .route("/v1/deadletters", get(list_dead_letters))
         .route("/v1/deadletters/redrive", post(redrive))
         .route("/v1/health", get(health))
@@ -232,6 +246,77 @@ async fn complete_pipeline(
         .await
         .map_err(Problem)?;
     Ok(axum::Json(status).into_response())
+}
+
+async fn tests(
+    State(ingest): State<Arc<IngestService>>,
+    Path(project): Path<String>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let list = ingest
+        .tests(auth.as_deref(), &project, query.as_deref())
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(list).into_response())
+}
+
+async fn test_history(
+    State(ingest): State<Arc<IngestService>>,
+    Path((project, id)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let history = ingest
+        .test_history(auth.as_deref(), &project, &id, query.as_deref())
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(history).into_response())
+}
+
+async fn quarantine(
+    State(ingest): State<Arc<IngestService>>,
+    Path(project): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let list = ingest
+        .quarantine(auth.as_deref(), &project)
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(serde_json::json!({ "quarantined": list })).into_response())
+}
+
+async fn quarantine_add(
+    State(ingest): State<Arc<IngestService>>,
+    Path((project, id)): Path<(String, String)>,
+    request: Request,
+) -> Result<Response, Problem> {
+    ingest
+        .check_key(header_str(request.headers(), header::AUTHORIZATION).as_deref())
+        .map_err(Problem)?;
+    let (headers, body, _reservation) = read_body(&ingest, request).await?;
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    let entry = ingest
+        .quarantine_add(auth.as_deref(), &project, &id, &body)
+        .await
+        .map_err(Problem)?;
+    Ok(axum::Json(entry).into_response())
+}
+
+async fn quarantine_remove(
+    State(ingest): State<Arc<IngestService>>,
+    Path((project, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, Problem> {
+    let auth = header_str(&headers, header::AUTHORIZATION);
+    ingest
+        .quarantine_remove(auth.as_deref(), &project, &id)
+        .await
+        .map_err(Problem)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[derive(serde::Deserialize)]

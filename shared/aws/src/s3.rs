@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::primitives::ByteStream;
-use testrelay_domain::ports::{BlobStore, StoreError};
+use testrelay_domain::ports::{BlobStore, StoreError, Tagged};
 
 const BACKEND: &str = "S3";
 
@@ -45,6 +45,10 @@ impl BlobStore for S3BlobStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, StoreError> {
+        Ok(self.get_tagged(key).await?.map(|t| t.bytes))
+    }
+
+    async fn get_tagged(&self, key: &str) -> Result<Option<Tagged>, StoreError> {
         let out = match self
             .client
             .get_object()
@@ -64,11 +68,50 @@ impl BlobStore for S3BlobStore {
                 };
             }
         };
+        let tag = out.e_tag.clone().unwrap_or_default();
         let data = out
             .body
             .collect()
             .await
             .map_err(|e| StoreError::new(BACKEND, e))?;
-        Ok(Some(data.into_bytes()))
+        Ok(Some(Tagged {
+            bytes: data.into_bytes(),
+            tag,
+        }))
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let put = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/octet-stream")
+            .body(ByteStream::from(bytes));
+        let put = match expected {
+            Some(tag) => put.if_match(tag),
+            None => put.if_none_match("*"),
+        };
+        match put.send().await {
+            Ok(_) => Ok(true),
+            // 412: another write came first. 409 ConditionalRequestConflict: S3 is applying
+            // a concurrent conditional write to the key; either way, reload and decide again.
+            // 404: `If-Match` on a key that is gone.
+            Err(e)
+                if e.raw_response()
+                    .is_some_and(|r| matches!(r.status().as_u16(), 412 | 409 | 404)) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(StoreError::new(
+                BACKEND,
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )),
+        }
     }
 }

@@ -81,6 +81,8 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
                 connectors: vec![sink.clone()],
                 pipeline_quiet_minutes: 10,
                 when: Default::default(),
+                default_branch: "main".into(),
+                history: Default::default(),
             },
         )]),
         connectors: BTreeMap::from([(

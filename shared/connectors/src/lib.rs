@@ -126,8 +126,7 @@ pub fn origin(url: &reqwest::Url) -> String {
 
 /// The first 8 bytes of a SHA-256, in hex: short stable keys for state and steps.
 pub fn digest8(s: &str) -> String {
-    use sha2::Digest;
-    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..8])
+    testrelay_domain::ids::digest16(s)
 }
 
 pub fn parse_url(raw: &str, key: &str) -> Result<reqwest::Url, String> {

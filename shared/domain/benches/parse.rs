@@ -162,6 +162,7 @@ fn ingest(wire: &[u8], gzip: bool, format: Option<Format>) -> (u16, usize) {
     drop(inflated);
     let summary = parsed.report.summary();
     let run = TestRun {
+        changes: None,
         run_id: testrelay_domain::ids::RunId::new(0),
         received_at: "2026-11-28T00:00:00Z".into(),
         meta: RunMeta {

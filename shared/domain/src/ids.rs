@@ -199,3 +199,10 @@ mod event_id_tests {
         assert_ne!(id("a.b"), id("a_b"));
     }
 }
+
+/// 16 hex digits of `s`'s SHA-256: a short stable name for something too long or too free
+/// for a key (a branch name, a test's identity).
+pub fn digest16(s: &str) -> String {
+    use sha2::Digest;
+    hex::encode(&sha2::Sha256::digest(s.as_bytes())[..8])
+}

@@ -12,6 +12,8 @@
 //! - [`delivery`]: delivering a run to each connector exactly once (steps, retries, circuit
 //!   breakers, the outbound address policy, signing, the dead-letter admin);
 //! - [`health`]: scheduled connector checks and the metrics operators watch;
+//! - [`history`]: each test's history per branch, and what changed in a run against its
+//!   base (new, still failing, flaky, fixed), quarantine;
 //! - [`config`]: the configuration file and its validation;
 //! - [`ports`]: what adapters implement (stores, queues, secrets, clock, connectors);
 //! - [`ids`] and [`error`]: identifiers and the problem+json errors the edge shows.
@@ -20,6 +22,7 @@ pub mod config;
 pub mod delivery;
 pub mod error;
 pub mod health;
+pub mod history;
 pub mod ids;
 pub mod ingest;
 pub mod pipelines;

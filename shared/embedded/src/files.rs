@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
-use testrelay_domain::ports::{BlobStore, SecretError, SecretStore, StoreError};
+use testrelay_domain::ports::{BlobStore, SecretError, SecretStore, StoreError, Tagged};
 use tokio::io::AsyncWriteExt;
 
 /// Keys are relative paths of plain segments; anything that could climb out of the root is
@@ -34,13 +34,52 @@ impl FileBlobStore {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         FileBlobStore { root: root.into() }
     }
+
+    fn path(&self, key: &str) -> Result<PathBuf, StoreError> {
+        safe_join(&self.root, key)
+            .ok_or_else(|| StoreError::new("blob store", format!("invalid key {key:?}")))
+    }
+}
+
+/// Conditional writes hold this for their read-compare-rename: testrelay runs locally as one
+/// process, so one lock makes them atomic (for every store on every data directory).
+static CONDITIONAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A file version's tag: every write renames a new file into place, so its inode and
+/// modification time change with each version.
+fn tag_of(meta: &std::fs::Metadata) -> String {
+    use std::os::unix::fs::MetadataExt;
+    format!(
+        "{:x}-{:x}-{:x}",
+        meta.ino(),
+        meta.mtime_nsec() + meta.mtime() * 1_000_000_000,
+        meta.len()
+    )
+}
+
+async fn read_tagged(path: &Path) -> Result<Option<Tagged>, StoreError> {
+    let err = |e: std::io::Error| StoreError::new("blob store", e);
+    let mut f = match tokio::fs::File::open(path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(err(e)),
+    };
+    // The open file is the version read, whatever is renamed over the path meanwhile.
+    let tag = tag_of(&f.metadata().await.map_err(err)?);
+    let mut bytes = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut f, &mut bytes)
+        .await
+        .map_err(err)?;
+    Ok(Some(Tagged {
+        bytes: bytes.into(),
+        tag,
+    }))
 }
 
 #[async_trait]
 impl BlobStore for FileBlobStore {
     async fn put(&self, key: &str, bytes: bytes::Bytes) -> Result<(), StoreError> {
-        let path = safe_join(&self.root, key)
-            .ok_or_else(|| StoreError::new("blob store", format!("invalid key {key:?}")))?;
+        let path = self.path(key)?;
         let err = |e: std::io::Error| StoreError::new("blob store", e);
         if let Some(parent) = path.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(err)?;
@@ -54,13 +93,36 @@ impl BlobStore for FileBlobStore {
     }
 
     async fn get(&self, key: &str) -> Result<Option<bytes::Bytes>, StoreError> {
-        let path = safe_join(&self.root, key)
-            .ok_or_else(|| StoreError::new("blob store", format!("invalid key {key:?}")))?;
+        let path = self.path(key)?;
         match tokio::fs::read(&path).await {
             Ok(b) => Ok(Some(b.into())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(StoreError::new("blob store", e)),
         }
+    }
+
+    async fn get_tagged(&self, key: &str) -> Result<Option<Tagged>, StoreError> {
+        read_tagged(&self.path(key)?).await
+    }
+
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: bytes::Bytes,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let path = self.path(key)?;
+        let _held = CONDITIONAL.lock().await;
+        let current = match tokio::fs::metadata(&path).await {
+            Ok(m) => Some(tag_of(&m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(StoreError::new("blob store", e)),
+        };
+        if current.as_deref() != expected {
+            return Ok(false);
+        }
+        self.put(key, bytes).await?;
+        Ok(true)
     }
 }
 

@@ -49,6 +49,62 @@ async fn put_replaces(store: &std::sync::Arc<dyn BlobStore>) {
     );
 }
 
+/// A conditional write lands only on the version it read; of writers racing from the same
+/// version exactly one wins, and a create lands only where nothing is.
+async fn conditional_writes(store: &std::sync::Arc<dyn BlobStore>) {
+    let key = "history/web/main.json.gz";
+    assert!(store.get_tagged(key).await.unwrap().is_none());
+    assert!(
+        store
+            .put_if(key, Bytes::from_static(b"v1"), None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .put_if(key, Bytes::from_static(b"again"), None)
+            .await
+            .unwrap(),
+        "a create where a blob exists must fail"
+    );
+    let v1 = store.get_tagged(key).await.unwrap().unwrap();
+    assert_eq!(&v1.bytes[..], b"v1");
+    let racers = (0..8).map(|i| {
+        let store = store.clone();
+        let tag = v1.tag.clone();
+        tokio::spawn(async move {
+            store
+                .put_if(key, Bytes::from(format!("v2 by {i}")), Some(&tag))
+                .await
+                .unwrap()
+        })
+    });
+    let won: Vec<bool> = futures::future::join_all(racers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(won.iter().filter(|w| **w).count(), 1, "{won:?}");
+    let v2 = store.get_tagged(key).await.unwrap().unwrap();
+    assert!(v2.bytes.starts_with(b"v2 by "));
+    assert_ne!(v2.tag, v1.tag);
+    assert!(
+        !store
+            .put_if(key, Bytes::from_static(b"stale"), Some(&v1.tag))
+            .await
+            .unwrap(),
+        "a write from a stale version must fail"
+    );
+    assert!(
+        store
+            .put_if(key, Bytes::from_static(b"v3"), Some(&v2.tag))
+            .await
+            .unwrap()
+    );
+    assert_eq!(&store.get(key).await.unwrap().unwrap()[..], b"v3");
+}
+
+crate::contract!(conditional_write, conditional_writes);
 crate::contract!(roundtrip_bytes, roundtrip);
 crate::contract!(missing_key, missing_is_none);
 crate::contract!(overwrite, put_replaces);

@@ -3,6 +3,7 @@
 //! inlined. Validation happens once at start; every error names the offending key.
 
 mod connectors;
+pub mod history;
 pub mod routes;
 
 pub use connectors::*;
@@ -132,6 +133,11 @@ pub struct ProjectConfig {
     /// Which runs each connector gets (`[projects.<p>.when.<connector>]`); all when absent.
     #[serde(default)]
     pub when: BTreeMap<ConnectorName, routes::When>,
+    /// The branch every other branch's runs are compared with (test history).
+    #[serde(default = "history::default_branch")]
+    pub default_branch: String,
+    #[serde(default)]
+    pub history: history::HistoryConfig,
 }
 
 fn default_pipeline_quiet_minutes() -> u64 {
@@ -504,6 +510,14 @@ impl Config {
                 for p in when.problems() {
                     errors.push(format!("projects.{name}.when.{c}.{p}"));
                 }
+            }
+            for p in project.history.problems() {
+                errors.push(format!("projects.{name}.history.{p}"));
+            }
+            if project.default_branch.is_empty() || project.default_branch.len() > 256 {
+                errors.push(format!(
+                    "projects.{name}.default_branch: must be 1 to 256 characters"
+                ));
             }
             if project.pipeline_quiet_minutes == 0 || project.pipeline_quiet_minutes > 24 * 60 {
                 errors.push(format!(

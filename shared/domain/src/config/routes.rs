@@ -3,9 +3,56 @@
 //! ingest: a run a connector's rule does not match is not enqueued for it, and the run's
 //! status says why. A pipeline's parts are matched by branch and environment only (a part's
 //! outcome is not the pipeline's); its merged result by all three.
+//!
+//! `on` says which results are worth a message, by what changed against the base (see
+//! [`crate::history`]): `always`, `failure` (the run failed), `change` (a test started or
+//! stopped failing, or the outcome differs from the base's) or `new_failures`. A connector
+//! with an `on` other than `always` gets a pipeline's merged result only, not its parts.
 
+use crate::history::Changes;
 use crate::report::model::{RunMeta, RunOutcome};
 use serde::Deserialize;
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum On {
+    #[default]
+    Always,
+    Failure,
+    Change,
+    NewFailures,
+}
+
+impl On {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            On::Always => "always",
+            On::Failure => "failure",
+            On::Change => "change",
+            On::NewFailures => "new_failures",
+        }
+    }
+
+    /// Why a result with `outcome` and `changes` is not worth a message under this rule.
+    fn skip_reason(self, outcome: RunOutcome, changes: Option<&Changes>) -> Option<String> {
+        let c = changes.map(|c| c.counts).unwrap_or_default();
+        let changed = match changes.and_then(|c| c.base.as_ref()) {
+            Some(base) => c.new > 0 || c.fixed > 0 || base.outcome != outcome,
+            None => outcome == RunOutcome::Failed,
+        };
+        let skip = match self {
+            On::Always => false,
+            On::Failure => outcome == RunOutcome::Passed,
+            On::Change => !changed,
+            On::NewFailures => c.new == 0,
+        };
+        skip.then(|| match self {
+            On::Failure => "on = failure: the run passed".to_string(),
+            On::Change => "on = change: nothing changed against the base".to_string(),
+            _ => "on = new_failures: no new failures".to_string(),
+        })
+    }
+}
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -19,11 +66,19 @@ pub struct When {
     /// Environments; any when empty.
     #[serde(default)]
     pub environments: Vec<String>,
+    #[serde(default)]
+    pub on: On,
 }
 
 impl When {
-    /// Why a run with `meta` (and `outcome`, when it is known) is not for this connector.
-    pub fn skip_reason(&self, meta: &RunMeta, outcome: Option<RunOutcome>) -> Option<String> {
+    /// Why a run with `meta` (and `outcome` and `changes`, when it is a whole result, not a
+    /// pipeline's part) is not for this connector.
+    pub fn skip_reason(
+        &self,
+        meta: &RunMeta,
+        outcome: Option<RunOutcome>,
+        changes: Option<&Changes>,
+    ) -> Option<String> {
         if !self.branches.is_empty() {
             let branch = meta.branch.as_deref().unwrap_or("");
             if !self.branches.iter().any(|g| glob(g, branch)) {
@@ -60,7 +115,14 @@ impl When {
                     .join(", ")
             ));
         }
-        None
+        match outcome {
+            None if self.on != On::Always => Some(format!(
+                "on = {}: decided on the pipeline's merged result",
+                self.on.as_str()
+            )),
+            None => None,
+            Some(o) => self.on.skip_reason(o, changes),
+        }
     }
 
     pub fn problems(&self) -> Vec<String> {
@@ -121,6 +183,7 @@ mod tests {
             branches: vec!["main".into()],
             outcomes: vec![RunOutcome::Failed],
             environments: vec![],
+            on: On::Always,
         };
         let meta = |branch: &str| RunMeta {
             project: "web".into(),
@@ -130,18 +193,21 @@ mod tests {
             environment: None,
             pipeline: None,
         };
-        assert_eq!(w.skip_reason(&meta("main"), Some(RunOutcome::Failed)), None);
         assert_eq!(
-            w.skip_reason(&meta("dev"), None).as_deref(),
+            w.skip_reason(&meta("main"), Some(RunOutcome::Failed), None),
+            None
+        );
+        assert_eq!(
+            w.skip_reason(&meta("dev"), None, None).as_deref(),
             Some("branch \"dev\" matches none of [\"main\"]")
         );
         assert_eq!(
-            w.skip_reason(&meta("main"), Some(RunOutcome::Passed))
+            w.skip_reason(&meta("main"), Some(RunOutcome::Passed), None)
                 .as_deref(),
             Some("outcome passed is none of [failed]")
         );
         assert_eq!(
-            w.skip_reason(&meta("main"), None),
+            w.skip_reason(&meta("main"), None, None),
             None,
             "a part: outcome unknown"
         );

@@ -304,8 +304,9 @@ impl DeliveryService {
             };
             return self.finish(msg, delivery, None, position, outcome).await;
         };
-        let run: TestRun = serde_json::from_slice(&bytes)
+        let mut run: TestRun = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::new("blob store", format!("stored run unreadable: {e}")))?;
+        run.changes = record.changes.clone();
         let steps = Steps::new(
             self.ports.idempotency.clone(),
             self.ports.clock.clone(),

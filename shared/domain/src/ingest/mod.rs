@@ -84,6 +84,10 @@ pub struct Accepted {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
     pub summary: Summary,
+    /// What changed against the base: for a whole run its classification, for a pipeline's
+    /// part its own tests against the same base (its CI job's verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<Box<crate::history::Changes>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -293,8 +297,6 @@ impl IngestService {
             None => RunId::new(now),
         };
         let part_of = meta.pipeline.clone();
-        let outcome = part_of.is_none().then(|| summary.outcome());
-        let (connectors, skipped) = self.route(project, &meta, outcome);
         let received_at = rfc3339(now);
         let run = TestRun {
             run_id: run_id.clone(),
@@ -302,26 +304,10 @@ impl IngestService {
             meta,
             summary,
             report,
-        };
-        let accepted = Accepted {
-            run_id: run_id.clone(),
-            status_url: format!("/v1/runs/{run_id}"),
-            deliveries: connectors
-                .iter()
-                .map(|(c, k)| QueuedDelivery {
-                    connector: c.clone(),
-                    kind: *k,
-                    state: DeliveryState::Queued,
-                })
-                .collect(),
-            skipped: skipped.clone(),
-            summary,
+            changes: None,
         };
         // Refused for its size before anything is written, the idempotency claim included.
         let blob = encode_run(&run, blob_budget)?;
-        let record = record_of(&run, &connectors, skipped);
-        // The stored JSON replaces the model: the two are never held longer than needed.
-        drop(run);
         if let Some(claim_key) = &claim_key {
             match self
                 .ports
@@ -362,6 +348,36 @@ impl IngestService {
             }
         }
 
+        let routed = self
+            .classify_and_route(project, &run, part_of.is_none())
+            .await;
+        let (changes, connectors, skipped) = match routed {
+            Ok(r) => r,
+            Err(e) => {
+                if let Some(k) = &claim_key {
+                    let _ = self.ports.idempotency.release(k).await;
+                }
+                return Err(e);
+            }
+        };
+        let accepted = Accepted {
+            run_id: run_id.clone(),
+            status_url: format!("/v1/runs/{run_id}"),
+            deliveries: connectors
+                .iter()
+                .map(|(c, k)| QueuedDelivery {
+                    connector: c.clone(),
+                    kind: *k,
+                    state: DeliveryState::Queued,
+                })
+                .collect(),
+            skipped: skipped.clone(),
+            summary,
+            changes: Some(Box::new(changes.shortened(crate::history::RECORD_LIMIT))),
+        };
+        let record = record_of(&run, &connectors, skipped, Some(changes));
+        // The stored JSON replaces the model: the two are never held longer than needed.
+        drop(run);
         let part = part_of.map(|p| {
             (
                 p,
@@ -465,19 +481,34 @@ impl IngestService {
             .ok()
             .and_then(|p| self.config.projects.get(&p))
             .ok_or_else(|| ApiError::not_found(format!("unknown project {:?}", meta.project)))?;
-        let (connectors, skipped) = self.route(project, &meta, Some(summary.outcome()));
         let run = TestRun {
             run_id,
             received_at: rfc3339(self.ports.clock.now_ms()),
             summary,
             meta,
             report,
+            changes: None,
         };
+        let (changes, connectors, skipped) = self.classify_and_route(project, &run, true).await?;
         // Built from parts each within its budget.
         let blob = encode_run(&run, usize::MAX)?;
-        let record = record_of(&run, &connectors, skipped);
+        let record = record_of(&run, &connectors, skipped, Some(changes));
         drop(run);
         self.store_and_enqueue(blob, record, &connectors).await
+    }
+
+    /// Classifies `run` against its base (recording it in its branch's history when it is a
+    /// `whole` result, not a pipeline's part), then routes it.
+    async fn classify_and_route(
+        &self,
+        project: &crate::config::ProjectConfig,
+        run: &TestRun,
+        whole: bool,
+    ) -> Result<Routed, ApiError> {
+        let changes = self.changes_of(run, whole).await?;
+        let outcome = whole.then(|| run.summary.outcome());
+        let (to, skipped) = self.route(project, &run.meta, outcome, Some(&changes));
+        Ok((changes, to, skipped))
     }
 
     /// The project's connectors a run goes to, and those it does not with why: routing
@@ -488,6 +519,7 @@ impl IngestService {
         project: &crate::config::ProjectConfig,
         meta: &RunMeta,
         outcome: Option<crate::report::model::RunOutcome>,
+        changes: Option<&crate::history::Changes>,
     ) -> (Vec<(ConnectorName, ConnectorKind)>, Vec<Skipped>) {
         let part = meta.pipeline.as_ref().is_some_and(|p| !p.is_merged());
         let (mut to, mut skipped) = (Vec::new(), Vec::new());
@@ -506,7 +538,7 @@ impl IngestService {
                 project
                     .when
                     .get(c)
-                    .and_then(|w| w.skip_reason(meta, outcome))
+                    .and_then(|w| w.skip_reason(meta, outcome, changes))
                     .map(|r| format!("routing rule: {r}"))
             };
             match reason {
@@ -546,11 +578,21 @@ impl IngestService {
     }
 }
 
-/// A new run's record: every delivery queued.
+/// A run's classification and where it goes: the connectors it is for, and those it is not
+/// with why.
+type Routed = (
+    crate::history::Changes,
+    Vec<(ConnectorName, ConnectorKind)>,
+    Vec<Skipped>,
+);
+
+/// A new run's record: every delivery queued; its classification shortened to a size a
+/// record holds.
 fn record_of(
     run: &TestRun,
     connectors: &[(ConnectorName, ConnectorKind)],
     skipped: Vec<Skipped>,
+    changes: Option<crate::history::Changes>,
 ) -> RunRecord {
     RunRecord {
         run_id: run.run_id.clone(),
@@ -563,6 +605,7 @@ fn record_of(
             .map(|(c, k)| DeliveryRecord::queued(c.clone(), *k))
             .collect(),
         skipped,
+        changes: changes.map(|c| c.shortened(crate::history::RECORD_LIMIT)),
     }
 }
 

@@ -45,6 +45,25 @@ pub trait BlobStore: Send + Sync {
     async fn put(&self, key: &str, bytes: Bytes) -> Result<(), StoreError>;
     /// `None` when nothing is stored under `key`.
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError>;
+    /// The blob and a tag naming the version read (S3's ETag), for [`BlobStore::put_if`].
+    async fn get_tagged(&self, key: &str) -> Result<Option<Tagged>, StoreError>;
+    /// Stores `bytes` under `key` only if the stored blob is still the version tagged
+    /// `expected` (`None`: only if nothing is stored there): a conditional write (S3
+    /// `If-Match` / `If-None-Match`). Returns false, writing nothing, when another write came
+    /// first; exactly one of concurrent writers expecting the same version wins.
+    async fn put_if(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        expected: Option<&str>,
+    ) -> Result<bool, StoreError>;
+}
+
+/// A blob as read, with the tag of its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tagged {
+    pub bytes: Bytes,
+    pub tag: String,
 }
 
 /// Where a run's normalized report lives in the blob store.

@@ -110,6 +110,10 @@ pub struct RunRecord {
     /// Connectors of the project this run was not for, and why (routing rules).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<Skipped>,
+    /// What changed against the base (new failures first, at most
+    /// [`crate::history::RECORD_LIMIT`] tests listed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::history::Changes>,
 }
 
 /// A connector a run was not enqueued for.

@@ -282,4 +282,8 @@ pub struct TestRun {
     pub meta: RunMeta,
     pub summary: Summary,
     pub report: Report,
+    /// What changed against the base, as the run's record holds it (set when a connector
+    /// gets the run; not part of the stored report).
+    #[serde(default, skip_serializing)]
+    pub changes: Option<crate::history::Changes>,
 }

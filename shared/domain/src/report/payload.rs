@@ -109,6 +109,7 @@ mod tests {
             }],
         };
         let run = TestRun {
+            changes: None,
             run_id: RunId::new(0),
             received_at: "t".into(),
             meta: RunMeta {
@@ -135,6 +136,7 @@ mod tests {
     #[test]
     fn a_pipeline_says_what_it_is() {
         let run = |pipeline: Option<PipelineRef>| TestRun {
+            changes: None,
             run_id: RunId::new(0),
             received_at: "t".into(),
             meta: RunMeta {

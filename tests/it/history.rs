@@ -1,0 +1,300 @@
+//! Test history and what changed, through the ingest service on the embedded store and on
+//! the AWS adapters (moto; DynamoDB Local + MiniStack), one scripted sequence:
+//! main green (with one known failure) -> a PR with 2 new failures and the pre-existing one
+//! -> main breaks (a sharded pipeline) -> main fixed -> a test flipping on the same commit ->
+//! quarantined. Each step checks the classification, the connector's `on = "change"` rule,
+//! the CI verdict (`--fail-on`) and, at the end, the history API.
+
+use std::sync::Arc;
+use testrelay_domain::config::routes::{On, When};
+use testrelay_domain::history::identity::id_of;
+use testrelay_domain::history::{Changes, FailOn};
+use testrelay_domain::ids::ConnectorName;
+use testrelay_domain::ingest::{Accepted, IngestService, Submission};
+use testrelay_domain::ports::RunStore;
+use testrelay_tests::aws::Engine;
+use testrelay_tests::local::API_KEY;
+
+const TESTS: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+fn auth() -> String {
+    format!("Bearer {API_KEY}")
+}
+
+/// A JUnit report of suite `unit` where the tests named in `failing` fail.
+fn report(tests: &[&str], failing: &[&str]) -> String {
+    let cases: String = tests
+        .iter()
+        .map(|t| match failing.contains(t) {
+            true => format!(r#"<testcase name="{t}"><failure message="{t} broke"/></testcase>"#),
+            false => format!(r#"<testcase name="{t}"/>"#),
+        })
+        .collect();
+    format!(r#"<testsuite name="unit">{cases}</testsuite>"#)
+}
+
+async fn post(ingest: &IngestService, query: &str, failing: &[&str]) -> Accepted {
+    post_tests(ingest, query, &TESTS, failing).await
+}
+
+async fn post_tests(
+    ingest: &IngestService,
+    query: &str,
+    tests: &[&str],
+    failing: &[&str],
+) -> Accepted {
+    ingest
+        .submit(Submission {
+            authorization: Some(auth()),
+            query: Some(format!("project=web&{query}")),
+            body: bytes::Bytes::from(report(tests, failing)),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .accepted
+}
+
+fn id(name: &str) -> String {
+    id_of("unit", None, name)
+}
+
+/// The names in `changes` of class `class`, sorted.
+fn named(changes: &Changes, class: &str) -> Vec<String> {
+    let mut v: Vec<String> = changes
+        .tests
+        .iter()
+        .filter(|t| serde_json::to_value(t.class).unwrap() == class)
+        .map(|t| t.name.clone())
+        .collect();
+    v.sort();
+    v
+}
+
+fn counts(c: &Changes) -> (u64, u64, u64, u64) {
+    (
+        c.counts.new,
+        c.counts.still_failing,
+        c.counts.fixed,
+        c.counts.flaky,
+    )
+}
+
+/// Whether the run went to the connector, or was skipped by its `on` rule.
+fn delivered(a: &Accepted) -> bool {
+    a.deliveries.len() == 1 && a.skipped.is_empty()
+}
+
+async fn scripted(ingest: Arc<IngestService>, runs: Arc<dyn RunStore>) {
+    // 1. main is green but for `d`, a known failure: nothing to compare with yet.
+    let main1 = post(&ingest, "branch=main&commit=c1", &["d"]).await;
+    let c = main1.changes.as_ref().unwrap();
+    assert!(c.base.is_none());
+    assert_eq!(counts(c), (1, 0, 0, 0), "with no base every failure is new");
+    assert!(delivered(&main1), "a first failing run is a change");
+
+    // 2. A PR breaks `a` and `b`; `d` fails as on main.
+    let pr = post(&ingest, "branch=feat-x&commit=c2", &["a", "b", "d"]).await;
+    let c = pr.changes.as_ref().unwrap();
+    assert_eq!(c.base.as_ref().unwrap().branch, "main");
+    assert_eq!(c.base.as_ref().unwrap().run_id, main1.run_id);
+    assert_eq!(counts(c), (2, 1, 0, 0), "{c:?}");
+    assert_eq!(named(c, "new"), ["a", "b"]);
+    assert_eq!(named(c, "still_failing"), ["d"]);
+    assert_eq!(
+        c.tests[0].class,
+        testrelay_domain::history::Class::New,
+        "new failures first"
+    );
+    assert_eq!(
+        c.verdict(FailOn::NewFailures).as_deref(),
+        Some("2 new failures")
+    );
+    assert!(
+        c.headline()
+            .starts_with("2 new failures · 1 still failing (vs main @ c1")
+    );
+    // A PR failing only where main fails is not blocked by `--fail-on new-failures`.
+    let pr2 = post(&ingest, "branch=feat-y&commit=c2b", &["d"]).await;
+    let c = pr2.changes.as_ref().unwrap();
+    assert_eq!(counts(c), (0, 1, 0, 0));
+    assert_eq!(c.verdict(FailOn::NewFailures), None);
+    assert_eq!(c.verdict(FailOn::AnyFailure).as_deref(), Some("1 failures"));
+    assert_eq!(c.verdict(FailOn::None), None);
+
+    // 3. main breaks `a`, in a pipeline of two shards. Each shard's answer classifies its own
+    //    tests against main's last pipeline (its CI job's verdict), without recording them.
+    let s1 = post_tests(
+        &ingest,
+        "branch=main&commit=c3&pipeline=p3&shard=1/2",
+        &["a", "b"],
+        &["a"],
+    )
+    .await;
+    assert_eq!(counts(s1.changes.as_ref().unwrap()), (1, 0, 0, 0));
+    let s2 = post_tests(
+        &ingest,
+        "branch=main&commit=c3&pipeline=p3&shard=2/2",
+        &["c", "d", "e"],
+        &["d"],
+    )
+    .await;
+    assert_eq!(counts(s2.changes.as_ref().unwrap()), (0, 1, 0, 0));
+    let merged = runs
+        .get_run(&testrelay_domain::pipelines::merged_run_id("web", "p3", 1))
+        .await
+        .unwrap()
+        .expect("the pipeline completed");
+    let c = merged.changes.as_ref().unwrap();
+    assert_eq!(
+        c.base.as_ref().unwrap().run_id,
+        main1.run_id,
+        "against main's previous"
+    );
+    assert_eq!(counts(c), (1, 1, 0, 0), "{c:?}");
+    assert_eq!(named(c, "new"), ["a"]);
+    assert_eq!(merged.deliveries.len(), 1, "main broke: a change");
+    let status = ingest
+        .pipeline_status(Some(&auth()), "p3", Some("project=web"))
+        .await
+        .unwrap();
+    let shown = status.merged.as_ref().unwrap().changes.as_ref().unwrap();
+    assert_eq!(
+        shown.counts.new, 1,
+        "GET /v1/pipelines/p3 shows what changed"
+    );
+
+    // 4. main fixed: `a` and `d` pass again.
+    let main4 = post(&ingest, "branch=main&commit=c4", &[]).await;
+    let c = main4.changes.as_ref().unwrap();
+    assert_eq!(c.base.as_ref().unwrap().run_id, merged.run_id);
+    assert_eq!(counts(c), (0, 0, 2, 0), "{c:?}");
+    assert_eq!(named(c, "fixed"), ["a", "d"]);
+    assert!(delivered(&main4), "main recovered: a change");
+    assert!(c.headline().starts_with("2 fixed"));
+    // The same result again: nothing changed, so the `on = "change"` connector is skipped.
+    let same = post(&ingest, "branch=main&commit=c4", &[]).await;
+    assert_eq!(counts(same.changes.as_ref().unwrap()), (0, 0, 0, 0));
+    assert!(!delivered(&same));
+    assert_eq!(
+        same.skipped[0].reason,
+        "routing rule: on = change: nothing changed against the base"
+    );
+
+    // 5. `e` fails on commit c4, where it passed before: flaky, not new.
+    let flip = post(&ingest, "branch=main&commit=c4", &["e"]).await;
+    let c = flip.changes.as_ref().unwrap();
+    assert_eq!(counts(c), (0, 0, 0, 1), "{c:?}");
+    assert_eq!(
+        c.tests[0].why.as_deref(),
+        Some("passed before on the same commit c4")
+    );
+    assert_eq!(c.verdict(FailOn::NewFailures), None);
+
+    // 6. Quarantined, `e` fails again on a new commit: counted apart, failing no verdict.
+    let quarantined = ingest
+        .quarantine_add(
+            Some(&auth()),
+            "web",
+            &id("e"),
+            br#"{"reason": "races the clock, #123"}"#,
+        )
+        .await
+        .unwrap();
+    assert_eq!(quarantined.added_by, "ci");
+    assert_eq!(quarantined.name.as_deref(), Some("unit › e"));
+    let q = post(&ingest, "branch=main&commit=c6", &["e"]).await;
+    let c = q.changes.as_ref().unwrap();
+    assert_eq!(
+        (c.counts.quarantined, c.counts.failing, c.counts.new),
+        (1, 0, 0),
+        "{c:?}"
+    );
+    assert!(c.tests.iter().all(|t| t.quarantined));
+    assert_eq!(c.verdict(FailOn::AnyFailure), None);
+    let listed = ingest.quarantine(Some(&auth()), "web").await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].reason, "races the clock, #123");
+    ingest
+        .quarantine_remove(Some(&auth()), "web", &id("e"))
+        .await
+        .unwrap();
+    let again = ingest
+        .quarantine_remove(Some(&auth()), "web", &id("e"))
+        .await;
+    assert_eq!(again.unwrap_err().status, 404);
+
+    // The history API: `e` is failing on main, `d` has passed since; `a`'s outcomes.
+    let failing = ingest
+        .tests(Some(&auth()), "web", Some("status=failing"))
+        .await
+        .unwrap();
+    assert_eq!(failing.branch, "main");
+    let names: Vec<&str> = failing.tests.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["e"]);
+    assert!(failing.tests[0].failing_since.is_some());
+    let flaky = ingest
+        .tests(Some(&auth()), "web", Some("status=flaky&branch=main"))
+        .await
+        .unwrap();
+    assert_eq!(
+        flaky.matching, 0,
+        "a break and its fix in six outcomes is no flip rate yet (ten at least): {flaky:?}"
+    );
+    let a = ingest
+        .test_history(Some(&auth()), "web", &id("a"), None)
+        .await
+        .unwrap();
+    let outcomes: Vec<&str> = a.outcomes.iter().map(|o| o.status).collect();
+    assert_eq!(
+        outcomes,
+        ["passed", "passed", "passed", "passed", "failed", "passed"]
+    );
+    assert_eq!(a.outcomes[4].run_id, merged.run_id);
+    assert_eq!(
+        a.test.last_passed.as_ref().unwrap().commit.as_deref(),
+        Some("c6")
+    );
+    let pr_history = ingest
+        .test_history(Some(&auth()), "web", &id("a"), Some("branch=feat-x"))
+        .await
+        .unwrap();
+    assert_eq!(pr_history.outcomes.len(), 1);
+    assert_eq!(pr_history.test.status, "failed");
+}
+
+fn on_change(connector: &str) -> impl FnOnce(&mut testrelay_domain::config::Config) + '_ {
+    move |config| {
+        let web = config
+            .projects
+            .get_mut(&testrelay_domain::ids::ProjectName::parse("web").unwrap())
+            .unwrap();
+        web.when.insert(
+            ConnectorName::parse(connector).unwrap(),
+            When {
+                on: On::Change,
+                ..Default::default()
+            },
+        );
+    }
+}
+
+#[tokio::test]
+async fn scripted_sequence_embedded() {
+    let (app, ingest, _clock, _dir) = crate::pipelines::local(on_change("hook")).await;
+    scripted(ingest, Arc::new(app.store.clone())).await;
+}
+
+async fn scripted_sequence(engine: Engine) {
+    let receiver = testrelay_tests::receiver::Receiver::start(200).await;
+    let (_stack, app) = crate::lambda::app_with(
+        &receiver,
+        engine,
+        "\n[projects.web.when.team-hook]\non = \"change\"\n",
+    )
+    .await;
+    let ingest = Arc::new(IngestService::new(app.config.clone(), app.ports()));
+    scripted(ingest, Arc::new(app.runs.clone())).await;
+}
+
+crate::on_engines!(scripted_sequence);
