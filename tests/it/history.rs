@@ -263,6 +263,54 @@ async fn scripted(ingest: Arc<IngestService>, runs: Arc<dyn RunStore>) {
     assert_eq!(pr_history.test.status, "failed");
 }
 
+/// Six runs of main at once all land in its history (conditional writes, applied again on a
+/// conflict); a late re-run part completing a pipeline again replaces its entry, never adds
+/// one.
+async fn at_once(ingest: Arc<IngestService>) {
+    let posts = (0..6).map(|i| {
+        let ingest = ingest.clone();
+        async move {
+            let failing = [TESTS[i % TESTS.len()]];
+            post(&ingest, &format!("branch=main&commit=x{i}"), &failing).await
+        }
+    });
+    futures::future::join_all(posts).await;
+    let list = ingest.tests(Some(&auth()), "web", None).await.unwrap();
+    assert_eq!(list.pipelines, 6, "every run landed: {list:?}");
+    let a = ingest
+        .test_history(Some(&auth()), "web", &id("a"), None)
+        .await
+        .unwrap();
+    assert_eq!(a.outcomes.len(), 6);
+
+    post(&ingest, "branch=main&commit=y&pipeline=late&shard=1/1", &["a"]).await;
+    post(&ingest, "branch=main&commit=y&pipeline=late&shard=1/1&attempt=2", &[]).await;
+    let list = ingest.tests(Some(&auth()), "web", None).await.unwrap();
+    assert_eq!(list.pipelines, 7, "one entry for the pipeline, completed twice");
+    let a = ingest
+        .test_history(Some(&auth()), "web", &id("a"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        a.outcomes[0].status, "flaky",
+        "the re-run's result (failed, then passed) replaced the first"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_runs_embedded() {
+    let (_app, ingest, _clock, _dir) = crate::pipelines::local(|_| {}).await;
+    at_once(ingest).await;
+}
+
+async fn concurrent_runs(engine: Engine) {
+    let receiver = testrelay_tests::receiver::Receiver::start(200).await;
+    let (_stack, app) = crate::lambda::app_on(&receiver, engine).await;
+    at_once(Arc::new(IngestService::new(app.config.clone(), app.ports()))).await;
+}
+
+crate::on_engines!(concurrent_runs);
+
 fn on_change(connector: &str) -> impl FnOnce(&mut testrelay_domain::config::Config) + '_ {
     move |config| {
         let web = config

@@ -165,3 +165,6 @@ pub(crate) async fn load(
 pub(crate) fn now(ms: u64) -> String {
     rfc3339(ms)
 }
+
+#[cfg(test)]
+mod tests;
