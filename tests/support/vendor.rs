@@ -255,6 +255,51 @@ pub fn sample_run() -> TestRun {
     run_of(cases)
 }
 
+/// [`sample_run`] classified against a base of main on which the refund test already
+/// failed and the checkout test passed (so: one new failure, one still failing).
+pub fn sample_run_with_changes() -> TestRun {
+    use testrelay_domain::history::classify::{BaseSide, Inputs, classify};
+    use testrelay_domain::history::snapshot::{Entry, Snapshot, outcomes};
+    let mut base_run = sample_run();
+    for case in &mut base_run.report.suites[0].cases {
+        case.status = match case.status {
+            Status::Failed => Status::Passed,
+            other => other,
+        };
+    }
+    let mut main = Snapshot::new("main");
+    main.apply(
+        Entry {
+            key: "pipeline:base".into(),
+            run_id: RunId::derived(b"base"),
+            commit: Some("0a1b2c3d4e5f".into()),
+            at: "2026-11-21T09:00:00.000Z".into(),
+            total: 8,
+            failed: 1,
+        },
+        &outcomes(&base_run),
+        50,
+    );
+    let mut run = sample_run();
+    let tests = outcomes(&run);
+    let changes = classify(&Inputs {
+        key: "pipeline:this",
+        commit: run.meta.commit.as_deref(),
+        tests: &tests,
+        branch: None,
+        base: Some(BaseSide {
+            snapshot: &main,
+            index: 0,
+        }),
+        default_branch: Some(&main),
+        quarantined: &Default::default(),
+        flaky_flip_rate: 0.3,
+    });
+    drop(tests);
+    run.changes = Some(changes);
+    run
+}
+
 /// A run with `n` failures (and one pass), every failure with a long trace.
 pub fn run_with_failures(n: usize) -> TestRun {
     let mut cases: Vec<TestCase> = (0..n)

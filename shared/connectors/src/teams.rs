@@ -150,20 +150,27 @@ fn card(run: &TestRun, status_url: &str, shown: usize) -> Value {
     }
     facts.push(json!({"title": "Tests", "value": render::counts(run)}));
     facts.push(json!({"title": "Duration", "value": render::duration(run.summary.duration_ms)}));
-    let mut body = vec![
-        json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
-            "color": if failed { "Attention" } else { "Good" },
-            "text": render::headline(run)}),
-        json!({"type": "FactSet", "facts": facts}),
-    ];
+    let color = if failed { "Attention" } else { "Good" };
+    let mut body = Vec::new();
+    // What changed leads; the run's own headline follows.
+    if let Some(changes) = render::changes_line(run) {
+        body.push(json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
+            "color": color, "text": changes}));
+        body.push(json!({"type": "TextBlock", "wrap": true, "spacing": "None",
+            "text": render::headline(run)}));
+    } else {
+        body.push(json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
+            "color": color, "text": render::headline(run)}));
+    }
+    body.push(json!({"type": "FactSet", "facts": facts}));
     let total = render::failure_count(run);
     if total > 0 {
         body.push(json!({"type": "TextBlock", "weight": "Bolder", "text": "Failures", "wrap": true, "spacing": "Medium"}));
     }
-    for (suite, case) in render::failures(run).take(shown) {
+    for (suite, case, class) in render::classified_failures(run).into_iter().take(shown) {
         body.push(
             json!({"type": "TextBlock", "weight": "Bolder", "wrap": true, "spacing": "Small",
-            "text": render::cut(&render::title(suite, case), 300)}),
+            "text": render::cut(&render::labelled_title(suite, case, class), 300)}),
         );
         if let Some(reason) = render::reason(case, 400) {
             body.push(

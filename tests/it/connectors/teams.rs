@@ -116,3 +116,25 @@ async fn rendered_card_fixture() {
     let m = teams::message(&sample_run(), &ctx("c", 0).status_url, 10);
     fixture("teams-card.json", &m);
 }
+
+/// A run classified against its base leads with what changed and lists new failures first.
+#[tokio::test]
+async fn rendered_card_with_changes_fixture() {
+    let run = testrelay_tests::vendor::sample_run_with_changes();
+    let m = teams::message(&run, &ctx("c", 0).status_url, 10);
+    let body = &m["attachments"][0]["content"]["body"];
+    assert_eq!(
+        body[0]["text"],
+        "1 new failure · 1 still failing · 1 flaky (vs main @ 0a1b2c3)"
+    );
+    let titles: Vec<&str> = body
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|b| b["text"].as_str())
+        .filter(|t| t.contains(" · ") && t.contains('›'))
+        .collect();
+    assert!(titles[0].starts_with("NEW · "), "{titles:?}");
+    assert!(titles[1].starts_with("STILL FAILING · "), "{titles:?}");
+    fixture("teams-card-changes.json", &m);
+}

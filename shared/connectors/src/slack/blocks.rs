@@ -10,19 +10,27 @@ pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
     let failed = run.summary.outcome() == RunOutcome::Failed;
     let icon = if failed { ":x:" } else { ":white_check_mark:" };
     let headline = render::headline(run);
+    // What changed leads; the run's own headline and counts follow.
+    let lead = match render::changes_line(run) {
+        Some(changes) => format!("{icon} *{}*\n{}", escape(&changes), escape(&headline)),
+        None => format!("{icon} *{}*", escape(&headline)),
+    };
     let mut blocks = vec![
         json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
             "text": render::cut(&format!("{} {}", if failed { "❌" } else { "✅" }, render::context(run)), MAX_HEADER)}}),
         json!({"type": "section", "text": {"type": "mrkdwn",
-            "text": render::cut(&format!("{icon} *{}*\n{}", escape(&headline), escape(&render::counts(run))), MAX_SECTION)}}),
+            "text": render::cut(&format!("{lead}\n{}", escape(&render::counts(run))), MAX_SECTION)}}),
     ];
     let mut budget = MAX_TOTAL.saturating_sub(text_len(&blocks) + 600);
     let total = render::failure_count(run);
     let mut listed = 0u64;
-    for (suite, case) in render::failures(run).take(max_failures) {
+    for (suite, case, class) in render::classified_failures(run)
+        .into_iter()
+        .take(max_failures)
+    {
         let mut line = format!(
             "*{}*",
-            escape(&render::cut(&render::title(suite, case), 300))
+            escape(&render::cut(&render::labelled_title(suite, case, class), 300))
         );
         if let Some(reason) = render::reason(case, 400) {
             line.push_str(&format!("\n```{}```", escape(&reason.replace('`', "'"))));
@@ -47,7 +55,11 @@ pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
         json!({"type": "context", "elements": [{"type": "mrkdwn", "text": links.join(" · ")}]}),
     );
     json!({
-        "text": escape(&format!("{} — {}", render::context(run), headline)),
+        "text": escape(&format!(
+            "{} — {}",
+            render::context(run),
+            render::changes_line(run).unwrap_or(headline)
+        )),
         "blocks": blocks,
     })
 }

@@ -1,6 +1,8 @@
 //! The `run.completed` event every webhook receives (`pipeline.completed` /
 //! `pipeline.updated` for a pipeline's merged result): the run summary plus the failures,
-//! first ones first, bounded so that a run with 10,000 failures still makes a small event.
+//! first ones first (new failures first when the run was classified against its base, with
+//! `data.changes` saying what changed), bounded so that a run with 10,000 failures still
+//! makes a small event.
 
 use crate::report::model::TestRun;
 use serde_json::{Value, json};
@@ -12,15 +14,9 @@ pub const MAX_TRACE: usize = 4096;
 
 /// The event; `timestamp` is when it happened (Standard Webhooks), for a run its acceptance.
 pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value {
-    let failing = run
-        .report
-        .suites
-        .iter()
-        .flat_map(|s| s.cases.iter().map(move |c| (s, c)))
-        .filter(|(_, c)| c.status.is_failure());
     let mut failures = Vec::new();
     let mut omitted = 0u64;
-    for (suite, case) in failing {
+    for (suite, case, class) in crate::report::render::classified_failures(run) {
         if failures.len() == MAX_FAILURES {
             omitted += 1;
             continue;
@@ -35,6 +31,7 @@ pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value 
             "file": case.file,
             "line": case.line,
             "duration_ms": case.duration_ms,
+            "class": class,
         }));
     }
     // A pipeline's merged result: `pipeline.completed` the first time, `pipeline.updated`
@@ -76,6 +73,11 @@ pub fn run_completed(run: &TestRun, status_url: &str, timestamp: &str) -> Value 
     });
     if let Some(p) = pipeline {
         event["data"]["pipeline"] = p;
+    }
+    // What changed against the base: counts, the base run and the classified tests (new
+    // failures first, at most 50 listed).
+    if let Some(c) = &run.changes {
+        event["data"]["changes"] = serde_json::to_value(c).expect("serialisable");
     }
     event
 }

@@ -3,13 +3,59 @@
 //! summaries) lays out within its own size limits: failures first, then "+N more" and a
 //! link to the run's status.
 
+use crate::history::Class;
 use crate::report::model::{RunOutcome, Status, Suite, TestCase, TestRun};
 
-/// Failed and errored tests, in report order.
+/// Failed and errored tests: NEW failures first, then still failing, then flaky (when the
+/// run was classified against its base), otherwise in report order.
 pub fn failures(run: &TestRun) -> impl Iterator<Item = (&Suite, &TestCase)> {
-    run.report
+    classified_failures(run).into_iter().map(|(s, c, _)| (s, c))
+}
+
+/// [`failures`] with each one's class, when the run's classification lists it.
+pub fn classified_failures(run: &TestRun) -> Vec<(&Suite, &TestCase, Option<Class>)> {
+    let by_id = run.changes.as_ref().map(|c| c.by_id());
+    let mut failing: Vec<(&Suite, &TestCase, Option<Class>)> = run
+        .report
         .cases_in_suites()
         .filter(|(_, c)| c.status.is_failure())
+        .map(|(s, c)| {
+            let class = by_id.as_ref().and_then(|by_id| {
+                let id = crate::history::identity::id_of(&s.name, c.classname.as_deref(), &c.name);
+                by_id.get(id.as_str()).map(|t| t.class)
+            });
+            (s, c, class)
+        })
+        .collect();
+    if by_id.is_some() {
+        // Stable: report order within a class; failures the shortened list left out last.
+        failing.sort_by_key(|(_, _, class)| class.map_or(9, |c| c as u8));
+    }
+    failing
+}
+
+/// `NEW`, `STILL FAILING`, `FLAKY`, `FIXED`: how a message labels a test's class.
+pub fn class_label(class: Class) -> &'static str {
+    match class {
+        Class::New => "NEW",
+        Class::StillFailing => "STILL FAILING",
+        Class::Flaky => "FLAKY",
+        Class::Fixed => "FIXED",
+    }
+}
+
+/// A failure's title with its class first: `NEW · suite › name`.
+pub fn labelled_title(suite: &Suite, case: &TestCase, class: Option<Class>) -> String {
+    match class {
+        Some(c) => format!("{} · {}", class_label(c), title(suite, case)),
+        None => title(suite, case),
+    }
+}
+
+/// What changed against the base, as messages lead with it:
+/// `2 new failures · 5 still failing · 3 fixed · 1 flaky (vs main @ a1b2c3d)`.
+pub fn changes_line(run: &TestRun) -> Option<String> {
+    run.changes.as_ref().map(|c| c.headline())
 }
 
 /// A test's automation id, as TestRail's CLI and Xray's JUnit import name a test:

@@ -234,6 +234,21 @@ async fn rendered_message_fixture() {
     fixture("slack-message.json", &m);
 }
 
+/// A run classified against its base leads with what changed and lists new failures first.
+#[tokio::test]
+async fn rendered_message_with_changes_fixture() {
+    let run = testrelay_tests::vendor::sample_run_with_changes();
+    let m = slack::render(&run, &ctx("c", 0).status_url, 10);
+    let lead = m["blocks"][1]["text"]["text"].as_str().unwrap();
+    assert!(
+        lead.starts_with(":x: *1 new failure · 1 still failing · 1 flaky (vs main @ 0a1b2c3)*"),
+        "{lead}"
+    );
+    let first = m["blocks"][2]["text"]["text"].as_str().unwrap();
+    assert!(first.starts_with("*NEW · "), "{first}");
+    fixture("slack-message-changes.json", &m);
+}
+
 /// Report text is escaped for mrkdwn (`&`, `<`, `>`): a JUnit message such as
 /// `expected:<200> but was:<503>` would otherwise become broken links, and `<!channel>` in a
 /// test's name or message would ping the whole channel.
