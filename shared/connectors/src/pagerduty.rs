@@ -1,6 +1,10 @@
-//! PagerDuty Events API v2: a failed run triggers an alert under a stable `dedup_key`
-//! (`{project}:{branch}:{suite}` by default), so every failing run of the same line adds to
-//! one incident; the first passing run after it resolves the incident.
+//! PagerDuty Events API v2: a run with NEW failures (failing where its base passed) triggers
+//! an alert under a stable `dedup_key` (`{project}:{branch}:{suite}` by default), so every
+//! such run of the same line adds to one incident; the first run after it in which nothing
+//! new or still failing is left (the base's failures fixed) resolves the incident. Failures
+//! that were failing already, flaky ones and quarantined ones page no one.
+//! `trigger_on = "failure"`: any failed run triggers, a passing one resolves (also what a run
+//! without a classification gets).
 //!
 //! The dedup key makes a repeated trigger or resolve harmless. Which action was sent last
 //! per key is kept in the state store: a green run sends a resolve only when something is
@@ -13,7 +17,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::sync::Arc;
-use testrelay_domain::config::{ConnectorConfig, PagerDutyConfig};
+use testrelay_domain::config::{ConnectorConfig, PagerDutyConfig, TriggerOn};
 use testrelay_domain::delivery::steps::Steps;
 use testrelay_domain::health::{HealthAlert, Overall};
 use testrelay_domain::ids::ConnectorName;
@@ -133,6 +137,14 @@ impl Connector for PagerDuty {
     ) -> Result<Delivered, StepError> {
         let dedup = self.dedup_key(run);
         let failed = run.summary.outcome() == RunOutcome::Failed;
+        let (trigger, clear, nothing_new) = match (&run.changes, self.config.trigger_on) {
+            (Some(c), TriggerOn::NewFailures) => (
+                c.counts.new > 0,
+                c.counts.new == 0 && c.counts.still_failing == 0,
+                "no new failures",
+            ),
+            _ => (failed, !failed, "nothing open to resolve"),
+        };
         let last = self
             .state
             .load(&self.state_key(&dedup))
@@ -142,15 +154,19 @@ impl Connector for PagerDuty {
             .as_ref()
             .is_some_and(|l| l.received_at > run.received_at && l.run_id != run.run_id.to_string());
         let open = last.as_ref().is_some_and(|l| l.action == "trigger");
-        let action = match (failed, newer_seen) {
+        let action = match (trigger, newer_seen) {
             (_, true) => None,
             (true, false) => Some("trigger"),
-            (false, false) if self.config.resolve && open => Some("resolve"),
+            (false, false) if clear && self.config.resolve && open => Some("resolve"),
             (false, false) => None,
         };
         let Some(action) = action else {
             let why = if newer_seen {
                 "a newer run was already sent for this dedup key"
+            } else if !clear && open {
+                "still failing; the incident stays open"
+            } else if failed {
+                nothing_new
             } else {
                 "nothing open to resolve"
             };
@@ -244,15 +260,21 @@ pub fn event(
     } else {
         &c.severity.failed
     };
-    let failures: Vec<Value> = render::failures(run)
+    let failures: Vec<Value> = render::classified_failures(run)
+        .into_iter()
         .take(MAX_LISTED)
-        .map(|(suite, case)| {
-            json!({"test": render::cut(&render::title(suite, case), 300),
-                   "reason": render::reason(case, 500)})
+        .map(|(suite, case, class)| {
+            let mut f = json!({"test": render::cut(&render::title(suite, case), 300),
+                               "reason": render::reason(case, 500)});
+            if let Some(class) = class {
+                f["class"] = json!(class);
+            }
+            f
         })
         .collect();
     let total = render::failure_count(run);
-    let summary = format!("{}: {}", render::context(run), render::headline(run));
+    let lead = render::changes_line(run).unwrap_or_else(|| render::headline(run));
+    let summary = format!("{}: {}", render::context(run), lead);
     e["payload"] = json!({
         "summary": render::cut(&summary, MAX_SUMMARY),
         "source": run.meta.build_url.clone().unwrap_or_else(|| format!("testrelay/{}", run.meta.project)),
@@ -270,6 +292,9 @@ pub fn event(
             "run_status": ctx.status_url,
         }
     });
+    if let Some(c) = &run.changes {
+        e["payload"]["custom_details"]["changes"] = json!({"counts": c.counts, "base": c.base});
+    }
     let mut links = Vec::new();
     if ctx.status_url.starts_with("http") {
         links.push(json!({"href": ctx.status_url, "text": "Run status"}));

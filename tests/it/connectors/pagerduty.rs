@@ -194,3 +194,58 @@ async fn rendered_event_fixture() {
     );
     fixture("pagerduty-event.json", &e);
 }
+
+/// Classified runs: new failures page, failures already failing on the base do not (and
+/// hold the incident open), and it resolves once nothing new or still failing is left,
+/// whatever flaky test still fails.
+#[tokio::test]
+async fn pages_on_new_failures_and_resolves_when_the_base_failures_are_fixed() {
+    let server = MockServer::start().await;
+    let sent = Arc::new(Mutex::new(Vec::<Value>::new()));
+    let log = sent.clone();
+    Mock::given(method("POST"))
+        .and(path("/v2/enqueue"))
+        .respond_with(move |r: &Request| {
+            log.lock().unwrap().push(r.body_json().unwrap());
+            accepted()
+        })
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = pd(&h, &server).await;
+    let run = |n: u8, new: u64, still: u64, flaky: u64| {
+        let mut r = sample_run_with_changes();
+        r.run_id = testrelay_domain::ids::RunId::derived(&[n]);
+        r.received_at = format!("2026-11-22T1{n}:00:00.000Z");
+        let counts = &mut r.changes.as_mut().unwrap().counts;
+        (counts.new, counts.still_failing, counts.flaky) = (new, still, flaky);
+        r
+    };
+    let outcomes = [
+        (run(1, 0, 2, 0), "no new failures"),
+        (run(2, 1, 1, 0), "trigger"),
+        (run(3, 0, 2, 0), "still failing; the incident stays open"),
+        (run(4, 0, 0, 1), "resolve"),
+    ];
+    for (r, expected) in &outcomes {
+        let d = deliver(&h, c.as_ref(), r, 0).await.unwrap();
+        assert!(
+            d.external_ref.as_deref().unwrap().contains(expected),
+            "{expected}: {:?}",
+            d.external_ref
+        );
+    }
+    let sent = sent.lock().unwrap();
+    assert_eq!(sent.len(), 2, "one trigger, one resolve: {sent:?}");
+    let details = &sent[0]["payload"]["custom_details"];
+    assert_eq!(details["changes"]["counts"]["new"], 1);
+    assert_eq!(details["failures"][0]["class"], "new", "new failures listed first");
+    assert!(
+        sent[0]["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains(": 1 new failure · 1 still failing"),
+        "{}",
+        sent[0]["payload"]["summary"]
+    );
+}

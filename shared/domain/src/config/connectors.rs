@@ -389,9 +389,15 @@ pub struct PagerDutyConfig {
     pub suite: String,
     #[serde(default)]
     pub severity: Severity,
-    /// Resolve the incident when a later run with the same dedup key passes.
+    /// Resolve the incident when a later run with the same dedup key passes (with
+    /// `trigger_on = "new_failures"`: when none of the failures it was opened for fails).
     #[serde(default = "yes")]
     pub resolve: bool,
+    /// `new_failures` (default): trigger for failures not failing on the run's base, resolve
+    /// when nothing new or still failing is left (flaky and quarantined tests neither open
+    /// nor hold an incident); `failure`: trigger on any failed run, resolve on a passing one.
+    #[serde(default)]
+    pub trigger_on: TriggerOn,
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
     #[serde(default)]
@@ -400,6 +406,14 @@ pub struct PagerDutyConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerOn {
+    #[default]
+    NewFailures,
+    Failure,
 }
 
 fn default_pd_url() -> String {
