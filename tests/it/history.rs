@@ -283,10 +283,23 @@ async fn at_once(ingest: Arc<IngestService>) {
         .unwrap();
     assert_eq!(a.outcomes.len(), 6);
 
-    post(&ingest, "branch=main&commit=y&pipeline=late&shard=1/1", &["a"]).await;
-    post(&ingest, "branch=main&commit=y&pipeline=late&shard=1/1&attempt=2", &[]).await;
+    post(
+        &ingest,
+        "branch=main&commit=y&pipeline=late&shard=1/1",
+        &["a"],
+    )
+    .await;
+    post(
+        &ingest,
+        "branch=main&commit=y&pipeline=late&shard=1/1&attempt=2",
+        &[],
+    )
+    .await;
     let list = ingest.tests(Some(&auth()), "web", None).await.unwrap();
-    assert_eq!(list.pipelines, 7, "one entry for the pipeline, completed twice");
+    assert_eq!(
+        list.pipelines, 7,
+        "one entry for the pipeline, completed twice"
+    );
     let a = ingest
         .test_history(Some(&auth()), "web", &id("a"), None)
         .await
@@ -306,7 +319,11 @@ async fn concurrent_runs_embedded() {
 async fn concurrent_runs(engine: Engine) {
     let receiver = testrelay_tests::receiver::Receiver::start(200).await;
     let (_stack, app) = crate::lambda::app_on(&receiver, engine).await;
-    at_once(Arc::new(IngestService::new(app.config.clone(), app.ports()))).await;
+    at_once(Arc::new(IngestService::new(
+        app.config.clone(),
+        app.ports(),
+    )))
+    .await;
 }
 
 crate::on_engines!(concurrent_runs);

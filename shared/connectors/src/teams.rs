@@ -154,13 +154,17 @@ fn card(run: &TestRun, status_url: &str, shown: usize) -> Value {
     let mut body = Vec::new();
     // What changed leads; the run's own headline follows.
     if let Some(changes) = render::changes_line(run) {
-        body.push(json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
-            "color": color, "text": changes}));
+        body.push(
+            json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
+            "color": color, "text": changes}),
+        );
         body.push(json!({"type": "TextBlock", "wrap": true, "spacing": "None",
             "text": render::headline(run)}));
     } else {
-        body.push(json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
-            "color": color, "text": render::headline(run)}));
+        body.push(
+            json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder", "wrap": true,
+            "color": color, "text": render::headline(run)}),
+        );
     }
     body.push(json!({"type": "FactSet", "facts": facts}));
     let total = render::failure_count(run);

@@ -5,6 +5,7 @@
 
 mod answers;
 mod jira;
+mod jira_changes;
 mod limits;
 mod pagerduty;
 pub(crate) mod slack;

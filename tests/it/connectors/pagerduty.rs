@@ -239,7 +239,10 @@ async fn pages_on_new_failures_and_resolves_when_the_base_failures_are_fixed() {
     assert_eq!(sent.len(), 2, "one trigger, one resolve: {sent:?}");
     let details = &sent[0]["payload"]["custom_details"];
     assert_eq!(details["changes"]["counts"]["new"], 1);
-    assert_eq!(details["failures"][0]["class"], "new", "new failures listed first");
+    assert_eq!(
+        details["failures"][0]["class"], "new",
+        "new failures listed first"
+    );
     assert!(
         sent[0]["payload"]["summary"]
             .as_str()

@@ -1,12 +1,9 @@
-//! Jira: Xray Test Executions (`xray.rs`) and bugs for failing tests.
-//!
-//! Bugs: one per failure fingerprint (project + test identity + error class), ever. The
-//! fingerprint -> issue key record lives in the state store (Jira's search is eventually
-//! consistent and cannot prevent a duplicate created seconds ago); it is claimed before the
-//! bug is created, so two runs failing the same way at once open one bug. The issue is
-//! labelled with the fingerprint; a later run with the same failure comments instead.
+//! Jira: Xray Test Executions (`xray.rs`) and bugs for failing tests (`bugs.rs`).
 
+mod bugs;
 mod xray;
+
+pub use bugs::fingerprint;
 
 pub use xray::{Import, MAX_TEST_COMMENT, test_key, xray_import};
 
@@ -19,13 +16,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use testrelay_domain::config::{ConnectorConfig, JiraConfig, JiraDeployment, XRAY_RATE};
-use testrelay_domain::delivery::steps::{StepCall, Steps};
+use testrelay_domain::delivery::steps::Steps;
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::ports::{
     Clock, Connector, Delivered, DeliveryContext, DeliveryError, Probe, StateStore, StepError,
 };
-use testrelay_domain::report::model::{Suite, TestCase, TestRun};
-use testrelay_domain::report::render;
+use testrelay_domain::report::model::TestRun;
 
 pub struct Jira {
     base: Base,
@@ -127,113 +123,6 @@ impl Jira {
         let found: Value = json(self.base.send(request).await?, "Jira").await?;
         Ok(found["issues"][0]["key"].as_str().map(str::to_string))
     }
-
-    // ---- Bugs ----
-
-    fn bug_key(&self, fingerprint: &str) -> String {
-        format!("jira-bug/{}/{fingerprint}", self.name)
-    }
-
-    /// The fingerprint's bug and whether this run created it (see [`crate::claim`]).
-    async fn bug(
-        &self,
-        run: &TestRun,
-        ctx: &DeliveryContext,
-        failure: (&Suite, &TestCase),
-        fingerprint: &str,
-        steps: &Steps,
-    ) -> Result<(String, bool), StepError> {
-        crate::claim::once_ever(
-            self.state.as_ref(),
-            self.clock.as_ref(),
-            &self.bug_key(fingerprint),
-            &run.run_id.to_string(),
-            // The bug's label finds what an earlier holder created (`create_bug`).
-            |_| async {
-                let step = steps
-                    .once(&format!("bug/{fingerprint}"), |call| {
-                        self.create_bug(run, ctx, failure, fingerprint, call)
-                    })
-                    .await?;
-                Ok(step.value)
-            },
-        )
-        .await
-    }
-
-    async fn create_bug(
-        &self,
-        run: &TestRun,
-        ctx: &DeliveryContext,
-        (suite, case): (&Suite, &TestCase),
-        fingerprint: &str,
-        _call: StepCall,
-    ) -> Result<String, DeliveryError> {
-        let label = format!("testrelay-fp-{fingerprint}");
-        // Whoever held the claim before may have created the bug and crashed: the label
-        // finds it (a claim taken over is always an earlier try's).
-        if let Some(key) = self.find_labelled(&label).await? {
-            return Ok(key);
-        }
-        let bugs = self.c.bugs.as_ref().expect("bugs configured");
-        let mut labels = vec!["testrelay".to_string(), label];
-        labels.extend(bugs.labels.iter().cloned());
-        let mut fields = json!({
-            "project": { "key": self.c.project_key },
-            "issuetype": { "name": bugs.issue_type },
-            "summary": render::cut(&format!("Test failing: {}", render::title(suite, case)), 250),
-            "description": bug_description(run, ctx, case),
-            "labels": labels,
-        });
-        if let Some(p) = &bugs.priority {
-            fields["priority"] = json!({ "name": p });
-        }
-        self.create_issue(fields).await
-    }
-
-    async fn comment(
-        &self,
-        issue: &str,
-        run: &TestRun,
-        ctx: &DeliveryContext,
-        case: &TestCase,
-        call: StepCall,
-    ) -> Result<String, DeliveryError> {
-        if call.check_first {
-            // An earlier try may have commented: its comment names this run's status URL.
-            let request = self.jira(
-                reqwest::Method::GET,
-                &format!("/rest/api/2/issue/{issue}/comment?orderBy=-created&maxResults=50"),
-            );
-            let listed: Value = json(self.base.send(request).await?, "Jira").await?;
-            let found = listed["comments"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| {
-                    c["body"]
-                        .as_str()
-                        .is_some_and(|b| b.contains(&ctx.status_url))
-                });
-            if let Some(c) = found {
-                return Ok(c["id"].as_str().unwrap_or_default().to_string());
-            }
-        }
-        let body = format!(
-            "Failed again in {} ({}).\n{}",
-            render::context(run),
-            ctx.status_url,
-            render::reason(case, 1000).unwrap_or_default()
-        );
-        let request = self
-            .jira(
-                reqwest::Method::POST,
-                &format!("/rest/api/2/issue/{issue}/comment"),
-            )
-            .json(&json!({ "body": body }));
-        let c: Value = json(self.base.send(request).await?, "Jira").await?;
-        Ok(c["id"].as_str().unwrap_or_default().to_string())
-    }
 }
 
 #[async_trait]
@@ -268,31 +157,9 @@ impl Connector for Jira {
             .as_ref()
             .filter(|_| pipeline.is_none() || merged)
         {
-            let mut opened = Vec::new();
-            let mut commented = 0;
-            for failure in render::failures(run).take(bugs.max_per_run) {
-                let fp = fingerprint(&self.c.project_key, failure.0, failure.1);
-                let (issue, ours) = self.bug(run, ctx, failure, &fp, steps).await?;
-                if ours {
-                    opened.push(issue);
-                } else {
-                    let step = steps
-                        .once(&format!("comment/{fp}"), |call| {
-                            self.comment(&issue, run, ctx, failure.1, call)
-                        })
-                        .await?;
-                    resumed &= step.resumed;
-                    commented += 1;
-                }
-            }
-            refs.push(format!(
-                "bugs opened: {}; commented: {commented}",
-                if opened.is_empty() {
-                    "none".into()
-                } else {
-                    opened.join(", ")
-                }
-            ));
+            let filed = self.file_bugs(run, ctx, steps, bugs).await?;
+            resumed &= filed.resumed;
+            refs.push(filed.describe());
         }
         if refs.is_empty() {
             refs.push("bugs are filed from the pipeline's merged result".into());
@@ -323,72 +190,10 @@ impl Connector for Jira {
     }
 }
 
-fn bug_description(run: &TestRun, ctx: &DeliveryContext, case: &TestCase) -> String {
-    let mut d = vec![format!(
-        "Failing since {} ({}).",
-        render::context(run),
-        ctx.status_url
-    )];
-    if let Some(m) = &case.message {
-        d.push(format!(
-            "*Message*\n{{noformat}}{}{{noformat}}",
-            render::cut(m, 2000)
-        ));
-    }
-    if let Some(t) = &case.trace {
-        d.push(format!(
-            "*Trace*\n{{noformat}}{}{{noformat}}",
-            render::cut(t, 8000)
-        ));
-    }
-    if let Some(b) = &run.meta.build_url {
-        d.push(format!("Build: [{b}]"));
-    }
-    d.join("\n\n")
-}
-
-/// A stable identity for "this test failing this way": project, suite, classname, name and
-/// the error class (the message's leading `SomethingError` / `Exception` word, else its
-/// first line with digits removed, so changing numbers do not make a new bug).
-pub fn fingerprint(project: &str, suite: &Suite, case: &TestCase) -> String {
-    let class = error_class(case);
-    let identity = format!(
-        "{project}\n{}\n{}\n{}\n{class}",
-        suite.name,
-        case.classname.as_deref().unwrap_or(""),
-        case.name
-    );
-    crate::digest8(&identity)
-}
-
-fn error_class(case: &TestCase) -> String {
-    let text = case
-        .message
-        .as_deref()
-        .or(case.trace.as_deref())
-        .unwrap_or("");
-    let first = text
-        .lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty())
-        .unwrap_or("");
-    let word = first
-        .split(|c: char| c == ':' || c.is_whitespace())
-        .next()
-        .unwrap_or("");
-    if word.ends_with("Error") || word.ends_with("Exception") {
-        return word.to_string();
-    }
-    render::cut(first, 200)
-        .chars()
-        .filter(|c| !c.is_ascii_digit())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use testrelay_domain::report::model::Status;
+    use testrelay_domain::report::model::{Status, Suite, TestCase};
 
     #[test]
     fn test_keys_and_fingerprints() {

@@ -30,7 +30,10 @@ pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
     {
         let mut line = format!(
             "*{}*",
-            escape(&render::cut(&render::labelled_title(suite, case, class), 300))
+            escape(&render::cut(
+                &render::labelled_title(suite, case, class),
+                300
+            ))
         );
         if let Some(reason) = render::reason(case, 400) {
             line.push_str(&format!("\n```{}```", escape(&reason.replace('`', "'"))));

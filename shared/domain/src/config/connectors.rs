@@ -297,6 +297,33 @@ pub struct BugsConfig {
     /// Bugs opened per run at most; the rest are listed in the last one's comment.
     #[serde(default = "default_max_bugs")]
     pub max_per_run: usize,
+    /// `new_failures` (default): bugs for failures that are new against the run's base
+    /// (still failing, flaky and quarantined ones file nothing); `failures`: every failure.
+    #[serde(default)]
+    pub file_for: FileFor,
+    /// Comment "passing again in <run>" on the bug of a test the run fixed.
+    #[serde(default = "yes")]
+    pub comment_when_fixed: bool,
+    /// A new failure whose bug is Done: `reopen` it (default) or file a `new_linked` bug
+    /// that relates to it.
+    #[serde(default)]
+    pub on_regression: OnRegression,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FileFor {
+    #[default]
+    NewFailures,
+    Failures,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRegression {
+    #[default]
+    Reopen,
+    NewLinked,
 }
 
 fn default_bug_type() -> String {
