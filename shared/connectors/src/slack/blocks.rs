@@ -7,27 +7,34 @@ use testrelay_domain::report::render;
 
 /// The message: `text` (notifications, and the fallback) and `blocks`.
 pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
-    let failed = run.summary.outcome() == RunOutcome::Failed;
-    let icon = if failed { ":x:" } else { ":white_check_mark:" };
-    let headline = render::headline(run);
-    // What changed leads; the run's own headline and counts follow.
-    let lead = match render::changes_line(run) {
-        Some(changes) => format!("{icon} *{}*\n{}", escape(&changes), escape(&headline)),
-        None => format!("{icon} *{}*", escape(&headline)),
-    };
-    let mut blocks = vec![
-        json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
-            "text": render::cut(&format!("{} {}", if failed { "❌" } else { "✅" }, render::context(run)), MAX_HEADER)}}),
-        json!({"type": "section", "text": {"type": "mrkdwn",
-            "text": render::cut(&format!("{lead}\n{}", escape(&render::counts(run))), MAX_SECTION)}}),
-    ];
-    let mut budget = MAX_TOTAL.saturating_sub(text_len(&blocks) + 600);
+    render_as(run, status_url, max_failures, false)
+}
+
+/// Thread mode's message: the summary, its failures said to be in the thread.
+pub fn summary(run: &TestRun, status_url: &str) -> Value {
+    render_as(run, status_url, 0, true)
+}
+
+/// Thread mode's reply: the failures, new ones first, within Slack's limits.
+pub fn failures_reply(run: &TestRun, max_failures: usize) -> Value {
+    let mut blocks = Vec::new();
+    let listed = failure_blocks(run, max_failures, &mut blocks, MAX_TOTAL - 600);
     let total = render::failure_count(run);
+    if total > listed {
+        blocks.push(json!({"type": "context", "elements": [{"type": "mrkdwn",
+            "text": render::more(total - listed, "failures")}]}));
+    }
+    json!({
+        "text": escape(&format!("{} failures of {}", total, render::context(run))),
+        "blocks": blocks,
+    })
+}
+
+/// Appends a section per failure (new ones first, labelled) while `budget` characters and
+/// Slack's block count allow; answers how many it listed.
+fn failure_blocks(run: &TestRun, max: usize, blocks: &mut Vec<Value>, mut budget: usize) -> u64 {
     let mut listed = 0u64;
-    for (suite, case, class) in render::classified_failures(run)
-        .into_iter()
-        .take(max_failures)
-    {
+    for (suite, case, class) in render::classified_failures(run).into_iter().take(max) {
         let mut line = format!(
             "*{}*",
             escape(&render::cut(
@@ -46,8 +53,31 @@ pub fn render(run: &TestRun, status_url: &str, max_failures: usize) -> Value {
         blocks.push(json!({"type": "section", "text": {"type": "mrkdwn", "text": line}}));
         listed += 1;
     }
+    listed
+}
+
+fn render_as(run: &TestRun, status_url: &str, max_failures: usize, in_thread: bool) -> Value {
+    let failed = run.summary.outcome() == RunOutcome::Failed;
+    let icon = if failed { ":x:" } else { ":white_check_mark:" };
+    let headline = render::headline(run);
+    // What changed leads; the run's own headline and counts follow.
+    let lead = match render::changes_line(run) {
+        Some(changes) => format!("{icon} *{}*\n{}", escape(&changes), escape(&headline)),
+        None => format!("{icon} *{}*", escape(&headline)),
+    };
+    let mut blocks = vec![
+        json!({"type": "header", "text": {"type": "plain_text", "emoji": true,
+            "text": render::cut(&format!("{} {}", if failed { "❌" } else { "✅" }, render::context(run)), MAX_HEADER)}}),
+        json!({"type": "section", "text": {"type": "mrkdwn",
+            "text": render::cut(&format!("{lead}\n{}", escape(&render::counts(run))), MAX_SECTION)}}),
+    ];
+    let budget = MAX_TOTAL.saturating_sub(text_len(&blocks) + 600);
+    let total = render::failure_count(run);
+    let listed = failure_blocks(run, max_failures, &mut blocks, budget);
     let mut links = Vec::new();
-    if total > listed {
+    if in_thread && total > 0 {
+        links.push(format!("{total} failures in the thread"));
+    } else if total > listed {
         links.push(render::more(total - listed, "failures"));
     }
     links.push(link(status_url, "Run status"));

@@ -14,16 +14,21 @@ impl Slack {
     /// The `ts` of a message an earlier try posted for this event, if the channel's history
     /// since the run arrived shows one. Reads on from where an earlier attempt's lookup was
     /// throttled; answers `None` (post) when the history cannot be read (no scope, not in
-    /// the channel) or holds more than [`HISTORY_MAX_PAGES`] pages.
+    /// the channel) or holds more than [`HISTORY_MAX_PAGES`] pages. `thread`: the reply
+    /// (thread mode's failures) under that message, read with `conversations.replies`.
     pub(super) async fn find_posted(
         &self,
         run: &TestRun,
         ctx: &DeliveryContext,
+        thread: Option<&str>,
     ) -> Result<Option<String>, DeliveryError> {
         let Auth::Token(token) = &self.auth else {
             return Ok(None);
         };
-        let key = format!("slack-history/{}", ctx.event_id);
+        let key = match thread {
+            Some(ts) => format!("slack-history/{}/{ts}", ctx.event_id),
+            None => format!("slack-history/{}", ctx.event_id),
+        };
         let saved = self.state.load(&key).await.ok().flatten();
         let mut place: HistoryPlace = saved
             .as_ref()
@@ -42,11 +47,18 @@ impl Slack {
             if let Some(c) = &place.cursor {
                 query.push(("cursor", c));
             }
+            let method = match thread {
+                Some(ts) => {
+                    query.push(("ts", ts));
+                    "conversations.replies"
+                }
+                None => "conversations.history",
+            };
             let request = self
                 .base
                 .http
                 .client()
-                .get(format!("{}/conversations.history", self.api))
+                .get(format!("{}/{method}", self.api))
                 .bearer_auth(token.expose_secret())
                 .query(&query);
             let page = match self
@@ -60,7 +72,7 @@ impl Slack {
             };
             let page = page.and_then(|p| match p.error.as_deref() {
                 Some(code @ ("ratelimited" | "rate_limited")) if !p.ok => {
-                    Err(api_error("conversations.history", code))
+                    Err(api_error(method, code))
                 }
                 _ => Ok(p),
             });
@@ -78,9 +90,15 @@ impl Slack {
             let pipeline = super::pipeline_marker(run);
             let found = page.messages.into_iter().find_map(|m| {
                 let payload = m.metadata?.event_payload;
+                // The failures reply is looked for in its thread, the message elsewhere.
+                let reply = payload.get("part").and_then(Value::as_str) == Some("failures");
+                if reply != thread.is_some() {
+                    return None;
+                }
                 let ours = payload.get("event_id").and_then(Value::as_str)
                     == Some(ctx.event_id.as_str())
                     || (pipeline.is_some()
+                        && !reply
                         && payload.get("pipeline").and_then(Value::as_str) == pipeline.as_deref());
                 ours.then_some(m.ts)
             });

@@ -12,13 +12,18 @@
 //! place (the page cursor, in the state store) across attempts; after
 //! [`HISTORY_MAX_PAGES`] pages without the message it posts. Incoming webhooks have no
 //! history: in that one window they may post twice.
+//!
+//! Thread mode (`thread = true`, bot token): the message is the run's summary (what
+//! changed, counts, links) and its failures, new ones first, are one reply in the message's
+//! thread, posted once per run (a retry looks in the thread first, within the same history
+//! limit); a pipeline's reply follows each completion's final summary.
 
 mod blocks;
 mod history;
 mod pipeline;
 
 use blocks::escape;
-pub use blocks::render;
+pub use blocks::{render, summary};
 
 use crate::http::{Limit, json, permanent};
 use crate::{Base, Env, origin, parse_url};
@@ -62,6 +67,7 @@ pub struct Slack {
     channel: String,
     api: String,
     max_failures: usize,
+    thread: bool,
 }
 
 impl Slack {
@@ -98,6 +104,7 @@ impl Slack {
             channel,
             api: c.api_url.trim_end_matches('/').to_string(),
             max_failures: c.max_failures,
+            thread: c.thread,
         })
     }
 
@@ -132,12 +139,11 @@ impl Slack {
         call: StepCall,
     ) -> Result<String, DeliveryError> {
         if call.check_first
-            && let Some(ts) = self.find_posted(run, ctx).await?
+            && let Some(ts) = self.find_posted(run, ctx, None).await?
         {
             return Ok(ts);
         }
-        let mut message =
-            message.unwrap_or_else(|| render(run, &ctx.status_url, self.max_failures));
+        let mut message = message.unwrap_or_else(|| self.message(run, ctx));
         message["channel"] = json!(self.channel);
         message["unfurl_links"] = json!(false);
         message["metadata"] = json!({
@@ -173,8 +179,56 @@ impl Slack {
         ctx: &DeliveryContext,
         ts: &str,
     ) -> Result<String, DeliveryError> {
-        let message = render(run, &ctx.status_url, self.max_failures);
-        self.update_to(ts, message).await
+        self.update_to(ts, self.message(run, ctx)).await
+    }
+
+    /// The run's message: all of it, or in thread mode its summary.
+    fn message(&self, run: &TestRun, ctx: &DeliveryContext) -> Value {
+        if self.thread {
+            blocks::summary(run, &ctx.status_url)
+        } else {
+            render(run, &ctx.status_url, self.max_failures)
+        }
+    }
+
+    /// Thread mode: the run's failures as a reply under message `parent`, once per run.
+    /// Answers whether it was done before (resumed).
+    async fn reply_failures(
+        &self,
+        run: &TestRun,
+        ctx: &DeliveryContext,
+        parent: &str,
+        steps: &Steps,
+    ) -> Result<bool, StepError> {
+        if !self.thread || render::failure_count(run) == 0 {
+            return Ok(true);
+        }
+        let step = steps
+            .once(&format!("reply/{parent}"), |call| async move {
+                if call.check_first
+                    && let Some(ts) = self.find_posted(run, ctx, Some(parent)).await?
+                {
+                    return Ok(ts);
+                }
+                let mut m = blocks::failures_reply(run, self.max_failures);
+                m["channel"] = json!(self.channel);
+                m["thread_ts"] = json!(parent);
+                m["unfurl_links"] = json!(false);
+                m["metadata"] = json!({
+                    "event_type": "testrelay_run",
+                    "event_payload": {
+                        "event_id": ctx.event_id,
+                        "run_id": run.run_id.to_string(),
+                        "part": "failures",
+                    }
+                });
+                let answer = self.call("chat.postMessage", &m).await?;
+                answer
+                    .ts
+                    .ok_or_else(|| permanent("chat.postMessage answered without a ts"))
+            })
+            .await?;
+        Ok(step.resumed)
     }
 
     /// Replaces message `ts` with `message`.
@@ -282,6 +336,7 @@ impl Connector for Slack {
                 .await?;
             resumed = updated.resumed;
         }
+        resumed &= self.reply_failures(run, ctx, &posted.value, steps).await?;
         Ok(Delivered {
             status_code: Some(200),
             external_ref: Some(format!("slack:{}/{}", self.channel, posted.value)),

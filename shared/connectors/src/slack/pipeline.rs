@@ -33,7 +33,7 @@ impl Slack {
         );
         let final_message = p.is_merged();
         let message = if final_message {
-            super::render(run, &ctx.status_url, self.max_failures)
+            self.message(run, ctx)
         } else {
             self.progress(run, ctx, p).await?
         };
@@ -62,6 +62,9 @@ impl Slack {
         .await?;
         let external_ref = Some(format!("slack:{}/{ts}", self.channel));
         if posted {
+            if final_message {
+                self.reply_failures(run, ctx, &ts, steps).await?;
+            }
             return Ok(Delivered {
                 status_code: Some(200),
                 external_ref,
@@ -81,10 +84,14 @@ impl Slack {
         let step = steps
             .once("update", |_| self.update_to(&ts, message))
             .await?;
+        let mut resumed = step.resumed;
+        if final_message {
+            resumed &= self.reply_failures(run, ctx, &ts, steps).await?;
+        }
         Ok(Delivered {
             status_code: Some(200),
             external_ref,
-            resumed: step.resumed,
+            resumed,
         })
     }
 

@@ -366,6 +366,10 @@ pub struct SlackConfig {
     /// Marketplace, unless configured (internal custom apps keep about 50).
     #[serde(default)]
     pub history_rate_limit: Option<RateLimit>,
+    /// Thread mode (bot token only): the message is the summary (what changed, counts,
+    /// links) and the failures, new ones first, are a reply in its thread.
+    #[serde(default)]
+    pub thread: bool,
 }
 
 /// `conversations.history` for apps outside the Marketplace (2025+): 1 request a minute,
@@ -568,10 +572,15 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
                 p.push("set [xray], [bugs] or both: otherwise there is nothing to do".into());
             }
         }
-        C::Slack(s) => match (&s.token, &s.channel, &s.webhook_url) {
-            (Some(_), Some(_), None) | (None, None, Some(_)) => {}
-            _ => p.push("set token and channel, or webhook_url (not both)".into()),
-        },
+        C::Slack(s) => {
+            match (&s.token, &s.channel, &s.webhook_url) {
+                (Some(_), Some(_), None) | (None, None, Some(_)) => {}
+                _ => p.push("set token and channel, or webhook_url (not both)".into()),
+            }
+            if s.thread && s.webhook_url.is_some() {
+                p.push("thread: needs token and channel (an incoming webhook cannot reply in a thread)".into());
+            }
+        }
         C::Pagerduty(d) => {
             for (k, v) in [
                 ("severity.failed", &d.severity.failed),

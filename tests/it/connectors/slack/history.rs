@@ -55,8 +55,12 @@ pub async fn fake_slack(per_minute: Option<u32>) -> (MockServer, Arc<Mutex<Chann
             let body: Value = r.body_json().unwrap();
             let mut ch = c.lock().unwrap();
             let ts = format!("1795341600.{:06}", ch.messages.len() + 1);
-            ch.messages
-                .push(json!({"ts": ts, "metadata": body["metadata"]}));
+            let mut m = json!({"ts": ts, "metadata": body["metadata"], "text": body["text"]});
+            if let Some(parent) = body["thread_ts"].as_str() {
+                m["thread_ts"] = json!(parent);
+                m["blocks"] = body["blocks"].clone();
+            }
+            ch.messages.push(m);
             ResponseTemplate::new(200).set_body_json(json!({"ok": true, "ts": ts}))
         })
         .mount(&server)
@@ -99,7 +103,14 @@ pub async fn fake_slack(per_minute: Option<u32>) -> (MockServer, Arc<Mutex<Chann
             let from: usize = param("cursor")
                 .and_then(|c| c.strip_prefix("page-").and_then(|n| n.parse().ok()))
                 .unwrap_or(0);
-            let newest_first: Vec<Value> = ch.messages.iter().rev().cloned().collect();
+            // Replies stay in their threads.
+            let newest_first: Vec<Value> = ch
+                .messages
+                .iter()
+                .rev()
+                .filter(|m| m.get("thread_ts").is_none())
+                .cloned()
+                .collect();
             let page: Vec<Value> = newest_first.iter().skip(from).take(limit).cloned().collect();
             let more = from + limit < newest_first.len();
             ResponseTemplate::new(200).set_body_json(json!({
@@ -109,10 +120,37 @@ pub async fn fake_slack(per_minute: Option<u32>) -> (MockServer, Arc<Mutex<Chann
         })
         .mount(&server)
         .await;
+    // A thread: its parent, then its replies, oldest first.
+    let c = channel.clone();
+    Mock::given(method("GET"))
+        .and(path("/api/conversations.replies"))
+        .respond_with(move |r: &Request| {
+            let mut ch = c.lock().unwrap();
+            ch.history_calls += 1;
+            let ts = r
+                .url
+                .query_pairs()
+                .find(|(k, _)| k == "ts")
+                .unwrap()
+                .1
+                .to_string();
+            let thread: Vec<Value> = ch
+                .messages
+                .iter()
+                .filter(|m| m["ts"] == ts.as_str() || m["thread_ts"] == ts.as_str())
+                .cloned()
+                .collect();
+            ResponseTemplate::new(200).set_body_json(json!({
+                "ok": true, "messages": thread, "has_more": false,
+                "response_metadata": {"next_cursor": ""}
+            }))
+        })
+        .mount(&server)
+        .await;
     (server, channel)
 }
 
-async fn connector(
+pub(crate) async fn connector(
     h: &Harness,
     server: &MockServer,
     extra: &str,

@@ -4,6 +4,7 @@
 //! within that lookup's own limits, is in `history.rs`.
 
 pub(crate) mod history;
+mod thread;
 
 use serde_json::{Value, json};
 use std::sync::Arc;
