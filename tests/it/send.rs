@@ -1,6 +1,8 @@
 //! `testrelay send`, the CI client, against the real local app and against a flaky server.
 
 use testrelay_cli::send::{SendArgs, send};
+use testrelay_cli::verdict::{FAILED, judge};
+use testrelay_domain::history::FailOn;
 use testrelay_tests::corpus;
 use testrelay_tests::local::{API_KEY, spawn_app};
 use wiremock::matchers::{header, header_exists, method, path, query_param};
@@ -24,6 +26,7 @@ fn args(url: &str, file: &str) -> SendArgs {
         attempt: None,
         single: false,
         complete: false,
+        fail_on: FailOn::None,
     }
 }
 
@@ -137,6 +140,129 @@ async fn sharded_sends_make_one_pipeline() {
         .unwrap();
     assert_eq!(done["state"], "complete");
     assert_eq!(t.dispatch_all_pending().await, 1);
+}
+
+/// `--fail-on`: a PR is failed for its new failures only, not for one already failing on
+/// main; `any-failure` fails it for that one too; the whole pipeline is judged with
+/// `--complete`. Through the local app's HTTP answers.
+#[tokio::test]
+async fn the_verdict_fails_a_job_only_for_what_the_team_chose() {
+    let t = spawn_app().await;
+    let dir = tempfile::tempdir().unwrap();
+    let report = |name: &str, failing: &[&str]| {
+        let cases: String = ["a", "b", "c"]
+            .iter()
+            .map(|n| match failing.contains(n) {
+                true => format!(r#"<testcase name="{n}"><failure message="x"/></testcase>"#),
+                false => format!(r#"<testcase name="{n}"/>"#),
+            })
+            .collect();
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(r#"<testsuite name="unit">{cases}</testsuite>"#),
+        )
+        .unwrap();
+        path
+    };
+    let on = |branch: &str, file| SendArgs {
+        file,
+        branch: Some(branch.into()),
+        environment: None,
+        ..args(&t.base, "ctrf/ctrf/examples/minimal.json")
+    };
+    let verdict = |body: &serde_json::Value, rule| {
+        let failed = body["summary"]["failed"].as_u64().unwrap();
+        judge(body.get("changes"), failed, rule)
+    };
+    // main: `c` is a known failure.
+    send(&on("main", report("main.xml", &["c"])), API_KEY)
+        .await
+        .unwrap();
+    // A PR failing only `c`: not blocked by new-failures, blocked by any-failure.
+    let same = send(&on("pr-1", report("pr1.xml", &["c"])), API_KEY)
+        .await
+        .unwrap();
+    assert_eq!(same["changes"]["counts"]["still_failing"], 1);
+    assert_eq!(verdict(&same, FailOn::NewFailures), 0);
+    assert_eq!(verdict(&same, FailOn::AnyFailure), FAILED);
+    assert_eq!(verdict(&same, FailOn::None), 0);
+    // A PR breaking `a`: blocked.
+    let broke = send(&on("pr-2", report("pr2.xml", &["a", "c"])), API_KEY)
+        .await
+        .unwrap();
+    assert_eq!(broke["changes"]["counts"]["new"], 1);
+    assert_eq!(verdict(&broke, FailOn::NewFailures), FAILED);
+    // A pipeline's verdict from its completion: `b` breaks in one shard.
+    for (i, failing) in [(1, vec!["c"]), (2, vec!["b"])] {
+        let mut a = on("pr-3", report(&format!("s{i}.xml"), &failing));
+        a.pipeline = Some("pr-3-run".into());
+        send(&a, API_KEY).await.unwrap();
+    }
+    let done = testrelay_cli::pipeline::complete(&t.base, "web", "pr-3-run", API_KEY)
+        .await
+        .unwrap();
+    let merged = &done["merged"];
+    assert_eq!(merged["changes"]["counts"]["new"], 1, "{merged}");
+    assert_eq!(judge(merged.get("changes"), 2, FailOn::NewFailures), FAILED);
+}
+
+/// `testrelay quarantine add|list|remove` against the local app.
+#[tokio::test]
+async fn quarantine_from_the_command_line() {
+    use testrelay_cli::quarantine::{Action, QuarantineArgs, call};
+    let t = spawn_app().await;
+    let q = |action| QuarantineArgs {
+        action,
+        url: Some(t.base.clone()),
+        project: Some("web".into()),
+        api_key_env: "UNUSED".into(),
+    };
+    let id = "0123456789abcdef".to_string();
+    let added = call(
+        &q(Action::Add {
+            test_id: id.clone(),
+            reason: "flaky on CI, #42".into(),
+        }),
+        API_KEY,
+    )
+    .await
+    .unwrap();
+    assert_eq!(added, format!("quarantined {id}"));
+    let listed = call(&q(Action::List), API_KEY).await.unwrap();
+    assert!(
+        listed.starts_with(&id) && listed.contains("flaky on CI, #42; added by ci"),
+        "{listed}"
+    );
+    call(
+        &q(Action::Remove {
+            test_id: id.clone(),
+        }),
+        API_KEY,
+    )
+    .await
+    .unwrap();
+    let again = call(
+        &q(Action::Remove {
+            test_id: id.clone(),
+        }),
+        API_KEY,
+    )
+    .await;
+    assert!(again.unwrap_err().contains("404"));
+    let bad = call(
+        &q(Action::Add {
+            test_id: "x".into(),
+            reason: "r".into(),
+        }),
+        API_KEY,
+    )
+    .await;
+    assert!(bad.unwrap_err().contains("16 lowercase hex digits"));
+    assert_eq!(
+        call(&q(Action::List), API_KEY).await.unwrap(),
+        "no quarantined tests"
+    );
 }
 
 #[tokio::test]

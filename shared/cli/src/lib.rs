@@ -5,4 +5,6 @@ pub mod app;
 pub mod deadletters;
 pub mod dev;
 pub mod pipeline;
+pub mod quarantine;
 pub mod send;
+pub mod verdict;

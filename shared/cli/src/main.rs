@@ -5,7 +5,7 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::sync::Arc;
 use testrelay_cli::app::App;
-use testrelay_cli::{deadletters, dev, pipeline, send};
+use testrelay_cli::{deadletters, dev, pipeline, quarantine, send};
 use testrelay_domain::config::Config;
 use testrelay_domain::delivery::retry::RetryPolicy;
 use testrelay_domain::ports::SystemClock;
@@ -39,6 +39,8 @@ enum Command {
     Send(send::SendArgs),
     /// Complete a CI pipeline now: its parts are all in (see `send --pipeline`).
     Complete(pipeline::CompleteArgs),
+    /// List, add or remove quarantined tests (their failures never fail a verdict).
+    Quarantine(quarantine::QuarantineArgs),
     /// List or redrive dead letters (needs an admin key in TESTRELAY_API_KEY).
     Deadletters(deadletters::DeadLetterArgs),
     /// Print a new API key and the line that configures it.
@@ -66,6 +68,7 @@ async fn main() {
         Command::Send(args) => send::run(args).await,
         Command::Complete(args) => pipeline::run(args).await,
         Command::Deadletters(args) => deadletters::run(args).await,
+        Command::Quarantine(args) => quarantine::run(args).await,
         Command::Keygen { id } => {
             let key = format!("trk_{}", hex::encode(rand::random::<[u8; 24]>()));
             println!(

@@ -1,6 +1,8 @@
 //! `testrelay send`: the CI client. Gzips the report, posts it with an Idempotency-Key (one
 //! per invocation, so its own retries can never create a second run), retries 5xx, 429 and
-//! connection errors with exponential backoff, and succeeds only on 202.
+//! connection errors with exponential backoff, and succeeds only on 202. With `--fail-on`,
+//! the job then fails (exit 2) only for what the team chose, judged on what changed against
+//! the base (see `verdict.rs`).
 
 use flate2::Compression;
 use flate2::write::GzEncoder;
@@ -57,6 +59,12 @@ pub struct SendArgs {
     /// After this report, complete the pipeline (its last part is in).
     #[arg(long)]
     pub complete: bool,
+    /// What fails this CI job (exit 2), judged on what changed against the base:
+    /// `new-failures` (failures not failing on the base, not flaky, not quarantined),
+    /// `any-failure` (any failure of a test not quarantined) or `none`. With --complete, the
+    /// whole pipeline's result is judged; otherwise this report's.
+    #[arg(long, value_parser = crate::verdict::parse_fail_on, default_value = "none")]
+    pub fail_on: testrelay_domain::history::FailOn,
 }
 
 fn first_env(names: &[&str]) -> Option<String> {
@@ -172,9 +180,12 @@ pub async fn run(args: SendArgs) -> i32 {
             };
             println!("accepted: run {}", body["run_id"].as_str().unwrap_or("?"));
             match crate::pipeline::complete(&args.url, &args.project, &pipeline, &key).await {
-                Ok(_) => {
+                Ok(status) => {
                     println!("pipeline {pipeline}: complete");
-                    0
+                    let merged = &status["merged"];
+                    let failed = merged["summary"]["failed"].as_u64().unwrap_or(0)
+                        + merged["summary"]["errored"].as_u64().unwrap_or(0);
+                    crate::verdict::judge(merged.get("changes"), failed, args.fail_on)
                 }
                 Err(e) => {
                     eprintln!("testrelay send: the report is in; completing {pipeline}: {e}");
@@ -195,7 +206,9 @@ pub async fn run(args: SendArgs) -> i32 {
                     .trim_end_matches('/')
                     .trim_end_matches("/v1/reports")
             );
-            0
+            let failed = body["summary"]["failed"].as_u64().unwrap_or(0)
+                + body["summary"]["errored"].as_u64().unwrap_or(0);
+            crate::verdict::judge(body.get("changes"), failed, args.fail_on)
         }
         Err(e) => {
             eprintln!("testrelay send: {e}");
