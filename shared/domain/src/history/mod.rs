@@ -51,11 +51,7 @@ pub fn entry_key(run: &TestRun) -> String {
 impl IngestService {
     /// Classifies `run` against its base and, when `record` and the run names its branch,
     /// records it in the branch's history.
-    pub(crate) async fn changes_of(
-        &self,
-        run: &TestRun,
-        record: bool,
-    ) -> Result<Changes, ApiError> {
+    pub async fn changes_of(&self, run: &TestRun, record: bool) -> Result<Changes, ApiError> {
         let unavailable =
             |e: StoreError| ApiError::unavailable(format!("{}: {}", e.backend, e.message));
         let project = crate::ids::ProjectName::parse(&run.meta.project)

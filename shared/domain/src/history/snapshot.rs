@@ -233,9 +233,14 @@ impl Snapshot {
 
     /// Gzipped JSON.
     pub fn encode(&self) -> Vec<u8> {
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-        serde_json::to_writer(&mut gz, self).expect("serialisable");
-        gz.flush().expect("in memory");
+        // Serialised first, then compressed in one write: the encoder is slow on the many
+        // small writes a serialiser makes.
+        let json = serde_json::to_vec(self).expect("serialisable");
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(json.len() / 8),
+            flate2::Compression::fast(),
+        );
+        gz.write_all(&json).expect("in memory");
         gz.finish().expect("in memory")
     }
 
