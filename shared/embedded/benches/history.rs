@@ -106,7 +106,7 @@ fn pipeline(branch: &str, n: usize, tests: usize) -> TestRun {
             cases: (0..per_suite)
                 .map(|i| {
                     let k = s * per_suite + i;
-                    let failing = (k + n * 37) % 100 == 0;
+                    let failing = (k + n * 37).is_multiple_of(100);
                     let mut c = TestCase::new(
                         format!("test number {k} does what it says [param-{}]", k % 7),
                         if failing {
