@@ -363,3 +363,131 @@ async fn scripted_sequence(engine: Engine) {
 }
 
 crate::on_engines!(scripted_sequence);
+
+/// The history and quarantine routes over HTTP: answers, problem+json errors, keys limited
+/// to their projects; a bad request changes nothing.
+#[tokio::test]
+async fn history_and_quarantine_routes() {
+    use testrelay_tests::local::{ADMIN_KEY, spawn_app};
+    let t = spawn_app().await;
+    let call = |method: &str, path: &str, key: &str, body: Option<&str>| {
+        let mut r = t
+            .client
+            .request(method.parse().unwrap(), format!("{}{path}", t.base))
+            .bearer_auth(key);
+        if let Some(b) = body {
+            r = r
+                .header("content-type", "application/json")
+                .body(b.to_string());
+        }
+        async move {
+            let res = r.send().await.unwrap();
+            let status = res.status().as_u16();
+            let problem = res
+                .headers()
+                .get("content-type")
+                .is_some_and(|v| v == "application/problem+json");
+            let body: serde_json::Value = res.json().await.unwrap_or_default();
+            (status, problem, body)
+        }
+    };
+    let posted = t
+        .post_report("project=web&branch=main", report(&TESTS, &["b"]))
+        .await;
+    assert_eq!(posted.status(), 202);
+    let (status, _, list) = call(
+        "GET",
+        "/v1/projects/web/tests?status=failing",
+        API_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["branch"], "main");
+    assert_eq!(list["pipelines"], 1);
+    assert_eq!(list["tests"][0]["name"], "b");
+    assert_eq!(list["tests"][0]["status"], "failed");
+    for (method, path, key, body, expected) in [
+        (
+            "GET",
+            "/v1/projects/web/tests?status=broken",
+            API_KEY,
+            None,
+            400,
+        ),
+        ("GET", "/v1/projects/web/tests?limit=0", API_KEY, None, 400),
+        ("GET", "/v1/projects/web/tests", ADMIN_KEY, None, 404),
+        ("GET", "/v1/projects/nope/tests", API_KEY, None, 404),
+        (
+            "GET",
+            "/v1/projects/web/tests/not-an-id/history",
+            API_KEY,
+            None,
+            400,
+        ),
+        (
+            "GET",
+            "/v1/projects/web/tests/0123456789abcdef/history",
+            API_KEY,
+            None,
+            404,
+        ),
+        (
+            "PUT",
+            "/v1/projects/web/quarantine/0123456789abcdef",
+            API_KEY,
+            Some("{}"),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/projects/web/quarantine/0123456789abcdef",
+            API_KEY,
+            Some(r#"{"reason": ""}"#),
+            400,
+        ),
+        (
+            "PUT",
+            "/v1/projects/web/quarantine/XYZ",
+            API_KEY,
+            Some(r#"{"reason": "r"}"#),
+            400,
+        ),
+        (
+            "DELETE",
+            "/v1/projects/web/quarantine/0123456789abcdef",
+            API_KEY,
+            None,
+            404,
+        ),
+        ("GET", "/v1/projects/web/quarantine", "trk_wrong", None, 401),
+    ] {
+        let (status, problem, body) = call(method, path, key, body).await;
+        assert_eq!(status, expected, "{method} {path}: {body}");
+        assert!(problem, "{method} {path}: problem+json");
+    }
+    let (_, _, q) = call("GET", "/v1/projects/web/quarantine", API_KEY, None).await;
+    assert_eq!(
+        q["quarantined"],
+        serde_json::json!([]),
+        "nothing was added by a bad request"
+    );
+    let put = call(
+        "PUT",
+        "/v1/projects/web/quarantine/0123456789abcdef",
+        API_KEY,
+        Some(r#"{"reason": "times out on arm64"}"#),
+    )
+    .await;
+    assert_eq!((put.0, put.2["added_by"].as_str()), (200, Some("ci")));
+    let (_, _, q) = call("GET", "/v1/projects/web/quarantine", API_KEY, None).await;
+    assert_eq!(q["quarantined"][0]["reason"], "times out on arm64");
+    let del = call(
+        "DELETE",
+        "/v1/projects/web/quarantine/0123456789abcdef",
+        API_KEY,
+        None,
+    )
+    .await;
+    assert_eq!(del.0, 204);
+}
