@@ -119,7 +119,7 @@ async fn scripted(ingest: Arc<IngestService>, runs: Arc<dyn RunStore>) {
     let c = pr2.changes.as_ref().unwrap();
     assert_eq!(counts(c), (0, 1, 0, 0));
     assert_eq!(c.verdict(FailOn::NewFailures), None);
-    assert_eq!(c.verdict(FailOn::AnyFailure).as_deref(), Some("1 failures"));
+    assert_eq!(c.verdict(FailOn::AnyFailure).as_deref(), Some("1 failure"));
     assert_eq!(c.verdict(FailOn::None), None);
 
     // 3. main breaks `a`, in a pipeline of two shards. Each shard's answer classifies its own

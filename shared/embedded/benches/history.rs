@@ -7,7 +7,8 @@
 //!
 //! Per size: five pipelines of the default branch, then five of a pull-request branch (which
 //! also reads the default branch's history as its base); each pipeline has 1 % of its tests
-//! failing, a different 1 % each time. The figures are the median of each five.
+//! failing, a different 1 % each time. The figures are the median of each five; peak RSS is
+//! the process's so far (the reports themselves included), so it grows with the sizes.
 
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -149,6 +150,18 @@ fn pipeline(branch: &str, n: usize, tests: usize) -> TestRun {
     }
 }
 
+/// The process's peak resident memory so far (Linux), in MB.
+fn peak_rss_mb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb / 1024)
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -157,9 +170,9 @@ fn median(mut v: Vec<f64>) -> f64 {
 #[tokio::main]
 async fn main() {
     println!(
-        "| tests | branch | S3 GetObject | S3 PutObject (If-Match) | DynamoDB GetItem | calls | median ms | snapshot |"
+        "| tests | branch | S3 GetObject | S3 PutObject (If-Match) | DynamoDB GetItem | calls | median ms | snapshot | peak RSS |"
     );
-    println!("|---:|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
     for tests in [1_000, 10_000, 100_000] {
         let dir = tempfile::tempdir().unwrap();
         let calls = Arc::new(Calls::default());
@@ -201,10 +214,11 @@ async fn main() {
             let [reads, writes, state_reads, state_writes] = steady;
             assert_eq!(state_writes, 0);
             println!(
-                "| {tests} | {branch} | {reads} | {writes} | {state_reads} | {} | {:.1} | {} KB |",
+                "| {tests} | {branch} | {reads} | {writes} | {state_reads} | {} | {:.1} | {} KB | {} MB |",
                 reads + writes + state_reads,
                 median(times),
-                calls.written.load(Ordering::SeqCst) / 1024
+                calls.written.load(Ordering::SeqCst) / 1024,
+                peak_rss_mb()
             );
         }
     }

@@ -80,6 +80,7 @@ fn word(letter: u8) -> &'static str {
 }
 
 fn summary(
+    snapshot: &Snapshot,
     id: &str,
     h: &TestHistory,
     rate_threshold: f64,
@@ -96,8 +97,8 @@ fn summary(
             || h.o.bytes().any(|l| l == snapshot::FLAKY),
         flip_rate: flip_rate.map(|r| (r * 1000.0).round() / 1000.0),
         quarantined: quarantined.contains(id),
-        failing_since: h.failing_since.clone(),
-        last_passed: h.last_passed.clone(),
+        failing_since: snapshot.mark(h.failing_since).cloned(),
+        last_passed: snapshot.mark(h.last_passed).cloned(),
     }
 }
 
@@ -194,7 +195,7 @@ impl IngestService {
             .tests
             .iter()
             .filter(|(_, h)| q.status.as_deref() != Some("failing") || h.failing())
-            .map(|(id, h)| summary(id, h, rate, &quarantined))
+            .map(|(id, h)| summary(&snapshot, id, h, rate, &quarantined))
             .filter(|t| q.status.as_deref() != Some("flaky") || t.flaky)
             .collect();
         tests.sort_by(|a, b| {
@@ -255,7 +256,7 @@ impl IngestService {
             })
             .collect();
         Ok(TestHistoryView {
-            test: summary(test_id, h, rate, &quarantined),
+            test: summary(&snapshot, test_id, h, rate, &quarantined),
             branch,
             outcomes,
         })

@@ -113,9 +113,10 @@ impl Changes {
     /// Why the job fails under `rule`, or `None` when it passes.
     pub fn verdict(&self, rule: FailOn) -> Option<String> {
         let c = &self.counts;
+        let plural = |n: u64, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
         match rule {
-            FailOn::NewFailures if c.new > 0 => Some(format!("{} new failures", c.new)),
-            FailOn::AnyFailure if c.failing > 0 => Some(format!("{} failures", c.failing)),
+            FailOn::NewFailures if c.new > 0 => Some(plural(c.new, "new failure")),
+            FailOn::AnyFailure if c.failing > 0 => Some(plural(c.failing, "failure")),
             _ => None,
         }
     }
@@ -278,7 +279,7 @@ pub fn classify(i: &Inputs<'_>) -> Changes {
             why,
             failing_since: own
                 .filter(|_| t.status.is_failure())
-                .and_then(|h| h.failing_since.clone()),
+                .and_then(|h| i.branch.and_then(|b| b.mark(h.failing_since)).cloned()),
         });
     }
     tests.sort_by_key(|t| (t.quarantined, t.class));

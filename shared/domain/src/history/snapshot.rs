@@ -8,7 +8,7 @@
 use crate::ids::RunId;
 use crate::report::model::{Status, TestRun};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 
 /// Outcome letters: passed, failed, error, skipped, flaky (passed on a re-run), not run.
@@ -18,6 +18,12 @@ pub const ERROR: u8 = b'E';
 pub const SKIPPED: u8 = b'S';
 pub const FLAKY: u8 = b'K';
 pub const ABSENT: u8 = b'.';
+
+/// Tests a branch's history keeps at most: past this, those seen least recently are dropped.
+pub const MAX_TESTS: usize = 200_000;
+/// Names are kept cut to these many bytes (the id is of the whole identity).
+pub const MAX_SUITE: usize = 150;
+pub const MAX_NAME: usize = 300;
 
 pub fn letter(status: Status) -> u8 {
     match status {
@@ -42,8 +48,12 @@ pub struct Snapshot {
     pub branch: String,
     /// The branch's last pipelines (and runs outside pipelines), oldest first.
     pub pipelines: Vec<Entry>,
-    /// By test id.
-    pub tests: HashMap<String, TestHistory>,
+    /// Where tests began failing or last passed: shared by every test of that run (tests
+    /// refer to them by index), so a mark costs its bytes once, not once per test.
+    #[serde(default)]
+    pub marks: Vec<Mark>,
+    /// By test id (ordered: the same history always encodes to the same bytes).
+    pub tests: BTreeMap<String, TestHistory>,
 }
 
 /// One pipeline (or run) in a branch's history.
@@ -88,11 +98,12 @@ pub struct TestHistory {
     pub name: String,
     /// One outcome letter per entry of `pipelines`.
     pub o: String,
-    /// The first run of its current failing streak.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failing_since: Option<Mark>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_passed: Option<Mark>,
+    /// The first run of its current failing streak (an index into `marks`).
+    #[serde(default, rename = "f", skip_serializing_if = "Option::is_none")]
+    pub failing_since: Option<u32>,
+    /// Its last passing run (an index into `marks`).
+    #[serde(default, rename = "p", skip_serializing_if = "Option::is_none")]
+    pub last_passed: Option<u32>,
 }
 
 impl TestHistory {
@@ -166,12 +177,57 @@ impl Snapshot {
         self.pipelines.iter().position(|e| e.key == key)
     }
 
+    /// The mark at `index`, as tests refer to it.
+    pub fn mark(&self, index: Option<u32>) -> Option<&Mark> {
+        self.marks.get(index? as usize)
+    }
+
+    /// The index of `mark`, added if it is new.
+    fn mark_index(&mut self, mark: Mark) -> u32 {
+        match self.marks.iter().rposition(|m| *m == mark) {
+            Some(i) => i as u32,
+            None => {
+                self.marks.push(mark);
+                (self.marks.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Keeps only the marks some test refers to.
+    fn compact_marks(&mut self) {
+        let mut used = vec![false; self.marks.len()];
+        for t in self.tests.values() {
+            for i in [t.failing_since, t.last_passed].into_iter().flatten() {
+                if let Some(u) = used.get_mut(i as usize) {
+                    *u = true;
+                }
+            }
+        }
+        let mut remap = vec![None; self.marks.len()];
+        let mut kept = Vec::new();
+        for (i, m) in std::mem::take(&mut self.marks).into_iter().enumerate() {
+            if used[i] {
+                remap[i] = Some(kept.len() as u32);
+                kept.push(m);
+            }
+        }
+        self.marks = kept;
+        for t in self.tests.values_mut() {
+            t.failing_since = t
+                .failing_since
+                .and_then(|i| remap.get(i as usize).copied().flatten());
+            t.last_passed = t
+                .last_passed
+                .and_then(|i| remap.get(i as usize).copied().flatten());
+        }
+    }
+
     /// Records `entry` with its tests' outcomes: a new last entry (the oldest falls out past
     /// `window`), or in place of the entry with the same key (a pipeline completed again).
     /// Applying the same entry twice leaves the same snapshot.
     pub fn apply(&mut self, entry: Entry, tests: &[Outcome<'_>], window: usize) {
         let window = window.max(2);
-        let mark = entry.mark();
+        let mark = self.mark_index(entry.mark());
         let column = match self.index_of(&entry.key) {
             Some(i) => {
                 self.pipelines[i] = entry;
@@ -210,9 +266,10 @@ impl Snapshot {
                     last_passed: None,
                 });
             if latest {
-                h.suite = t.suite.to_string();
-                h.classname = t.classname.map(str::to_string);
-                h.name = t.name.to_string();
+                let cut = crate::report::render::cut;
+                h.suite = cut(t.suite, MAX_SUITE);
+                h.classname = t.classname.map(|c| cut(c, MAX_SUITE));
+                h.name = cut(t.name, MAX_NAME);
             }
             let l = letter(t.status);
             set(&mut h.o, column, l);
@@ -221,14 +278,38 @@ impl Snapshot {
             }
             if is_failure(l) {
                 if h.failing_since.is_none() {
-                    h.failing_since = Some(mark.clone());
+                    h.failing_since = Some(mark);
                 }
             } else if is_pass(l) {
                 h.failing_since = None;
-                h.last_passed = Some(mark.clone());
+                h.last_passed = Some(mark);
             }
         }
         self.tests.retain(|_, t| t.o.bytes().any(|l| l != ABSENT));
+        self.prune(MAX_TESTS);
+        self.compact_marks();
+    }
+
+    /// Drops the tests seen least recently until at most `max` are left.
+    pub fn prune(&mut self, max: usize) {
+        if self.tests.len() <= max {
+            return;
+        }
+        let mut seen: Vec<(usize, String)> = self
+            .tests
+            .iter()
+            .map(|(id, t)| {
+                (
+                    t.o.bytes().rposition(|l| l != ABSENT).unwrap_or(0),
+                    id.clone(),
+                )
+            })
+            .collect();
+        seen.sort_unstable();
+        let drop = seen.len() - max;
+        for (_, id) in seen.into_iter().take(drop) {
+            self.tests.remove(&id);
+        }
     }
 
     /// Gzipped JSON.

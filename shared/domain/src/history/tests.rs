@@ -53,11 +53,9 @@ fn recording_a_run_again_replaces_its_entry() {
     assert_eq!(s.pipelines.len(), 2);
     let a = &s.tests[&super::identity::id_of("unit", None, "a")];
     assert_eq!(a.o, "PP");
+    assert_eq!(s.marks.len(), 1, "only the marks tests refer to are kept");
     assert!(a.failing_since.is_none());
-    assert_eq!(
-        a.last_passed.as_ref().unwrap().commit.as_deref(),
-        Some("c2")
-    );
+    assert_eq!(s.mark(a.last_passed).unwrap().commit.as_deref(), Some("c2"));
     let bytes = s.encode();
     assert_eq!(Snapshot::decode(&bytes).unwrap(), s);
     assert!(Snapshot::decode(b"not gzip").is_err());
@@ -183,5 +181,45 @@ fn on_rules_act_on_what_changed() {
         rule(On::Change).skip_reason(&meta, None, None).as_deref(),
         Some("on = change: decided on the pipeline's merged result"),
         "a pipeline's part"
+    );
+}
+
+#[test]
+fn the_least_recently_seen_tests_go_first_and_encoding_is_stable() {
+    let mut s = Snapshot::new("main");
+    s.apply(entry(1, "c1"), &[outcome("old", Status::Passed)], 50);
+    s.apply(
+        entry(2, "c2"),
+        &[
+            outcome("mid", Status::Passed),
+            outcome("new", Status::Failed),
+        ],
+        50,
+    );
+    s.apply(entry(3, "c3"), &[outcome("new", Status::Failed)], 50);
+    s.prune(2);
+    let names: Vec<&str> = s.tests.values().map(|t| t.name.as_str()).collect();
+    assert_eq!(names.len(), 2);
+    assert!(!names.contains(&"old"), "{names:?}");
+    // The same history always encodes to the same bytes (a redone update writes nothing).
+    let bytes = s.encode();
+    assert_eq!(Snapshot::decode(&bytes).unwrap().encode(), bytes);
+    let long = "n".repeat(5000);
+    let mut big = Snapshot::new("main");
+    big.apply(
+        entry(1, "c"),
+        &[Outcome {
+            id: "1".repeat(16),
+            suite: "unit",
+            classname: None,
+            name: &long,
+            status: Status::Passed,
+        }],
+        50,
+    );
+    assert!(
+        big.tests
+            .values()
+            .all(|t| t.name.len() <= super::snapshot::MAX_NAME)
     );
 }
