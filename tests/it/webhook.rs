@@ -307,3 +307,32 @@ async fn timeouts_and_refused_connections_are_transient_and_hide_the_url() {
         e.detail
     );
 }
+
+/// A classified result's event carries what changed (counts, base, the tests: new failures
+/// first) and each listed failure's class; the event's own failures list new ones first.
+#[test]
+fn the_event_says_what_changed() {
+    let mut run = testrelay_tests::vendor::sample_run_with_changes();
+    run.meta.pipeline = Some(testrelay_domain::report::model::PipelineRef {
+        id: "gh-1".into(),
+        shard: None,
+        attempt: 1,
+        completion: Some(1),
+    });
+    let e = testrelay_domain::report::payload::run_completed(&run, "/v1/runs/x", "t");
+    assert_eq!(e["type"], "pipeline.completed");
+    let changes = &e["data"]["changes"];
+    assert_eq!(changes["counts"]["new"], 1);
+    assert_eq!(changes["counts"]["still_failing"], 1);
+    assert_eq!(changes["base"]["branch"], "main");
+    assert_eq!(changes["tests"][0]["class"], "new");
+    let failures = e["data"]["failures"].as_array().unwrap();
+    assert_eq!(failures[0]["class"], "new");
+    assert_eq!(failures[1]["class"], "still_failing");
+    assert!(
+        failures[0]["name"]
+            .as_str()
+            .unwrap()
+            .contains("checkout fails")
+    );
+}
