@@ -1,7 +1,8 @@
 //! What one pipeline's history update costs: calls to the ports (each is one AWS call on
 //! Lambda: a blob read is an S3 GetObject, a conditional blob write a PutObject with
 //! If-Match, a state read a DynamoDB GetItem) and wall time, at 1,000 / 10,000 / 100,000
-//! tests, on the embedded adapters (files for blobs, SQLite for state), release build.
+//! tests (and 200,000, the most a branch keeps), on the embedded adapters (files for blobs,
+//! SQLite for state), release build.
 //!
 //! `cargo bench -p testrelay-embedded --bench history`
 //!
@@ -173,7 +174,7 @@ async fn main() {
         "| tests | branch | S3 GetObject | S3 PutObject (If-Match) | DynamoDB GetItem | calls | median ms | snapshot | peak RSS |"
     );
     println!("|---:|---|---:|---:|---:|---:|---:|---:|---:|");
-    for tests in [1_000, 10_000, 100_000] {
+    for tests in [1_000, 10_000, 100_000, 200_000] {
         let dir = tempfile::tempdir().unwrap();
         let calls = Arc::new(Calls::default());
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
