@@ -18,6 +18,8 @@ struct Fake {
     comments: Vec<(String, String)>,
     links: Vec<Value>,
     transitions: Vec<(String, String)>,
+    /// The workflow's Reopen has a screen with a required field: Jira answers 400.
+    reopen_needs_a_field: bool,
 }
 
 async fn fake() -> (MockServer, Arc<Mutex<Fake>>) {
@@ -65,6 +67,11 @@ async fn fake() -> (MockServer, Arc<Mutex<Fake>>) {
                     {"id": "31", "name": "Done", "to": {"name": "Done", "statusCategory": {"key": "done"}}},
                     {"id": "11", "name": "Reopen", "to": {"name": "To Do", "statusCategory": {"key": "new"}}},
                 ]})),
+                ("POST", "transitions") if st.reopen_needs_a_field => {
+                    ResponseTemplate::new(400).set_body_json(json!({
+                        "errorMessages": [],
+                        "errors": {"customfield_10010": "Root cause is required."}}))
+                }
                 ("POST", "transitions") => {
                     let id = body()["transition"]["id"].as_str().unwrap().to_string();
                     if id != "11" && id != "31" {
@@ -216,6 +223,39 @@ async fn a_regression_on_a_done_bug_can_file_a_new_linked_one() {
     let st = state.lock().unwrap();
     assert_eq!(st.issues.len(), 3, "{d}");
     assert_eq!(st.links[1]["outwardIssue"]["key"], "SHOP-301");
+}
+
+/// A workflow whose Reopen needs a field Jira refuses without (400 with `errors`): the bug
+/// stays Done, gets the comment, and the delivery succeeds.
+#[tokio::test]
+async fn a_reopen_jira_refuses_still_comments() {
+    let (server, state) = fake().await;
+    let h = Harness::new();
+    let c = jira(&h, &server, "").await;
+    deliver_ref(&h, c.as_ref(), &run(1, Class::New)).await;
+    {
+        let mut st = state.lock().unwrap();
+        st.issues[0].2 = "done";
+        st.reopen_needs_a_field = true;
+    }
+    let mut regressed = run(2, Class::New);
+    regressed.meta.pipeline = Some(testrelay_domain::report::model::PipelineRef {
+        id: "gh-7".into(),
+        shard: None,
+        attempt: 1,
+        completion: Some(1),
+    });
+    let d = deliver_ref(&h, c.as_ref(), &regressed).await;
+    assert!(d.contains("commented: 1") && !d.contains("reopened"), "{d}");
+    let st = state.lock().unwrap();
+    assert_eq!(st.issues[0].2, "done");
+    assert!(
+        st.comments[0]
+            .1
+            .starts_with("Failed again in pipeline gh-7 (web · main · a1b2c3d)"),
+        "{:?}",
+        st.comments
+    );
 }
 
 #[tokio::test]

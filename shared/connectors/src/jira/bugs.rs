@@ -106,7 +106,7 @@ impl Jira {
             self.remember(&test, &issue).await?;
             let body = format!(
                 "Failed again in {} ({}).\n{}",
-                render::context(run),
+                where_(run),
                 ctx.status_url,
                 render::reason(case, 1000).unwrap_or_default()
             );
@@ -137,11 +137,7 @@ impl Jira {
                 else {
                     continue;
                 };
-                let body = format!(
-                    "Passing again in {} ({}).",
-                    render::context(run),
-                    ctx.status_url
-                );
+                let body = format!("Passing again in {} ({}).", where_(run), ctx.status_url);
                 let step = steps
                     .once(&format!("fixed/{}", crate::digest8(&test)), |call| {
                         self.comment(&issue, &body, ctx, call)
@@ -315,8 +311,16 @@ impl Jira {
                 &format!("/rest/api/2/issue/{issue}/transitions"),
             )
             .json(&json!({ "transition": { "id": id } }));
-        self.base.send(request).await?;
-        Ok(REOPENED.into())
+        match self.base.send(request).await {
+            Ok(_) => Ok(REOPENED.into()),
+            // The workflow refuses it (a transition screen with required fields answers 400
+            // with `errors`): the bug stays Done and gets the comment; nothing to retry.
+            Err(e) if e.status_code == Some(400) => {
+                tracing::warn!(issue, error = %e.detail, "Jira refused to reopen; commenting only");
+                Ok("kept".into())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the bug carrying `label`, unless an earlier try did (the label finds it);
@@ -398,6 +402,14 @@ impl Jira {
             .json(&json!({ "body": body }));
         let c: Value = json(self.base.send(request).await?, "Jira").await?;
         Ok(c["id"].as_str().unwrap_or_default().to_string())
+    }
+}
+
+/// `pipeline gh-1 (web · main · a1b2c3d)`, or the context alone for a run of its own.
+fn where_(run: &TestRun) -> String {
+    match &run.meta.pipeline {
+        Some(p) => format!("pipeline {} ({})", p.id, render::context(run)),
+        None => render::context(run),
     }
 }
 
