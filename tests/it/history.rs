@@ -491,3 +491,20 @@ async fn history_and_quarantine_routes() {
     .await;
     assert_eq!(del.0, 204);
 }
+
+/// A branch whose history snapshot cannot be read (damaged, or from a future format) still
+/// takes results: its history starts again.
+#[tokio::test]
+async fn an_unreadable_history_starts_again() {
+    let (app, ingest, _clock, dir) = crate::pipelines::local(|_| {}).await;
+    let blobs = testrelay_embedded::FileBlobStore::new(dir.path().join("blobs"));
+    let key = testrelay_domain::history::snapshot_key("web", "main");
+    testrelay_domain::ports::BlobStore::put(&blobs, &key, bytes::Bytes::from_static(b"garbage"))
+        .await
+        .unwrap();
+    let a = post(&ingest, "branch=main&commit=c1", &["a"]).await;
+    assert!(a.changes.unwrap().base.is_none());
+    let list = ingest.tests(Some(&auth()), "web", None).await.unwrap();
+    assert_eq!(list.pipelines, 1);
+    drop(app);
+}

@@ -119,6 +119,7 @@ impl IngestService {
                 return Ok(changes);
             }
             let mut next = own.unwrap_or_else(|| Snapshot::new(branch));
+            next.branch = branch.to_string();
             next.apply(
                 Entry {
                     key: key.clone(),
@@ -166,7 +167,12 @@ async fn load_raw(
     let Some(t) = blobs.get_tagged(key).await? else {
         return Ok(None);
     };
-    let s = Snapshot::decode(&t.bytes).map_err(|e| StoreError::new("blob store", e))?;
+    // An unreadable snapshot must not stop the branch's results: its history starts again
+    // (replacing it, conditionally, like any update).
+    let s = Snapshot::decode(&t.bytes).unwrap_or_else(|e| {
+        tracing::error!(key, error = %e, "history snapshot unreadable; starting it again");
+        Snapshot::default()
+    });
     Ok(Some((s, t.tag, t.bytes)))
 }
 
