@@ -182,10 +182,9 @@ pub async fn run(args: SendArgs) -> i32 {
             match crate::pipeline::complete(&args.url, &args.project, &pipeline, &key).await {
                 Ok(status) => {
                     println!("pipeline {pipeline}: complete");
-                    let merged = &status["merged"];
-                    let failed = merged["summary"]["failed"].as_u64().unwrap_or(0)
-                        + merged["summary"]["errored"].as_u64().unwrap_or(0);
-                    crate::verdict::judge(merged.get("changes"), failed, args.fail_on)
+                    let failed = status["summary"]["failed"].as_u64().unwrap_or(0)
+                        + status["summary"]["errored"].as_u64().unwrap_or(0);
+                    crate::verdict::judge(status.get("changes"), failed, args.fail_on)
                 }
                 Err(e) => {
                     eprintln!("testrelay send: the report is in; completing {pipeline}: {e}");

@@ -232,6 +232,10 @@ pub struct PipelineStatus {
     /// open.
     pub summary: Summary,
     pub parts: Vec<PartStatus>,
+    /// What changed in the last completion's merged result against its base (the same as
+    /// `merged.changes`): the pipeline's verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub changes: Option<crate::history::Changes>,
     /// The last completion's merged run and its deliveries.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub merged: Option<RunRecord>,
@@ -412,6 +416,7 @@ impl IngestService {
             completed_by: p.completed_by,
             summary,
             parts,
+            changes: merged.as_ref().and_then(|m| m.changes.clone()),
             merged,
         })
     }
