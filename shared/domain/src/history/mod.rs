@@ -52,8 +52,10 @@ impl IngestService {
     /// Classifies `run` against its base and, when `record` and the run names its branch,
     /// records it in the branch's history.
     pub async fn changes_of(&self, run: &TestRun, record: bool) -> Result<Changes, ApiError> {
-        let unavailable =
-            |e: StoreError| ApiError::unavailable(format!("{}: {}", e.backend, e.message));
+        let unavailable = |e: StoreError| {
+            tracing::warn!(error = %e, "history unavailable");
+            api::unavailable(&e)
+        };
         let project = crate::ids::ProjectName::parse(&run.meta.project)
             .ok()
             .and_then(|p| self.config.projects.get(&p))
