@@ -508,3 +508,114 @@ async fn an_unreadable_history_starts_again() {
     assert_eq!(list.pipelines, 1);
     drop(app);
 }
+
+/// Stores every run but fails the first write of the run record `fail`: a crash between a
+/// completion's history update and its merged run being stored.
+struct FailOnce {
+    inner: Arc<dyn RunStore>,
+    fail: testrelay_domain::ids::RunId,
+    failed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl RunStore for FailOnce {
+    async fn create_run(
+        &self,
+        run: &testrelay_domain::ports::RunRecord,
+    ) -> Result<testrelay_domain::ports::Created, testrelay_domain::ports::StoreError> {
+        if run.run_id == self.fail && !self.failed.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return Err(testrelay_domain::ports::StoreError::new("test", "injected"));
+        }
+        self.inner.create_run(run).await
+    }
+    async fn get_run(
+        &self,
+        id: &testrelay_domain::ids::RunId,
+    ) -> Result<Option<testrelay_domain::ports::RunRecord>, testrelay_domain::ports::StoreError>
+    {
+        self.inner.get_run(id).await
+    }
+    async fn update_delivery(
+        &self,
+        id: &testrelay_domain::ids::RunId,
+        connector: &ConnectorName,
+        update: &testrelay_domain::ports::DeliveryUpdate,
+    ) -> Result<(), testrelay_domain::ports::StoreError> {
+        self.inner.update_delivery(id, connector, update).await
+    }
+}
+
+/// A completion interrupted after its history update (the merged run not stored: the last
+/// shard's request answers 503) is finished by the sweep; the pipeline counts once in its
+/// branch's history and its classification is the one it would have had.
+async fn interrupted_completion(
+    config: Arc<testrelay_domain::config::Config>,
+    mut ports: testrelay_domain::ingest::Ports,
+) {
+    let merged = testrelay_domain::pipelines::merged_run_id("web", "p1", 1);
+    let runs = ports.runs.clone();
+    ports.runs = Arc::new(FailOnce {
+        inner: runs.clone(),
+        fail: merged.clone(),
+        failed: Default::default(),
+    });
+    let ingest = IngestService::new(config, ports);
+    let main = post(&ingest, "branch=main&commit=c1", &[]).await;
+    let refused = ingest
+        .submit(Submission {
+            authorization: Some(auth()),
+            query: Some("project=web&branch=main&commit=c2&pipeline=p1&shard=1/1".into()),
+            body: bytes::Bytes::from(report(&TESTS, &["a"])),
+            ..Default::default()
+        })
+        .await;
+    assert_eq!(refused.unwrap_err().status, 503);
+    let list = ingest.tests(Some(&auth()), "web", None).await.unwrap();
+    assert_eq!(
+        list.pipelines, 2,
+        "the history was written before the failure"
+    );
+    assert!(runs.get_run(&merged).await.unwrap().is_none());
+
+    assert_eq!(ingest.sweep_pipelines().await.unwrap(), 1);
+    let record = runs
+        .get_run(&merged)
+        .await
+        .unwrap()
+        .expect("the sweep stored it");
+    let c = record.changes.unwrap();
+    assert_eq!(
+        c.base.as_ref().unwrap().run_id,
+        main.run_id,
+        "compared with main's previous run"
+    );
+    assert_eq!(counts(&c), (1, 0, 0, 0));
+    let list = ingest.tests(Some(&auth()), "web", None).await.unwrap();
+    assert_eq!(list.pipelines, 2, "the pipeline counts once");
+}
+
+#[tokio::test]
+async fn interrupted_completion_embedded() {
+    let (app, _ingest, clock, dir) = crate::pipelines::local(|_| {}).await;
+    let ports = testrelay_domain::ingest::Ports {
+        blobs: Arc::new(testrelay_embedded::FileBlobStore::new(
+            dir.path().join("blobs"),
+        )),
+        runs: Arc::new(app.store.clone()),
+        idempotency: Arc::new(app.store.clone()),
+        queue: Arc::new(app.store.clone()),
+        dead_letters: Arc::new(app.store.clone()),
+        state: Arc::new(app.store.clone()),
+        clock,
+        metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
+    };
+    interrupted_completion(app.config.clone(), ports).await;
+}
+
+async fn interrupted_completion_on(engine: Engine) {
+    let receiver = testrelay_tests::receiver::Receiver::start(200).await;
+    let (_stack, app) = crate::lambda::app_on(&receiver, engine).await;
+    interrupted_completion(app.config.clone(), app.ports()).await;
+}
+
+crate::on_engines!(interrupted_completion_on);
