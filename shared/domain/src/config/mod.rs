@@ -4,9 +4,11 @@
 
 mod connectors;
 pub mod history;
+mod kinds;
 pub mod routes;
 
 pub use connectors::*;
+pub use kinds::*;
 
 use crate::ids::{ConnectorName, KeyId, ProjectName};
 use serde::Deserialize;
@@ -194,120 +196,6 @@ impl fmt::Display for SecretRef {
             SecretRef::File(p) => write!(f, "file:{}", p.display()),
             SecretRef::Secret(n) => write!(f, "secret:{n}"),
         }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
-pub enum ConnectorConfig {
-    /// A generic HTTPS endpoint that receives `run.completed` events signed per Standard
-    /// Webhooks.
-    Webhook(WebhookConfig),
-    /// TestRail: a run per report (or an existing run / plan), results in bulk.
-    Testrail(TestRailConfig),
-    /// Jira: Xray Test Executions and/or a bug per failing test.
-    Jira(JiraConfig),
-    /// Slack: a Block Kit message per run (bot token or incoming webhook).
-    Slack(SlackConfig),
-    /// Microsoft Teams: an Adaptive Card through a Workflows webhook.
-    Teams(TeamsConfig),
-    /// PagerDuty Events API v2: trigger on failure, resolve on green.
-    Pagerduty(PagerDutyConfig),
-}
-
-impl ConnectorConfig {
-    /// Whether it gets each part of a CI pipeline: the kinds that build one result from the
-    /// parts (Jira only for Xray: bugs are filed from the merged result), and webhooks that
-    /// ask for them (`parts = true`).
-    pub fn takes_parts(&self) -> bool {
-        match self {
-            ConnectorConfig::Webhook(w) => w.parts,
-            ConnectorConfig::Jira(j) => j.xray.is_some(),
-            other => other.kind().builds_from_parts(),
-        }
-    }
-
-    pub fn kind(&self) -> ConnectorKind {
-        match self {
-            ConnectorConfig::Webhook(_) => ConnectorKind::Webhook,
-            ConnectorConfig::Testrail(_) => ConnectorKind::Testrail,
-            ConnectorConfig::Jira(_) => ConnectorKind::Jira,
-            ConnectorConfig::Slack(_) => ConnectorKind::Slack,
-            ConnectorConfig::Teams(_) => ConnectorKind::Teams,
-            ConnectorConfig::Pagerduty(_) => ConnectorKind::Pagerduty,
-        }
-    }
-
-    /// Timeout, breaker and rate limit (the configured one, else the vendor's documented
-    /// limit; webhooks have none unless configured).
-    pub fn common(&self) -> Common<'_> {
-        macro_rules! common {
-            ($c:expr, $default:expr) => {
-                Common {
-                    timeout_ms: $c.timeout_ms,
-                    breaker: &$c.breaker,
-                    rate_limit: $c.rate_limit.or($default),
-                }
-            };
-        }
-        match self {
-            ConnectorConfig::Webhook(c) => common!(c, None),
-            ConnectorConfig::Testrail(c) => common!(c, Some(TESTRAIL_RATE)),
-            ConnectorConfig::Jira(c) => common!(c, Some(JIRA_RATE)),
-            ConnectorConfig::Slack(c) => common!(c, Some(SLACK_RATE)),
-            ConnectorConfig::Teams(c) => common!(c, Some(TEAMS_RATE)),
-            ConnectorConfig::Pagerduty(c) => common!(c, Some(PAGERDUTY_RATE)),
-        }
-    }
-}
-
-/// The kinds of connector; each is a deploy unit (its own queue and delivery function).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum ConnectorKind {
-    Webhook,
-    Testrail,
-    Jira,
-    Slack,
-    Teams,
-    Pagerduty,
-}
-
-impl ConnectorKind {
-    pub const ALL: [ConnectorKind; 6] = [
-        ConnectorKind::Webhook,
-        ConnectorKind::Testrail,
-        ConnectorKind::Jira,
-        ConnectorKind::Slack,
-        ConnectorKind::Teams,
-        ConnectorKind::Pagerduty,
-    ];
-
-    /// Whether the connector builds one result per pipeline from its parts as they arrive
-    /// (one TestRail run, one Xray execution, one Slack message): it gets every part. The
-    /// others act once, on the pipeline's merged result.
-    pub fn builds_from_parts(self) -> bool {
-        matches!(
-            self,
-            ConnectorKind::Testrail | ConnectorKind::Jira | ConnectorKind::Slack
-        )
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ConnectorKind::Webhook => "webhook",
-            ConnectorKind::Testrail => "testrail",
-            ConnectorKind::Jira => "jira",
-            ConnectorKind::Slack => "slack",
-            ConnectorKind::Teams => "teams",
-            ConnectorKind::Pagerduty => "pagerduty",
-        }
-    }
-
-    pub fn from_name(s: &str) -> Option<ConnectorKind> {
-        ConnectorKind::ALL.into_iter().find(|k| k.as_str() == s)
     }
 }
 
