@@ -32,6 +32,7 @@ KINDS = [
     ("slack", 5, 2),
     ("teams", 5, 2),
     ("pagerduty", 10, 2),
+    ("discord", 5, 2),
 ]
 
 

@@ -89,6 +89,7 @@ def main():
         "TEST_GITHUB_SECRET": invoke.GITHUB_SECRET,
         "TEST_TOKEN": "test-token",
         "TEST_TEAMS_URL": f"{vendor}/teams",
+        "TEST_DISCORD_URL": f"{vendor}/discord/api/webhooks/1317000000000000002/token",
         "AWS_LAMBDA_RUNTIME_API": f"127.0.0.1:{server.server_address[1]}",
         "AWS_LAMBDA_FUNCTION_NAME": "coldstart",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "256",

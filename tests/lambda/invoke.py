@@ -3,8 +3,8 @@ it: `cargo lambda watch --only-lambda-apis` emulates the Runtime API, each funct
 (from the test command's `cargo build --workspace`, in target/debug or
 $TESTRELAY_LAMBDA_BINARIES) is started against it as Lambda starts a bootstrap, and
 `cargo lambda invoke` sends each event. The AWS side is moto (AWS_ENDPOINT_URL, started by tests/run-all.sh); every connector
-points at a small local vendor that answers like TestRail, Jira, Slack, Teams, PagerDuty and
-a webhook receiver would. Then the functions' own stdout is parsed for CloudWatch Embedded
+points at a small local vendor that answers like TestRail, Jira, Slack, Teams, PagerDuty,
+Discord and a webhook receiver would. Then the functions' own stdout is parsed for CloudWatch Embedded
 Metric Format lines, which must be valid EMF within CloudWatch's limits and carry the
 metrics each function is documented to emit.
 
@@ -28,9 +28,9 @@ import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-KINDS = ["webhook", "testrail", "jira", "slack", "teams", "pagerduty"]
+KINDS = ["webhook", "testrail", "jira", "slack", "teams", "pagerduty", "discord"]
 NAMES = {"webhook": "team-hook", "testrail": "qa", "jira": "jira", "slack": "chat",
-         "teams": "cards", "pagerduty": "pager"}
+         "teams": "cards", "pagerduty": "pager", "discord": "rooms"}
 API_KEY = "trk_test_key_for_integration_tests"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # events/apigw-post-hook-github.json is signed with it.
@@ -71,6 +71,9 @@ class Vendor(http.server.BaseHTTPRequestHandler):
             answer = {"displayName": "CI"}
         elif path.startswith("/pagerduty/"):
             answer = {"status": "success", "dedup_key": "k"}
+        elif path.startswith("/discord/"):
+            answer = {"id": "1317000000000000001", "type": 0, "channel_id": "1317000000000000000",
+                      "webhook_id": "1317000000000000002", "name": "testrelay"}
         else:
             answer = {"ok": True}
         data = json.dumps(answer).encode()
@@ -98,7 +101,7 @@ sha256 = "{__import__('hashlib').sha256(API_KEY.encode()).hexdigest()}"
 admin = true
 
 [projects.web]
-connectors = ["team-hook", "qa", "jira", "chat", "cards", "pager"]
+connectors = ["team-hook", "qa", "jira", "chat", "cards", "pager", "rooms"]
 
 [health]
 alert = "chat"
@@ -148,6 +151,11 @@ allow_http = true
 kind = "pagerduty"
 routing_key = {{ env = "TEST_TOKEN" }}
 url = "{vendor}/pagerduty"
+allow_http = true
+
+[connectors.rooms]
+kind = "discord"
+url = {{ env = "TEST_DISCORD_URL" }}
 allow_http = true
 """
 
@@ -250,6 +258,7 @@ def main():
         "TEST_GITHUB_SECRET": GITHUB_SECRET,
         "TEST_TOKEN": "test-token",
         "TEST_TEAMS_URL": f"{vendor}/teams/workflow",
+        "TEST_DISCORD_URL": f"{vendor}/discord/api/webhooks/1317000000000000002/token",
         # As the template sets it on the delivery functions (<Kind>Concurrency).
         "TESTRELAY_DELIVERY_CONCURRENCY": "2",
         "TESTRELAY_RUN_RETENTION_DAYS": "30",
@@ -313,7 +322,7 @@ def main():
         if got != expected:
             fail(f"deliver-{k}: batch item failures {got}, expected {expected}")
     report = run("health", [event("scheduler-health.json")])[0]
-    if report["status"] != "HEALTHY" or len(report["connectors"]) != 6:
+    if report["status"] != "HEALTHY" or len(report["connectors"]) != len(KINDS):
         fail(f"health: {json.dumps(report)[:2000]}")
     got, hook, unknown = run("ingest", [event("apigw-get-health.json"),
                                         event("apigw-post-hook-github.json"),

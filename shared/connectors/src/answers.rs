@@ -34,7 +34,7 @@ pub struct Rule {
 }
 
 use Answer::{Code, Status};
-use ConnectorKind::{Jira, Slack, Testrail, Webhook};
+use ConnectorKind::{Discord, Jira, Slack, Testrail, Webhook};
 use ErrorClass::{Permanent, Throttled, Transient};
 
 const fn rule(
@@ -120,6 +120,24 @@ pub const RULES: &[Rule] = &[
         Code(&[]),
         Permanent,
         "any other code: auth, scopes, channel",
+    ),
+    rule(
+        of(Discord),
+        Status(429, 429),
+        Throttled,
+        "Discord's limit per webhook and channel: waits `retry_after` (the body's seconds, or `Retry-After`, `X-RateLimit-Reset-After`)",
+    ),
+    rule(
+        of(Discord),
+        Status(404, 404),
+        Permanent,
+        "`Unknown Webhook` (code 10015): the webhook was deleted; `Unknown Message` (10008) on an edit posts the message anew instead",
+    ),
+    rule(
+        of(Discord),
+        Status(400, 400),
+        Permanent,
+        "`Invalid Form Body` (code 50035): a message Discord refuses (testrelay keeps within its limits)",
     ),
     rule(
         of(Webhook),

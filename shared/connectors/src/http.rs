@@ -143,7 +143,11 @@ impl Http {
         if status.is_success() {
             return Ok(response);
         }
-        let e = status_error(status, response.headers());
+        let mut e = status_error(status, response.headers());
+        if status.as_u16() == 429 && e.retry_after.is_none() {
+            // Some vendors say it only in the body (Discord: `{"retry_after": 1.5}`).
+            e.retry_after = body_retry_after(response).await;
+        }
         if let (ErrorClass::Throttled, Some(pause), Some(_)) = (e.class, e.retry_after, limit.rate)
         {
             // Everything to this target waits as asked, not only this delivery. (Without
@@ -268,28 +272,43 @@ pub fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
             .and_then(|v| v.to_str().ok())
             .map(str::trim)
     };
-    if let Some(secs) = header("retry-after").and_then(|v| v.parse::<u64>().ok()) {
-        return Some(Duration::from_secs(secs));
+    // Seconds, whole or not (Discord sends `0.5`), rounded up.
+    let seconds = |v: &str| {
+        v.parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n >= 0.0)
+            .map(|n| Duration::from_secs(n.ceil() as u64))
+    };
+    if let Some(d) = header("retry-after").and_then(seconds) {
+        return Some(d);
+    }
+    if let Some(d) = header("x-ratelimit-reset-after").and_then(seconds) {
+        return Some(d);
     }
     let reset = header("x-ratelimit-reset")?;
     let now = time::OffsetDateTime::now_utc().unix_timestamp();
-    let at = match reset.parse::<i64>() {
-        Ok(n) if n > 1_000_000_000 => n,
+    let at = match reset.parse::<f64>().ok().filter(|n| n.is_finite()) {
+        Some(n) if n > 1_000_000_000.0 => n.ceil() as i64,
         // A small number is a delay in seconds (some APIs send that).
-        Ok(n) => now + n,
-        Err(_) => {
-            time::OffsetDateTime::parse(reset, &time::format_description::well_known::Rfc3339)
-                .or_else(|_| {
-                    time::OffsetDateTime::parse(
-                        reset,
-                        &time::format_description::well_known::Iso8601::DEFAULT,
-                    )
-                })
-                .ok()?
-                .unix_timestamp()
-        }
+        Some(n) => now + n.ceil() as i64,
+        None => time::OffsetDateTime::parse(reset, &time::format_description::well_known::Rfc3339)
+            .or_else(|_| {
+                time::OffsetDateTime::parse(
+                    reset,
+                    &time::format_description::well_known::Iso8601::DEFAULT,
+                )
+            })
+            .ok()?
+            .unix_timestamp(),
     };
     Some(Duration::from_secs(at.saturating_sub(now).max(1) as u64))
+}
+
+/// `retry_after` (seconds) in a small JSON body, rounded up.
+async fn body_retry_after(response: reqwest::Response) -> Option<Duration> {
+    let bytes = read(response, 4096).await.ok()?;
+    let n = serde_json::from_slice::<serde_json::Value>(&bytes).ok()?["retry_after"].as_f64()?;
+    (n.is_finite() && n >= 0.0).then(|| Duration::from_secs(n.ceil() as u64))
 }
 
 /// Classifies a non-2xx answer by the rules for every vendor ([`crate::answers`]); a

@@ -6,6 +6,7 @@
 
 pub mod answers;
 pub mod claim;
+pub mod discord;
 pub mod http;
 pub mod jira;
 pub mod pagerduty;
@@ -224,6 +225,10 @@ async fn build_one(
         ConnectorConfig::Pagerduty(p) => {
             let key = secret("routing_key", &p.routing_key, secrets).await?;
             Arc::new(pagerduty::PagerDuty::new(name, cfg, p, key, env)?)
+        }
+        ConnectorConfig::Discord(d) => {
+            let url = secret("url", &d.url, secrets).await?;
+            Arc::new(discord::Discord::new(cfg, d, &url, env)?)
         }
     })
 }

@@ -402,6 +402,31 @@ pub struct TeamsConfig {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// Discord allows a webhook about 5 requests per 2 seconds and a channel about 30 messages
+/// a minute.
+pub const DISCORD_RATE: RateLimit = RateLimit::new(30, 5);
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiscordConfig {
+    /// The webhook URL, `https://discord.com/api/webhooks/<id>/<token>` (the token is in it:
+    /// keep it secret).
+    pub url: SecretRef,
+    #[serde(default = "default_max_failures")]
+    pub max_failures: usize,
+    /// The name the messages are posted under (the webhook's own when absent).
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
 /// PagerDuty documents about 120 events a minute per routing key.
 pub const PAGERDUTY_RATE: RateLimit = RateLimit::new(120, 10);
 
@@ -516,7 +541,7 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
         }
         C::Slack(s) => url("api_url", &s.api_url, s.allow_http),
         C::Pagerduty(d) => url("url", &d.url, d.allow_http),
-        C::Teams(_) => {}
+        C::Teams(_) | C::Discord(_) => {}
     }
     match cfg {
         C::Testrail(t) => {
@@ -592,6 +617,18 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
             }
             if d.dedup_key.is_empty() || d.dedup_key.len() > 200 {
                 p.push("dedup_key: must be 1 to 200 characters before filling in".into());
+            }
+        }
+        C::Discord(d) => {
+            if d.max_failures == 0 || d.max_failures > 100 {
+                p.push("max_failures: must be 1 to 100".into());
+            }
+            if let Some(u) = &d.username
+                && (u.is_empty() || u.chars().count() > 80 || u.to_lowercase().contains("discord"))
+            {
+                p.push(
+                    "username: 1 to 80 characters, without \"discord\" (Discord refuses it)".into(),
+                );
             }
         }
         C::Webhook(_) | C::Teams(_) => {}

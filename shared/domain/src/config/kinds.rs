@@ -20,6 +20,8 @@ pub enum ConnectorConfig {
     Teams(TeamsConfig),
     /// PagerDuty Events API v2: trigger on failure, resolve on green.
     Pagerduty(PagerDutyConfig),
+    /// Discord: an embed message through a channel webhook, edited on redrive.
+    Discord(DiscordConfig),
 }
 
 impl ConnectorConfig {
@@ -42,6 +44,7 @@ impl ConnectorConfig {
             ConnectorConfig::Slack(_) => ConnectorKind::Slack,
             ConnectorConfig::Teams(_) => ConnectorKind::Teams,
             ConnectorConfig::Pagerduty(_) => ConnectorKind::Pagerduty,
+            ConnectorConfig::Discord(_) => ConnectorKind::Discord,
         }
     }
 
@@ -64,6 +67,7 @@ impl ConnectorConfig {
             ConnectorConfig::Slack(c) => common!(c, Some(SLACK_RATE)),
             ConnectorConfig::Teams(c) => common!(c, Some(TEAMS_RATE)),
             ConnectorConfig::Pagerduty(c) => common!(c, Some(PAGERDUTY_RATE)),
+            ConnectorConfig::Discord(c) => common!(c, Some(DISCORD_RATE)),
         }
     }
 }
@@ -80,16 +84,18 @@ pub enum ConnectorKind {
     Slack,
     Teams,
     Pagerduty,
+    Discord,
 }
 
 impl ConnectorKind {
-    pub const ALL: [ConnectorKind; 6] = [
+    pub const ALL: [ConnectorKind; 7] = [
         ConnectorKind::Webhook,
         ConnectorKind::Testrail,
         ConnectorKind::Jira,
         ConnectorKind::Slack,
         ConnectorKind::Teams,
         ConnectorKind::Pagerduty,
+        ConnectorKind::Discord,
     ];
 
     /// Whether the connector builds one result per pipeline from its parts as they arrive
@@ -110,6 +116,7 @@ impl ConnectorKind {
             ConnectorKind::Slack => "slack",
             ConnectorKind::Teams => "teams",
             ConnectorKind::Pagerduty => "pagerduty",
+            ConnectorKind::Discord => "discord",
         }
     }
 
