@@ -19,6 +19,7 @@ fn readme_shows_every_vendors_answers_as_the_code_reads_them() {
         ("### Slack", Vendor::Kind(ConnectorKind::Slack)),
         ("### Microsoft Teams", Vendor::Kind(ConnectorKind::Teams)),
         ("### PagerDuty", Vendor::Kind(ConnectorKind::Pagerduty)),
+        ("### Discord", Vendor::Kind(ConnectorKind::Discord)),
     ] {
         let start = readme
             .find(section)
