@@ -33,6 +33,7 @@ KINDS = [
     ("teams", 5, 2),
     ("pagerduty", 10, 2),
     ("discord", 5, 2),
+    ("datadog", 10, 2),
 ]
 
 

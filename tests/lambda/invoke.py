@@ -4,7 +4,7 @@ it: `cargo lambda watch --only-lambda-apis` emulates the Runtime API, each funct
 $TESTRELAY_LAMBDA_BINARIES) is started against it as Lambda starts a bootstrap, and
 `cargo lambda invoke` sends each event. The AWS side is moto (AWS_ENDPOINT_URL, started by tests/run-all.sh); every connector
 points at a small local vendor that answers like TestRail, Jira, Slack, Teams, PagerDuty,
-Discord and a webhook receiver would. Then the functions' own stdout is parsed for CloudWatch Embedded
+Discord, Datadog and a webhook receiver would. Then the functions' own stdout is parsed for CloudWatch Embedded
 Metric Format lines, which must be valid EMF within CloudWatch's limits and carry the
 metrics each function is documented to emit.
 
@@ -28,9 +28,9 @@ import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-KINDS = ["webhook", "testrail", "jira", "slack", "teams", "pagerduty", "discord"]
+KINDS = ["webhook", "testrail", "jira", "slack", "teams", "pagerduty", "discord", "datadog"]
 NAMES = {"webhook": "team-hook", "testrail": "qa", "jira": "jira", "slack": "chat",
-         "teams": "cards", "pagerduty": "pager", "discord": "rooms"}
+         "teams": "cards", "pagerduty": "pager", "discord": "rooms", "datadog": "dd"}
 API_KEY = "trk_test_key_for_integration_tests"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # events/apigw-post-hook-github.json is signed with it.
@@ -71,13 +71,21 @@ class Vendor(http.server.BaseHTTPRequestHandler):
             answer = {"displayName": "CI"}
         elif path.startswith("/pagerduty/"):
             answer = {"status": "success", "dedup_key": "k"}
+        elif path.startswith("/datadog/api/v1/validate"):
+            answer = {"valid": True}
+        elif path.startswith("/datadog/api/v1/events"):
+            answer = {"status": "ok", "event": {"id": 7180000000000000001,
+                      "id_str": "7180000000000000001", "title": "t"}}
+        elif path.startswith("/datadog/"):
+            answer = {"errors": []}
         elif path.startswith("/discord/"):
             answer = {"id": "1317000000000000001", "type": 0, "channel_id": "1317000000000000000",
                       "webhook_id": "1317000000000000002", "name": "testrelay"}
         else:
             answer = {"ok": True}
         data = json.dumps(answer).encode()
-        self.send_response(202 if path.startswith("/pagerduty/") else 200)
+        self.send_response(202 if path.startswith(("/pagerduty/", "/datadog/api/v")) and
+                           "validate" not in path else 200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(data)))
         self.end_headers()
@@ -101,7 +109,7 @@ sha256 = "{__import__('hashlib').sha256(API_KEY.encode()).hexdigest()}"
 admin = true
 
 [projects.web]
-connectors = ["team-hook", "qa", "jira", "chat", "cards", "pager", "rooms"]
+connectors = ["team-hook", "qa", "jira", "chat", "cards", "pager", "rooms", "dd"]
 
 [health]
 alert = "chat"
@@ -156,6 +164,12 @@ allow_http = true
 [connectors.rooms]
 kind = "discord"
 url = {{ env = "TEST_DISCORD_URL" }}
+allow_http = true
+
+[connectors.dd]
+kind = "datadog"
+api_key = {{ env = "TEST_TOKEN" }}
+api_url = "{vendor}/datadog"
 allow_http = true
 """
 

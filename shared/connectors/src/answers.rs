@@ -34,7 +34,7 @@ pub struct Rule {
 }
 
 use Answer::{Code, Status};
-use ConnectorKind::{Discord, Jira, Slack, Testrail, Webhook};
+use ConnectorKind::{Datadog, Discord, Jira, Slack, Testrail, Webhook};
 use ErrorClass::{Permanent, Throttled, Transient};
 
 const fn rule(
@@ -138,6 +138,18 @@ pub const RULES: &[Rule] = &[
         Status(400, 400),
         Permanent,
         "`Invalid Form Body` (code 50035): a message Discord refuses (testrelay keeps within its limits)",
+    ),
+    rule(
+        of(Datadog),
+        Status(403, 403),
+        Permanent,
+        "`{\"errors\": [\"Forbidden\"]}`: the API key is wrong or revoked, or not for this site",
+    ),
+    rule(
+        of(Datadog),
+        Status(429, 429),
+        Throttled,
+        "waits `X-RateLimit-Reset` (seconds until the period ends, as Datadog sends it)",
     ),
     rule(
         of(Webhook),

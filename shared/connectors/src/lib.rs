@@ -6,6 +6,7 @@
 
 pub mod answers;
 pub mod claim;
+pub mod datadog;
 pub mod discord;
 pub mod http;
 pub mod jira;
@@ -229,6 +230,10 @@ async fn build_one(
         ConnectorConfig::Discord(d) => {
             let url = secret("url", &d.url, secrets).await?;
             Arc::new(discord::Discord::new(cfg, d, &url, env)?)
+        }
+        ConnectorConfig::Datadog(d) => {
+            let key = secret("api_key", &d.api_key, secrets).await?;
+            Arc::new(datadog::Datadog::new(cfg, d, key, env)?)
         }
     })
 }

@@ -20,6 +20,7 @@ fn readme_shows_every_vendors_answers_as_the_code_reads_them() {
         ("### Microsoft Teams", Vendor::Kind(ConnectorKind::Teams)),
         ("### PagerDuty", Vendor::Kind(ConnectorKind::Pagerduty)),
         ("### Discord", Vendor::Kind(ConnectorKind::Discord)),
+        ("### Datadog", Vendor::Kind(ConnectorKind::Datadog)),
     ] {
         let start = readme
             .find(section)

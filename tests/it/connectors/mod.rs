@@ -4,6 +4,7 @@
 //! refusal, rate limiting and `Retry-After`.
 
 mod answers;
+mod datadog;
 mod discord;
 mod jira;
 mod jira_changes;

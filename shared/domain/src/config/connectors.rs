@@ -427,6 +427,56 @@ pub struct DiscordConfig {
     pub rate_limit: Option<RateLimit>,
 }
 
+/// Datadog's event intake allows far more; this keeps a run's event and series well inside
+/// it (each run makes two calls).
+pub const DATADOG_RATE: RateLimit = RateLimit::new(300, 30);
+
+/// The Datadog sites: `datadoghq.com` (US1), `us3.datadoghq.com`, `us5.datadoghq.com`,
+/// `datadoghq.eu`, `ap1.datadoghq.com`, `ap2.datadoghq.com`, `ddog-gov.com`.
+pub const DATADOG_SITES: [&str; 7] = [
+    "datadoghq.com",
+    "us3.datadoghq.com",
+    "us5.datadoghq.com",
+    "datadoghq.eu",
+    "ap1.datadoghq.com",
+    "ap2.datadoghq.com",
+    "ddog-gov.com",
+];
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatadogConfig {
+    /// The API key (`DD-API-KEY`).
+    pub api_key: SecretRef,
+    /// One of [`DATADOG_SITES`]; the API is `https://api.<site>`.
+    #[serde(default = "default_datadog_site")]
+    pub site: String,
+    /// Instead of the site's API (a proxy, or a test double).
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Failures listed in the event's text.
+    #[serde(default = "default_max_failures")]
+    pub max_failures: usize,
+    /// Also send the run's counts as metrics (`testrelay.tests.*`), for graphs per branch.
+    #[serde(default = "yes")]
+    pub metrics: bool,
+    /// More tags on the event and the series (`team:web`).
+    #[serde(default)]
+    pub tags: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub allow_http: bool,
+    #[serde(default)]
+    pub breaker: BreakerConfig,
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+fn default_datadog_site() -> String {
+    "datadoghq.com".into()
+}
+
 /// PagerDuty documents about 120 events a minute per routing key.
 pub const PAGERDUTY_RATE: RateLimit = RateLimit::new(120, 10);
 
@@ -541,6 +591,11 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
         }
         C::Slack(s) => url("api_url", &s.api_url, s.allow_http),
         C::Pagerduty(d) => url("url", &d.url, d.allow_http),
+        C::Datadog(d) => {
+            if let Some(u) = &d.api_url {
+                url("api_url", u, d.allow_http);
+            }
+        }
         C::Teams(_) | C::Discord(_) => {}
     }
     match cfg {
@@ -629,6 +684,19 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
                 p.push(
                     "username: 1 to 80 characters, without \"discord\" (Discord refuses it)".into(),
                 );
+            }
+        }
+        C::Datadog(d) => {
+            if !DATADOG_SITES.contains(&d.site.as_str()) {
+                p.push(format!("site: must be one of {}", DATADOG_SITES.join(", ")));
+            }
+            for t in &d.tags {
+                if t.is_empty() || t.len() > 200 {
+                    p.push(format!("tags: {t:?} must be 1 to 200 characters"));
+                }
+            }
+            if d.tags.len() > 20 {
+                p.push("tags: at most 20".into());
             }
         }
         C::Webhook(_) | C::Teams(_) => {}

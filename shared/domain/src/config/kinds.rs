@@ -22,6 +22,8 @@ pub enum ConnectorConfig {
     Pagerduty(PagerDutyConfig),
     /// Discord: an embed message through a channel webhook, edited on redrive.
     Discord(DiscordConfig),
+    /// Datadog: an event per run (Events API) and its counts as metrics (series API).
+    Datadog(DatadogConfig),
 }
 
 impl ConnectorConfig {
@@ -45,6 +47,7 @@ impl ConnectorConfig {
             ConnectorConfig::Teams(_) => ConnectorKind::Teams,
             ConnectorConfig::Pagerduty(_) => ConnectorKind::Pagerduty,
             ConnectorConfig::Discord(_) => ConnectorKind::Discord,
+            ConnectorConfig::Datadog(_) => ConnectorKind::Datadog,
         }
     }
 
@@ -68,6 +71,7 @@ impl ConnectorConfig {
             ConnectorConfig::Teams(c) => common!(c, Some(TEAMS_RATE)),
             ConnectorConfig::Pagerduty(c) => common!(c, Some(PAGERDUTY_RATE)),
             ConnectorConfig::Discord(c) => common!(c, Some(DISCORD_RATE)),
+            ConnectorConfig::Datadog(c) => common!(c, Some(DATADOG_RATE)),
         }
     }
 }
@@ -85,10 +89,11 @@ pub enum ConnectorKind {
     Teams,
     Pagerduty,
     Discord,
+    Datadog,
 }
 
 impl ConnectorKind {
-    pub const ALL: [ConnectorKind; 7] = [
+    pub const ALL: [ConnectorKind; 8] = [
         ConnectorKind::Webhook,
         ConnectorKind::Testrail,
         ConnectorKind::Jira,
@@ -96,6 +101,7 @@ impl ConnectorKind {
         ConnectorKind::Teams,
         ConnectorKind::Pagerduty,
         ConnectorKind::Discord,
+        ConnectorKind::Datadog,
     ];
 
     /// Whether the connector builds one result per pipeline from its parts as they arrive
@@ -117,6 +123,7 @@ impl ConnectorKind {
             ConnectorKind::Teams => "teams",
             ConnectorKind::Pagerduty => "pagerduty",
             ConnectorKind::Discord => "discord",
+            ConnectorKind::Datadog => "datadog",
         }
     }
 

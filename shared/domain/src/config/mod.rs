@@ -252,7 +252,7 @@ pub struct HealthConfig {
     /// Connectors whose failure makes the whole status CRITICAL (others: DEGRADED).
     #[serde(default)]
     pub critical: Vec<ConnectorName>,
-    /// The connector that carries alerts on status transitions (slack, teams, pagerduty, discord or
+    /// The connector that carries alerts on status transitions (slack, teams, pagerduty, discord, datadog or
     /// webhook).
     #[serde(default)]
     pub alert: Option<ConnectorName>,
@@ -453,7 +453,7 @@ impl Config {
             match self.connector_kind(a) {
                 None => errors.push(format!("health.alert: unknown connector {:?}", a.as_str())),
                 Some(ConnectorKind::Testrail | ConnectorKind::Jira) => errors.push(format!(
-                    "health.alert: {:?} cannot carry alerts; use a slack, teams, pagerduty, discord or webhook connector",
+                    "health.alert: {:?} cannot carry alerts; use a slack, teams, pagerduty, discord, datadog or webhook connector",
                     a.as_str()
                 )),
                 Some(_) => {}
