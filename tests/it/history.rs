@@ -543,6 +543,13 @@ impl RunStore for FailOnce {
     ) -> Result<(), testrelay_domain::ports::StoreError> {
         self.inner.update_delivery(id, connector, update).await
     }
+    async fn add_delivery(
+        &self,
+        id: &testrelay_domain::ids::RunId,
+        d: &testrelay_domain::ports::DeliveryRecord,
+    ) -> Result<bool, testrelay_domain::ports::StoreError> {
+        self.inner.add_delivery(id, d).await
+    }
 }
 
 /// A completion interrupted after its history update (the merged run not stored: the last

@@ -85,6 +85,8 @@ fn connector(
     dir: &tempfile::TempDir,
 ) -> WebhookConnector {
     let config = WebhookConfig {
+        fallback: None,
+        fallback_after_minutes: 60,
         url,
         secret: SecretRef::Env("UNUSED".into()),
         timeout_ms,

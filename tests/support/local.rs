@@ -75,6 +75,8 @@ pub fn config(dir: &std::path::Path, url: &str) -> Config {
         connectors: BTreeMap::from([(
             ConnectorName::parse(CONNECTOR).unwrap(),
             ConnectorConfig::Webhook(WebhookConfig {
+                fallback: None,
+                fallback_after_minutes: 60,
                 url: url.to_string(),
                 secret: SecretRef::Secret("hook-secret".into()),
                 timeout_ms: 5_000,

@@ -131,6 +131,10 @@ impl DynamoRunStore {
     }
 }
 
+/// Where deliveries added after the run was created sort: after every delivery it was
+/// created with.
+const ADDED_POSITION: usize = 10_000;
+
 fn delivery_item(pk: &str, position: usize, d: &DeliveryRecord) -> Result<Item, StoreError> {
     let mut item = Item::from([
         ("pk".into(), s(pk)),
@@ -161,6 +165,11 @@ fn delivery_item(pk: &str, position: usize, d: &DeliveryRecord) -> Result<Item, 
     ] {
         if let Some(v) = v {
             item.insert(k.into(), s(v.clone()));
+        }
+    }
+    for (k, v) in [("notice_for", &d.notice_for), ("via", &d.via)] {
+        if let Some(v) = v {
+            item.insert(k.into(), s(v.as_str()));
         }
     }
     Ok(item)
@@ -197,6 +206,8 @@ fn delivery_from(item: &Item) -> Result<(u64, DeliveryRecord), StoreError> {
             external_ref: opt("external_ref"),
             generation: get_n(item, "generation").unwrap_or(0) as u32,
             redrive_from: get_n(item, "redrive_from").unwrap_or(0) as u32,
+            notice_for: get_s(item, "notice_for").and_then(|c| ConnectorName::parse(c).ok()),
+            via: get_s(item, "via").and_then(|c| ConnectorName::parse(c).ok()),
         },
     ))
 }
@@ -265,6 +276,53 @@ impl RunStore for DynamoRunStore {
         deliveries.sort_by_key(|(pos, _)| *pos);
         record.deliveries = deliveries.into_iter().map(|(_, d)| d).collect();
         Ok(Some(record))
+    }
+
+    async fn add_delivery(&self, id: &RunId, d: &DeliveryRecord) -> Result<bool, StoreError> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{ConditionCheck, Put, TransactWriteItem};
+        let pk = run_pk(id);
+        // After the run's own deliveries (which hold positions from 0); only to a run that
+        // exists, and only once: one transaction of both conditions.
+        let item = self.expiring(delivery_item(&pk, ADDED_POSITION, d)?);
+        let run_exists = ConditionCheck::builder()
+            .table_name(&self.table)
+            .key("pk", s(&pk))
+            .key("sk", s("RUN"))
+            .condition_expression("attribute_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::new(BACKEND, e))?;
+        let put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            .build()
+            .map_err(|e| StoreError::new(BACKEND, e))?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(
+                TransactWriteItem::builder()
+                    .condition_check(run_exists)
+                    .build(),
+            )
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(e) => match e.as_service_error() {
+                // A condition failed: no such run, or the delivery exists.
+                Some(TransactWriteItemsError::TransactionCanceledException(c))
+                    if c.cancellation_reasons()
+                        .iter()
+                        .any(|r| r.code() == Some("ConditionalCheckFailed")) =>
+                {
+                    Ok(false)
+                }
+                _ => Err(err(e)),
+            },
+        }
     }
 
     async fn update_delivery(

@@ -88,6 +88,8 @@ pub fn dev_config(data_dir: &Path, addr: std::net::SocketAddr) -> Result<(Config
         connectors: BTreeMap::from([(
             sink,
             ConnectorConfig::Webhook(WebhookConfig {
+                fallback: None,
+                fallback_after_minutes: 60,
                 url: format!("http://{addr}/dev/sink"),
                 secret: SecretRef::Secret(DEV_SECRET_NAME.into()),
                 timeout_ms: 5_000,

@@ -262,6 +262,26 @@ impl RunStore for SqliteStore {
         .await
     }
 
+    async fn add_delivery(&self, id: &RunId, d: &DeliveryRecord) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        let connector = d.connector.to_string();
+        let record = to_json(d)?;
+        self.with(move |c| {
+            let added = c
+                .execute(
+                    "INSERT OR IGNORE INTO deliveries (run_id, connector, position, record)
+                     SELECT run_id, ?2,
+                       (SELECT COALESCE(MAX(position), -1) + 1 FROM deliveries WHERE run_id = ?1),
+                       ?3
+                     FROM runs WHERE run_id = ?1",
+                    params![id, connector, record],
+                )
+                .map_err(db_err)?;
+            Ok(added == 1)
+        })
+        .await
+    }
+
     async fn update_delivery(
         &self,
         id: &RunId,

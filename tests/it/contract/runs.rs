@@ -381,3 +381,50 @@ async fn run_items_carry_their_expiry(engine: testrelay_tests::aws::Engine) {
 }
 
 crate::on_engines!(run_items_carry_their_expiry);
+
+/// A delivery added after the run was created (a fallback notice): once, after the run's
+/// own, and only to a run that exists.
+async fn added_deliveries(store: &std::sync::Arc<dyn RunStore>) {
+    let run = record(&["chat", "hook"]);
+    store.create_run(&run).await.unwrap();
+    let mut notice = DeliveryRecord::queued(name("chat.fallback"), ConnectorKind::Webhook);
+    notice.notice_for = Some(name("chat"));
+    notice.via = Some(name("hook"));
+    assert!(store.add_delivery(&run.run_id, &notice).await.unwrap());
+    assert!(
+        !store.add_delivery(&run.run_id, &notice).await.unwrap(),
+        "once"
+    );
+    let existing = DeliveryRecord::queued(name("hook"), ConnectorKind::Webhook);
+    assert!(
+        !store.add_delivery(&run.run_id, &existing).await.unwrap(),
+        "not over a delivery"
+    );
+    let elsewhere = RunId::new(1_700_000_000_001);
+    assert!(
+        !store.add_delivery(&elsewhere, &notice).await.unwrap(),
+        "not to a missing run"
+    );
+    assert!(store.get_run(&elsewhere).await.unwrap().is_none());
+    let got = store.get_run(&run.run_id).await.unwrap().unwrap();
+    let names: Vec<&str> = got
+        .deliveries
+        .iter()
+        .map(|d| d.connector.as_str())
+        .collect();
+    assert_eq!(names, ["chat", "hook", "chat.fallback"]);
+    assert_eq!(got.deliveries[2], notice);
+    store
+        .update_delivery(
+            &run.run_id,
+            &name("chat.fallback"),
+            &DeliveryUpdate::to(DeliveryState::Delivered),
+        )
+        .await
+        .unwrap();
+    let got = store.get_run(&run.run_id).await.unwrap().unwrap();
+    assert_eq!(got.deliveries[2].state, DeliveryState::Delivered);
+    assert_eq!(got.deliveries[2].via.as_ref().unwrap().as_str(), "hook");
+}
+
+crate::contract!(add_delivery, added_deliveries);

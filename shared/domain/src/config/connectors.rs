@@ -4,6 +4,7 @@
 
 use super::{SecretRef, check_url};
 use crate::delivery::breaker::BreakerConfig;
+use crate::ids::ConnectorName;
 use serde::Deserialize;
 
 /// A token bucket per target: `per_minute` requests on average, up to `burst` at once.
@@ -56,6 +57,8 @@ pub struct Common<'a> {
     pub timeout_ms: u64,
     pub breaker: &'a BreakerConfig,
     pub rate_limit: Option<RateLimit>,
+    pub fallback: Option<&'a ConnectorName>,
+    pub fallback_after_minutes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -76,6 +79,13 @@ pub struct WebhookConfig {
     /// No limit unless configured.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
     /// The health check GETs this URL (any answer below 500 is healthy) instead of posting
     /// a signed `ping` event to `url`.
     #[serde(default)]
@@ -142,6 +152,13 @@ pub struct TestRailConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -237,6 +254,13 @@ pub struct JiraConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -269,6 +293,13 @@ pub struct XrayConfig {
     /// licence tiers (1000 on the higher) unless configured.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
 }
 
 /// Xray Cloud's limit on the lower licence tiers: 300 requests per 5 minutes.
@@ -361,6 +392,13 @@ pub struct SlackConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
     /// `conversations.history` (the lookup that keeps a retried post exactly once) has its
     /// own, far lower limit: 1 request a minute for apps distributed outside the Slack
     /// Marketplace, unless configured (internal custom apps keep about 50).
@@ -400,6 +438,13 @@ pub struct TeamsConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
 }
 
 /// Discord allows a webhook about 5 requests per 2 seconds and a channel about 30 messages
@@ -425,6 +470,13 @@ pub struct DiscordConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
 }
 
 /// Datadog's event intake allows far more; this keeps a run's event and series well inside
@@ -471,6 +523,17 @@ pub struct DatadogConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
+}
+
+fn default_fallback_after() -> u64 {
+    60
 }
 
 fn default_datadog_site() -> String {
@@ -512,6 +575,13 @@ pub struct PagerDutyConfig {
     pub breaker: BreakerConfig,
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
+    /// Another connector that hears, once per run, when this one's delivery of the run
+    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
+    /// circuit breaker.
+    #[serde(default)]
+    pub fallback: Option<ConnectorName>,
+    #[serde(default = "default_fallback_after")]
+    pub fallback_after_minutes: u64,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -60,6 +60,8 @@ impl ConnectorConfig {
                     timeout_ms: $c.timeout_ms,
                     breaker: &$c.breaker,
                     rate_limit: $c.rate_limit.or($default),
+                    fallback: $c.fallback.as_ref(),
+                    fallback_after_minutes: $c.fallback_after_minutes,
                 }
             };
         }

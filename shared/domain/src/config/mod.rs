@@ -425,6 +425,28 @@ impl Config {
             for p in connectors::problems(connector) {
                 errors.push(format!("connectors.{name}.{p}"));
             }
+            let common = connector.common();
+            if let Some(f) = common.fallback {
+                match self.connector_kind(f) {
+                    _ if f == name => errors.push(format!(
+                        "connectors.{name}.fallback: a connector cannot be its own fallback"
+                    )),
+                    None => errors.push(format!(
+                        "connectors.{name}.fallback: unknown connector {:?}",
+                        f.as_str()
+                    )),
+                    Some(ConnectorKind::Testrail | ConnectorKind::Jira) => errors.push(format!(
+                        "connectors.{name}.fallback: {:?} cannot carry a notice; use a slack, teams, pagerduty, discord, datadog or webhook connector",
+                        f.as_str()
+                    )),
+                    Some(_) => {}
+                }
+            }
+            if !(1..=10_080).contains(&common.fallback_after_minutes) {
+                errors.push(format!(
+                    "connectors.{name}.fallback_after_minutes: must be 1 to 10080"
+                ));
+            }
         }
         if let Some(u) = &s.public_url
             && let Err(e) = check_url(u, true)

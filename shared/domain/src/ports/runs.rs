@@ -74,6 +74,13 @@ pub struct DeliveryRecord {
     /// Attempts made before the last redrive (the retry schedule restarts after it).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub redrive_from: u32,
+    /// A fallback notice: the connector whose delivery of this run failed, which this
+    /// delivery tells about through [`DeliveryRecord::via`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice_for: Option<ConnectorName>,
+    /// The connector a fallback notice goes through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ConnectorName>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -93,6 +100,8 @@ impl DeliveryRecord {
             external_ref: None,
             generation: 0,
             redrive_from: 0,
+            notice_for: None,
+            via: None,
         }
     }
 }
@@ -182,4 +191,8 @@ pub trait RunStore: Send + Sync {
         connector: &ConnectorName,
         update: &DeliveryUpdate,
     ) -> Result<(), StoreError>;
+    /// Adds `delivery` to run `id` (after its others) unless the run has a delivery of that
+    /// connector already (a conditional write): true when this call added it.
+    async fn add_delivery(&self, id: &RunId, delivery: &DeliveryRecord)
+    -> Result<bool, StoreError>;
 }
