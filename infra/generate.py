@@ -38,6 +38,7 @@ KINDS = [
 
 
 def fill(text, index):
+    """A kind's copy of `text`; `{{ALLQUEUES}}` (every delivery queue) is left to inline()."""
     kind, batch, concurrency = KINDS[index]
     last = index == len(KINDS) - 1
     return (text.replace("{{Kind}}", kind.capitalize()).replace("{{kind}}", kind)
@@ -46,6 +47,8 @@ def fill(text, index):
 
 
 def inline(line):
+    line = line.replace("{{ALLQUEUES}}", "[" + ", ".join(
+        f"!GetAtt {kind.capitalize()}Queue.Arn" for kind, _, _ in KINDS) + "]")
     return re.sub(r"\[\[(.*?)\]\]",
                   lambda m: "".join(fill(m.group(1), i) for i in range(len(KINDS))), line)
 

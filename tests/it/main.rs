@@ -5,6 +5,7 @@
 mod alarms;
 pub(crate) mod connectors;
 mod contract;
+mod fallback;
 mod fault_injection;
 mod health;
 mod history;

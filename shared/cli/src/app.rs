@@ -93,7 +93,8 @@ impl App {
             config.health.clone(),
         ));
         let mut delivery = DeliveryService::new(delivery_ports, connectors, policy)
-            .with_public_url(config.server.public_url.clone());
+            .with_public_url(config.server.public_url.clone())
+            .with_fallbacks(&config, Arc::new(store.clone()));
         if let Some(f) = faults {
             delivery = delivery.with_faults(f);
         }

@@ -145,15 +145,18 @@ impl Connector for WebhookConnector {
     /// A signed `health.changed` event.
     async fn alert(&self, alert: &HealthAlert) -> Result<(), DeliveryError> {
         let now = self.clock.now_ms();
+        // A fallback notice (another connector's delivery failed) or a health change.
+        let (kind, id) = match alert.headline {
+            Some(_) => ("delivery.fallback", format!("notice_{now}")),
+            None => ("health.changed", format!("health_{now}")),
+        };
         let body = serde_json::to_vec(&serde_json::json!({
-            "type": "health.changed",
+            "type": kind,
             "timestamp": rfc3339(now),
             "data": alert,
         }))
         .expect("serialisable");
-        self.signed(&format!("health_{now}"), now / 1000, body)
-            .await
-            .map(|_| ())
+        self.signed(&id, now / 1000, body).await.map(|_| ())
     }
 
     /// A signed `ping` event: receivers answer 2xx without acting on it.

@@ -129,6 +129,7 @@ impl AwsApp {
     pub fn delivery_service(&self, connectors: Connectors, policy: RetryPolicy) -> DeliveryService {
         DeliveryService::new(self.delivery_ports(), connectors, policy)
             .with_public_url(self.config.server.public_url.clone())
+            .with_fallbacks(&self.config, Arc::new(self.queue.clone()))
     }
 }
 

@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod breaker;
 pub mod breakers;
+pub mod fallback;
 pub mod net;
 pub mod retry;
 pub mod signing;
@@ -89,6 +90,9 @@ pub struct DeliveryPorts {
 
 pub struct DeliveryService {
     ports: DeliveryPorts,
+    fallbacks: std::collections::BTreeMap<ConnectorName, fallback::Fallback>,
+    /// Where fallback notices are enqueued (fallbacks are off without it).
+    fallback_queue: Option<Arc<dyn crate::ports::DeliveryQueue>>,
     breakers: Breakers,
     connectors: Connectors,
     policy: RetryPolicy,
@@ -115,7 +119,21 @@ impl DeliveryService {
             policy,
             faults: Arc::new(NoFaults),
             public_url: None,
+            fallbacks: Default::default(),
+            fallback_queue: None,
         }
+    }
+
+    /// The connectors' fallbacks (`fallback = "<connector>"`), their notices enqueued on
+    /// `queue`.
+    pub fn with_fallbacks(
+        mut self,
+        config: &crate::config::Config,
+        queue: Arc<dyn crate::ports::DeliveryQueue>,
+    ) -> Self {
+        self.fallbacks = fallback::fallbacks(config);
+        self.fallback_queue = Some(queue);
+        self
     }
 
     /// Where users reach this testrelay (`server.public_url`): links in messages point
@@ -184,7 +202,10 @@ impl DeliveryService {
 
     async fn try_handle(&self, msg: &DeliveryMessage) -> Result<Disposition, StepError> {
         let now = self.ports.clock.now_ms();
-        let connector = self.connectors.get(&msg.connector);
+        // A fallback notice goes through the connector it names.
+        let connector = self
+            .connectors
+            .get(msg.via.as_ref().unwrap_or(&msg.connector));
         // The breaker first, without reading the run: while a target is down, thousands of
         // messages cycle through here and each deferral must stay cheap. The run store
         // ignores the Deferred state for a delivery that is delivered or dead-lettered.
@@ -210,6 +231,9 @@ impl DeliveryService {
                 .runs
                 .update_delivery(&msg.run_id, &msg.connector, &update)
                 .await?;
+            if self.waited_too_long(msg, now) {
+                self.fall_back(msg, false).await?;
+            }
             self.outcome(msg, "deferred");
             return Ok(Disposition::Requeue(Duration::from_millis(
                 retry_at_ms.saturating_sub(now),
@@ -235,6 +259,8 @@ impl DeliveryService {
         }
         if delivery.state == DeliveryState::DeadLettered && msg.generation <= delivery.generation {
             tracing::info!(run_id = %msg.run_id, connector = %msg.connector, "stale message of a dead-lettered delivery");
+            // Its notice may not have been enqueued (a crash right after dead-lettering).
+            self.fall_back(msg, false).await?;
             return Ok(Disposition::Done);
         }
         let redrive = (msg.generation > delivery.generation).then_some(Redrive {
@@ -274,6 +300,7 @@ impl DeliveryService {
         // (closing the TestRail run, the final Slack message) only once every part's
         // delivery to that connector has ended: it waits, without using up an attempt.
         if connector.kind().builds_from_parts()
+            && delivery.notice_for.is_none()
             && let Some(p) = record.meta.pipeline.as_ref().filter(|p| p.is_merged())
             && self
                 .parts_pending(&record.meta.project, &p.id, &msg.connector)
@@ -297,16 +324,6 @@ impl DeliveryService {
             .update_delivery(&msg.run_id, &msg.connector, &update)
             .await?;
 
-        let Some(bytes) = self.ports.blobs.get(&run_blob_key(&msg.run_id)).await? else {
-            let outcome = Outcome {
-                attempt: attempt(number, now, now),
-                result: Err(permanent("the stored report is missing".into())),
-            };
-            return self.finish(msg, delivery, None, position, outcome).await;
-        };
-        let mut run: TestRun = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::new("blob store", format!("stored run unreadable: {e}")))?;
-        run.changes = record.changes.clone();
         let steps = Steps::new(
             self.ports.idempotency.clone(),
             self.ports.clock.clone(),
@@ -325,7 +342,28 @@ impl DeliveryService {
                 msg.run_id
             ),
         };
-        let result = match connector.deliver(&run, &ctx, &steps).await {
+        let delivered = match &delivery.notice_for {
+            // A fallback notice: the run's record says what failed.
+            Some(failed) => {
+                self.notify(connector.as_ref(), &record, failed, &ctx, &steps)
+                    .await
+            }
+            None => {
+                let Some(bytes) = self.ports.blobs.get(&run_blob_key(&msg.run_id)).await? else {
+                    let outcome = Outcome {
+                        attempt: attempt(number, now, now),
+                        result: Err(permanent("the stored report is missing".into())),
+                    };
+                    return self.finish(msg, delivery, None, position, outcome).await;
+                };
+                let mut run: TestRun = serde_json::from_slice(&bytes).map_err(|e| {
+                    StoreError::new("blob store", format!("stored run unreadable: {e}"))
+                })?;
+                run.changes = record.changes.clone();
+                connector.deliver(&run, &ctx, &steps).await
+            }
+        };
+        let result = match delivered {
             Ok(d) => Ok(d),
             Err(StepError::Failed(e)) => Err(e),
             Err(other) => return Err(other),
@@ -479,6 +517,9 @@ impl DeliveryService {
                 .runs
                 .update_delivery(&msg.run_id, &msg.connector, &update)
                 .await?;
+            if self.waited_too_long(msg, now) {
+                self.fall_back(msg, false).await?;
+            }
             self.outcome(msg, "retry");
             return Ok(Disposition::Requeue(delay));
         }
@@ -515,6 +556,9 @@ impl DeliveryService {
             .runs
             .update_delivery(&msg.run_id, &msg.connector, &update)
             .await?;
+        // After the record says why (the notice reads it there). A crash before this brings
+        // the message back as a stale one of a dead-lettered delivery, which falls back too.
+        self.fall_back(msg, true).await?;
         self.outcome(msg, "dead_lettered");
         self.ports
             .metrics

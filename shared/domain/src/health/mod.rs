@@ -117,10 +117,17 @@ pub struct HealthAlert {
     pub at: String,
     /// One line per problem (`jira (critical): timed out after 10000 ms`); empty when healthy.
     pub problems: Vec<String>,
+    /// The title instead of the health one: a fallback notice's (see
+    /// [`crate::delivery::fallback`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub headline: Option<String>,
 }
 
 impl HealthAlert {
     pub fn title(&self) -> String {
+        if let Some(h) = &self.headline {
+            return h.clone();
+        }
         format!(
             "testrelay health: {} (was {})",
             self.status.as_str(),
@@ -389,6 +396,7 @@ impl HealthService {
             previous,
             at: report.checked_at.clone(),
             problems: problems(report),
+            headline: None,
         };
         match connector.alert(&alert).await {
             Ok(()) => {

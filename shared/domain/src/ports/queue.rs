@@ -25,6 +25,10 @@ pub struct DeliveryMessage {
     /// messages written before it existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accepted_ms: Option<u64>,
+    /// A fallback notice's: the connector it goes through (`connector` names the notice's
+    /// delivery in the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub via: Option<ConnectorName>,
 }
 
 fn is_zero(n: &u32) -> bool {
@@ -40,6 +44,7 @@ impl DeliveryMessage {
             generation: 0,
             not_before_ms: None,
             accepted_ms: None,
+            via: None,
         }
     }
 
