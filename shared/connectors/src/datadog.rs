@@ -15,6 +15,7 @@
 //! states this, as for Teams). The series are gauges at the run's time: sent again, they
 //! replace the same points.
 
+use crate::cut_chars;
 use crate::http::json;
 use crate::{Base, Env, parse_url};
 use async_trait::async_trait;
@@ -170,15 +171,6 @@ impl Connector for Datadog {
 /// `api.us3.datadoghq.com`, `api.ddog-gov.com`, ...).
 pub fn api_base(site: &str) -> String {
     format!("https://api.{site}")
-}
-
-fn cut_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 /// A tag value as Datadog keeps it: lowercase, letters, digits and `_ - : . /`, others `_`.

@@ -10,6 +10,7 @@
 //! cannot look messages up, so in the one window where a try crashes after Discord accepted
 //! the post and before that is recorded, the retry posts again (as for Teams).
 
+use crate::cut_chars;
 use crate::http::json;
 use crate::{Base, Env, origin, parse_url};
 use async_trait::async_trait;
@@ -203,16 +204,6 @@ impl Connector for Discord {
         })
         .await
     }
-}
-
-/// `s` cut to `max` characters (Discord counts characters, not bytes), with `…` when cut.
-fn cut_chars(s: &str, max: usize) -> String {
-    if s.chars().count() <= max {
-        return s.to_string();
-    }
-    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
-    out.push('…');
-    out
 }
 
 fn chars(s: &str) -> usize {

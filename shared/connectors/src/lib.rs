@@ -126,6 +126,17 @@ pub fn origin(url: &reqwest::Url) -> String {
     )
 }
 
+/// `s` cut to `max` characters, with `…` when cut: for vendors that count characters, not
+/// bytes (Discord, Datadog).
+pub fn cut_chars(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
 /// The first 8 bytes of a SHA-256, in hex: short stable keys for state and steps.
 pub fn digest8(s: &str) -> String {
     testrelay_domain::ids::digest16(s)

@@ -1,6 +1,7 @@
 //! The connectors' configuration by kind, and the kinds: each kind is a deploy unit (its own
 //! queue and delivery function on AWS).
 
+use super::channels::*;
 use super::connectors::*;
 use serde::Deserialize;
 

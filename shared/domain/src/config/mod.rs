@@ -2,11 +2,13 @@
 //! clear), projects and their routes, and connector settings with secrets referenced, not
 //! inlined. Validation happens once at start; every error names the offending key.
 
+mod channels;
 mod connectors;
 pub mod history;
 mod kinds;
 pub mod routes;
 
+pub use channels::*;
 pub use connectors::*;
 pub use kinds::*;
 
