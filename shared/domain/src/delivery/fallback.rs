@@ -72,6 +72,18 @@ impl DeliveryService {
         ) else {
             return Ok(());
         };
+        // While a target is down every deferral and retry of the delivery comes here: once
+        // this process has enqueued its notice, they cost nothing more.
+        let seen = (msg.run_id.clone(), msg.connector.clone());
+        if !always_enqueue
+            && self
+                .fallen_back
+                .lock()
+                .expect("not poisoned")
+                .contains(&seen)
+        {
+            return Ok(());
+        }
         let mut record = DeliveryRecord::queued(notice_name(&msg.connector), f.kind);
         record.notice_for = Some(msg.connector.clone());
         record.via = Some(f.via.clone());
@@ -102,6 +114,12 @@ impl DeliveryService {
                     .count("Fallbacks", &[("Connector", msg.connector.as_str())], 1);
             }
         }
+        // Enqueued, or delivered already: nothing more to do for it in this process.
+        let mut done = self.fallen_back.lock().expect("not poisoned");
+        if done.len() >= 10_000 {
+            done.clear();
+        }
+        done.insert(seen);
         Ok(())
     }
 

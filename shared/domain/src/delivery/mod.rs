@@ -93,6 +93,8 @@ pub struct DeliveryService {
     fallbacks: std::collections::BTreeMap<ConnectorName, fallback::Fallback>,
     /// Where fallback notices are enqueued (fallbacks are off without it).
     fallback_queue: Option<Arc<dyn crate::ports::DeliveryQueue>>,
+    /// Deliveries this process has enqueued a notice for (bounded).
+    fallen_back: std::sync::Mutex<std::collections::HashSet<(crate::ids::RunId, ConnectorName)>>,
     breakers: Breakers,
     connectors: Connectors,
     policy: RetryPolicy,
@@ -121,6 +123,7 @@ impl DeliveryService {
             public_url: None,
             fallbacks: Default::default(),
             fallback_queue: None,
+            fallen_back: Default::default(),
         }
     }
 
