@@ -165,68 +165,26 @@ async fn a_dead_lettered_slack_delivery_falls_back_once_embedded() {
 }
 
 async fn a_dead_lettered_slack_delivery_falls_back_once(engine: Engine) {
-    use testrelay_domain::delivery::retry::RetryPolicy;
-    use testrelay_tests::warp::WarpQueue;
     let slack = refusing_slack().await;
     let hook = Receiver::start(200).await;
     let stack = testrelay_tests::aws::Stack::create_on(engine).await;
-    let names = [
-        (
-            testrelay_tests::unique("testrelay/slack"),
-            "xoxb-test-token-1234".to_string(),
-        ),
-        (
-            testrelay_tests::unique("testrelay/hook"),
-            hook.secret_text.clone(),
-        ),
+    let secrets = [
+        ("slack", "xoxb-test-token-1234".to_string()),
+        ("hook", hook.secret_text.clone()),
     ];
-    for (name, value) in &names {
-        testrelay_tests::aws::put_secret(&stack.sdk, name, value).await;
-    }
+    let secret = crate::pipeline_flow::aws_secrets(&stack, secrets).await;
     let dir = tempfile::tempdir().unwrap();
     let base = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
-    let config = config(base, &slack, &hook, |s| {
-        names
-            .iter()
-            .find(|(n, _)| n.starts_with(&format!("testrelay/{s}")))
-            .unwrap()
-            .0
-            .clone()
-    });
+    let config = config(base, &slack, &hook, secret);
     let clock = Arc::new(ManualClock::new(T0));
     let app = testrelay_lambda::bootstrap::AwsApp::new(config, &stack.sdk, stack.resources());
-    let warp = Arc::new(WarpQueue::new(app.queue.clone(), clock.clone()));
-    let env =
-        testrelay_connectors::Env::new(&app.config, Arc::new(app.state.clone()), clock.clone());
-    let connectors = testrelay_connectors::build(&app.config, &app.secrets, &env)
-        .await
-        .unwrap();
-    let (ports, ingest_ports) = testrelay_tests::warp::ports_on(
-        &app,
-        &warp,
-        &clock,
-        Arc::new(testrelay_domain::health::metrics::NoMetrics),
-    );
-    let service = Arc::new(
-        DeliveryService::new(ports, connectors, RetryPolicy::default())
-            .with_fallbacks(&app.config, warp.clone()),
-    );
-    let workers = crate::pipeline_flow::workers(&service, warp.clone(), warp.clone(), 2);
-    let ingest = Arc::new(IngestService::new(app.config.clone(), ingest_ports));
-    let drain = || async {
-        let mut handled = 0;
-        for w in &workers {
-            handled += w.drain().await;
-        }
-        handled
-    };
-    let settle = || testrelay_tests::warp::settle(&warp, &clock, 200, drain);
+    let on = crate::pipeline_flow::OnAws::start(app, clock, None, 2).await;
     scenario(
-        ingest,
-        Arc::new(app.runs.clone()),
-        service.clone(),
+        on.ingest.clone(),
+        Arc::new(on.app.runs.clone()),
+        on.service.clone(),
         &hook,
-        settle,
+        || on.settle(200),
     )
     .await;
 }

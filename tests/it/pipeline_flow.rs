@@ -304,58 +304,96 @@ async fn embedded(faults: Option<Arc<EachPointOnce>>) {
     vendors.check().await;
 }
 
+/// Puts `secrets` in `stack`'s Secrets Manager under unique names; answers the stored name
+/// of each short one.
+pub(crate) async fn aws_secrets(
+    stack: &testrelay_tests::aws::Stack,
+    secrets: impl IntoIterator<Item = (&'static str, String)>,
+) -> impl Fn(&str) -> String {
+    let mut names: Vec<(&'static str, String)> = Vec::new();
+    for (short, value) in secrets {
+        let name = testrelay_tests::unique(&format!("testrelay/{short}"));
+        testrelay_tests::aws::put_secret(&stack.sdk, &name, &value).await;
+        names.push((short, name));
+    }
+    move |s: &str| names.iter().find(|(n, _)| *n == s).unwrap().1.clone()
+}
+
+/// The AWS adapters on a manual clock: the delivery service (with `faults`, and the
+/// configuration's fallbacks) and its workers on a warp queue, and ingest on the same queue.
+pub(crate) struct OnAws {
+    pub app: testrelay_lambda::bootstrap::AwsApp,
+    pub service: Arc<testrelay_domain::delivery::DeliveryService>,
+    pub ingest: Arc<IngestService>,
+    warp: Arc<testrelay_tests::warp::WarpQueue>,
+    clock: Arc<ManualClock>,
+    workers: Vec<testrelay_domain::delivery::worker::Worker>,
+}
+
+impl OnAws {
+    pub async fn start(
+        app: testrelay_lambda::bootstrap::AwsApp,
+        clock: Arc<ManualClock>,
+        faults: Option<Arc<dyn testrelay_domain::delivery::steps::Faults>>,
+        concurrency: usize,
+    ) -> OnAws {
+        use testrelay_domain::delivery::DeliveryService;
+        use testrelay_domain::delivery::retry::RetryPolicy;
+        let warp = Arc::new(testrelay_tests::warp::WarpQueue::new(
+            app.queue.clone(),
+            clock.clone(),
+        ));
+        let env =
+            testrelay_connectors::Env::new(&app.config, Arc::new(app.state.clone()), clock.clone());
+        let connectors = testrelay_connectors::build(&app.config, &app.secrets, &env)
+            .await
+            .unwrap();
+        let metrics = Arc::new(testrelay_domain::health::metrics::NoMetrics);
+        let (ports, ingest_ports) = testrelay_tests::warp::ports_on(&app, &warp, &clock, metrics);
+        let mut service = DeliveryService::new(ports, connectors, RetryPolicy::default())
+            .with_fallbacks(&app.config, warp.clone());
+        if let Some(f) = faults {
+            service = service.with_faults(f);
+        }
+        let service = Arc::new(service);
+        let workers = workers(&service, warp.clone(), warp.clone(), concurrency);
+        let ingest = Arc::new(IngestService::new(app.config.clone(), ingest_ports));
+        OnAws {
+            app,
+            service,
+            ingest,
+            warp,
+            clock,
+            workers,
+        }
+    }
+
+    /// Delivers until nothing is left (see [`testrelay_tests::warp::settle`]).
+    pub async fn settle(&self, max_rounds: usize) {
+        let drain = || async {
+            let mut handled = 0;
+            for w in &self.workers {
+                handled += w.drain().await;
+            }
+            handled
+        };
+        testrelay_tests::warp::settle(&self.warp, &self.clock, max_rounds, drain).await;
+    }
+}
+
 /// On the AWS adapters, with a crash at every point of every step of every connector.
 async fn a_sharded_pipeline_on_aws(engine: Engine) {
-    use testrelay_domain::delivery::DeliveryService;
-    use testrelay_domain::delivery::retry::RetryPolicy;
-    use testrelay_tests::warp::WarpQueue;
-
     let vendors = Vendors::start(SHARDS, TESTS).await;
     let stack = testrelay_tests::aws::Stack::create_on(engine).await;
-    let names: Vec<(String, String)> = vendors
-        .secrets()
-        .into_iter()
-        .map(|(n, v)| (testrelay_tests::unique(&format!("testrelay/{n}")), v))
-        .collect();
-    for (name, value) in &names {
-        testrelay_tests::aws::put_secret(&stack.sdk, name, value).await;
-    }
+    let secret = aws_secrets(&stack, vendors.secrets()).await;
     let dir = tempfile::tempdir().unwrap();
     let base = testrelay_tests::local::config(dir.path(), "http://127.0.0.1:9");
-    let config = vendors.config(base, |s| {
-        names
-            .iter()
-            .find(|(n, _)| n.starts_with(&format!("testrelay/{s}")))
-            .unwrap()
-            .0
-            .clone()
-    });
+    let config = vendors.config(base, secret);
     let clock = Arc::new(ManualClock::new(T0));
     let app = testrelay_lambda::bootstrap::AwsApp::new(config, &stack.sdk, stack.resources());
-    let warp = Arc::new(WarpQueue::new(app.queue.clone(), clock.clone()));
-    let metrics = Arc::new(testrelay_domain::health::metrics::NoMetrics);
-    let env =
-        testrelay_connectors::Env::new(&app.config, Arc::new(app.state.clone()), clock.clone());
-    let connectors = testrelay_connectors::build(&app.config, &app.secrets, &env)
-        .await
-        .unwrap();
     let crashes = crashes();
-    let (ports, ingest_ports) = testrelay_tests::warp::ports_on(&app, &warp, &clock, metrics);
-    let service = Arc::new(
-        DeliveryService::new(ports, connectors, RetryPolicy::default())
-            .with_faults(crashes.clone()),
-    );
-    let workers = workers(&service, warp.clone(), warp.clone(), 4);
-    let ingest = Arc::new(IngestService::new(app.config.clone(), ingest_ports));
-    let drain = || async {
-        let mut handled = 0;
-        for w in &workers {
-            handled += w.drain().await;
-        }
-        handled
-    };
-    let settle = || testrelay_tests::warp::settle(&warp, &clock, MAX_ROUNDS, drain);
-    pipeline(ingest, SHARDS, TESTS, settle).await;
+    let on = OnAws::start(app, clock, Some(crashes.clone()), 4).await;
+    pipeline(on.ingest.clone(), SHARDS, TESTS, || on.settle(MAX_ROUNDS)).await;
     vendors.check().await;
     crashed_everywhere(&crashes);
 }
