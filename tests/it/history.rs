@@ -604,18 +604,7 @@ async fn interrupted_completion(
 #[tokio::test]
 async fn interrupted_completion_embedded() {
     let (app, _ingest, clock, dir) = crate::pipelines::local(|_| {}).await;
-    let ports = testrelay_domain::ingest::Ports {
-        blobs: Arc::new(testrelay_embedded::FileBlobStore::new(
-            dir.path().join("blobs"),
-        )),
-        runs: Arc::new(app.store.clone()),
-        idempotency: Arc::new(app.store.clone()),
-        queue: Arc::new(app.store.clone()),
-        dead_letters: Arc::new(app.store.clone()),
-        state: Arc::new(app.store.clone()),
-        clock,
-        metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
-    };
+    let ports = testrelay_tests::local::ingest_ports(&app, dir.path(), clock);
     interrupted_completion(app.config.clone(), ports).await;
 }
 

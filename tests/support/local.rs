@@ -231,18 +231,27 @@ pub async fn on_manual_clock(
         .unwrap();
     let ingest = Arc::new(testrelay_domain::ingest::IngestService::new(
         app.config.clone(),
-        testrelay_domain::ingest::Ports {
-            blobs: Arc::new(testrelay_embedded::FileBlobStore::new(dir.join("blobs"))),
-            runs: Arc::new(app.store.clone()),
-            idempotency: Arc::new(app.store.clone()),
-            queue: Arc::new(app.store.clone()),
-            dead_letters: Arc::new(app.store.clone()),
-            state: Arc::new(app.store.clone()),
-            clock,
-            metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
-        },
+        ingest_ports(&app, dir, clock),
     ));
     (app, ingest)
+}
+
+/// The local app's ingest ports (its store, the blobs in `dir`) on `clock`.
+pub fn ingest_ports(
+    app: &App,
+    dir: &std::path::Path,
+    clock: Arc<testrelay_domain::ports::ManualClock>,
+) -> testrelay_domain::ingest::Ports {
+    testrelay_domain::ingest::Ports {
+        blobs: Arc::new(testrelay_embedded::FileBlobStore::new(dir.join("blobs"))),
+        runs: Arc::new(app.store.clone()),
+        idempotency: Arc::new(app.store.clone()),
+        queue: Arc::new(app.store.clone()),
+        dead_letters: Arc::new(app.store.clone()),
+        state: Arc::new(app.store.clone()),
+        clock,
+        metrics: Arc::new(testrelay_domain::health::metrics::NoMetrics),
+    }
 }
 
 /// Submits `n` small reports (one pass, one failure; project `web`, commit `c<i>`) through
