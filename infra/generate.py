@@ -34,6 +34,7 @@ KINDS = [
     ("pagerduty", 10, 2),
     ("discord", 5, 2),
     ("datadog", 10, 2),
+    ("email", 5, 2),
 ]
 
 

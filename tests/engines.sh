@@ -3,6 +3,9 @@
 #   moto            every service (AWS_ENDPOINT_URL): the Lambda checks and most AWS tests
 #   DynamoDB Local  AWS's own DynamoDB engine (TESTRELAY_DYNAMODB_LOCAL_URL)
 #   MiniStack       an independent SQS, S3 and Secrets Manager (TESTRELAY_MINISTACK_URL)
+#   an SMTP server  tests/smtp_server.py (aiosmtpd): STARTTLS, implicit TLS and plain ports
+#                   (TESTRELAY_SMTP_STARTTLS_PORT, _TLS_PORT, _PLAIN_PORT; its mail and CA
+#                   under TESTRELAY_SMTP_DIR)
 # The contract suites and the fault-injection suite run on moto and on DynamoDB Local +
 # MiniStack. Needs: the venv with moto ($venv), python3, java and npm.
 
@@ -54,7 +57,7 @@ wait_for() {
   echo "$name did not answer within 30 s:"; cat "$log"; return 1
 }
 
-# start_engines ROOT: starts all three and exports their endpoints.
+# start_engines ROOT: starts all four and exports their endpoints.
 start_engines() {
   local root=$1 port log
   trap stop_engines EXIT
@@ -83,6 +86,24 @@ start_engines() {
   engine_pids+=($!)
   wait_for MiniStack "http://127.0.0.1:$port/_ministack/health" $! "$log"
   export TESTRELAY_MINISTACK_URL="http://127.0.0.1:$port"
+
+  local smtp_dir="$root/target/smtp" p1 p2 p3
+  rm -rf "$smtp_dir"
+  p1=$(free_port) p2=$(free_port) p3=$(free_port)
+  log="$root/target/smtp.log"
+  "$venv/bin/python" tests/smtp_server.py "$smtp_dir" "$p1" "$p2" "$p3" >"$log" 2>&1 &
+  engine_pids+=($!)
+  local smtp_pid=$!
+  # It writes its CA once every port listens.
+  for _ in $(seq 1 150); do
+    [ -f "$smtp_dir/ca.pem" ] && break
+    if ! kill -0 "$smtp_pid" 2>/dev/null; then echo "SMTP server failed to start:"; cat "$log"; return 1; fi
+    sleep 0.2
+  done
+  [ -f "$smtp_dir/ca.pem" ] || { echo "SMTP server did not start within 30 s:"; cat "$log"; return 1; }
+  echo "== SMTP server listening on 127.0.0.1:$p1 (STARTTLS), :$p2 (TLS), :$p3 (plain)"
+  export TESTRELAY_SMTP_DIR="$smtp_dir" TESTRELAY_SMTP_STARTTLS_PORT=$p1 \
+    TESTRELAY_SMTP_TLS_PORT=$p2 TESTRELAY_SMTP_PLAIN_PORT=$p3
 
   wait_for "DynamoDB Local" "http://127.0.0.1:$ddb_port/" "$ddb_pid" "$ddb_log"
   export TESTRELAY_DYNAMODB_LOCAL_URL="http://127.0.0.1:$ddb_port"

@@ -5,11 +5,16 @@ threaded server interleaves concurrent requests between them, so two `list_appen
 one another's element: something DynamoDB itself never does (each write to an item is atomic).
 Serialising requests restores that atomicity; moto is bound to one core by the GIL anyway.
 
+It also answers `GET /_testrelay/ses-sent?region=R`: every raw message SES (v1 or v2) took
+in that region, as JSON `[{"id", "source", "destinations", "raw"}]`, for the email tests.
+
 Usage: python tests/moto_server.py PORT
 """
 
+import json
 import sys
 import threading
+from urllib.parse import parse_qs
 
 from werkzeug.serving import run_simple
 from moto.moto_server.werkzeug_app import (
@@ -22,8 +27,25 @@ app = DomainDispatcherApplication(create_backend_app)
 lock = threading.Lock()
 
 
+def ses_sent(environ, start_response):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import RawMessage, ses_backends
+
+    region = parse_qs(environ.get("QUERY_STRING", "")).get("region", ["us-east-1"])[0]
+    backend = ses_backends[DEFAULT_ACCOUNT_ID][region]
+    body = json.dumps([
+        {"id": m.id, "source": m.source, "destinations": m.destinations, "raw": m.raw_data}
+        for m in backend.sent_messages
+        if isinstance(m, RawMessage)
+    ]).encode()
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [body]
+
+
 def serial(environ, start_response):
     with lock:
+        if environ.get("PATH_INFO") == "/_testrelay/ses-sent":
+            return ses_sent(environ, start_response)
         return list(app(environ, start_response))
 
 

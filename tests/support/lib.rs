@@ -8,6 +8,7 @@ pub mod fake_vendor;
 pub mod faults;
 pub mod hostile;
 pub mod local;
+pub mod mail;
 pub mod receiver;
 pub mod vendor;
 pub mod warp;

@@ -1,5 +1,6 @@
 //! AWS adapters: S3 for run blobs, DynamoDB for run records and idempotency records, SQS
-//! for delivery queues (one per connector kind), Secrets Manager for credentials.
+//! for delivery queues (one per connector kind), Secrets Manager for credentials, SES for
+//! email.
 //!
 //! SDK errors are matched on their typed variants (a failed condition is a decision, not an
 //! outage) and only then mapped to domain errors.
@@ -7,11 +8,13 @@
 mod dynamodb;
 mod s3;
 mod secrets;
+mod ses;
 mod sqs;
 
 pub use dynamodb::{DynamoIdempotencyStore, DynamoRunStore, DynamoStateStore};
 pub use s3::S3BlobStore;
 pub use secrets::SecretsManagerStore;
+pub use ses::SesMail;
 pub use sqs::SqsDeadLetters;
 pub use sqs::{SqsQueue, SqsStats};
 

@@ -108,32 +108,7 @@ impl Http {
                 self.policy.check(ip).map_err(permanent)?;
             }
         }
-        let rate = self
-            .effective_rate(limit)
-            .filter(|_| UNLIMITED.try_with(|_| ()).is_err());
-        let slot = match rate {
-            Some(rate) => self.limiter.reserve(&limit.key, rate, MAX_SLOT_WAIT),
-            // Without a limit there is no bucket to pause: the delivery that was throttled
-            // waits as asked (its retry honours Retry-After), others go ahead.
-            None => Ok(Duration::ZERO),
-        };
-        match slot {
-            Ok(wait) if wait.is_zero() => {}
-            Ok(wait) => tokio::time::sleep(wait).await,
-            Err(wait) => {
-                return Err(DeliveryError {
-                    class: ErrorClass::Throttled,
-                    status_code: None,
-                    detail: format!(
-                        "rate limit for {}: next slot in {} s",
-                        limit.key,
-                        wait.as_secs()
-                    ),
-                    retry_after: Some(wait),
-                    target: None,
-                });
-            }
-        }
+        self.slot(limit).await?;
         let response = self
             .client
             .execute(request)
@@ -148,13 +123,57 @@ impl Http {
             // Some vendors say it only in the body (Discord: `{"retry_after": 1.5}`).
             e.retry_after = body_retry_after(response).await;
         }
+        self.throttled(limit, &e);
+        Err(e)
+    }
+
+    /// Takes `limit`'s next slot, waiting for it in process up to [`MAX_SLOT_WAIT`]; a
+    /// longer wait is a throttled error saying when to come back. Probes run
+    /// [`unlimited`]. For every request to a target, HTTP or not (an email).
+    pub async fn slot(&self, limit: &Limit) -> Result<(), DeliveryError> {
+        let rate = self
+            .effective_rate(limit)
+            .filter(|_| UNLIMITED.try_with(|_| ()).is_err());
+        let slot = match rate {
+            Some(rate) => self.limiter.reserve(&limit.key, rate, MAX_SLOT_WAIT),
+            // Without a limit there is no bucket to pause: the delivery that was throttled
+            // waits as asked (its retry honours Retry-After), others go ahead.
+            None => Ok(Duration::ZERO),
+        };
+        match slot {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => {
+                tokio::time::sleep(wait).await;
+                Ok(())
+            }
+            Err(wait) => Err(DeliveryError {
+                class: ErrorClass::Throttled,
+                status_code: None,
+                detail: format!(
+                    "rate limit for {}: next slot in {} s",
+                    limit.key,
+                    wait.as_secs()
+                ),
+                retry_after: Some(wait),
+                target: None,
+            }),
+        }
+    }
+
+    /// The target answered `e`: when it is throttling with a stated time, everything to
+    /// this target waits as asked, not only this delivery. (Without a stated time, only
+    /// this delivery backs off.)
+    pub fn throttled(&self, limit: &Limit, e: &DeliveryError) {
         if let (ErrorClass::Throttled, Some(pause), Some(_)) = (e.class, e.retry_after, limit.rate)
         {
-            // Everything to this target waits as asked, not only this delivery. (Without
-            // a stated time, only this delivery backs off.)
             self.limiter.pause(&limit.key, pause);
         }
-        Err(e)
+    }
+
+    /// The addresses of `host` the address policy lets a connection go to, for connections
+    /// made outside this client (SMTP).
+    pub async fn addresses(&self, host: &str, port: u16) -> Result<Vec<SocketAddr>, Unreachable> {
+        allowed_addresses(&self.policy, host, port).await
     }
 }
 
@@ -238,29 +257,56 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let policy = self.0.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let resolved: Vec<SocketAddr> =
-                tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
-            let mut refusal = None;
-            let allowed: Vec<SocketAddr> = resolved
-                .into_iter()
-                .filter(|a| match policy.check(a.ip()) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        refusal.get_or_insert(e);
-                        false
+            let allowed = allowed_addresses(&policy, &host, 0)
+                .await
+                .map_err(|e| match e {
+                    Unreachable::Lookup(io) => {
+                        Box::new(io) as Box<dyn std::error::Error + Send + Sync>
                     }
-                })
-                .collect();
-            if allowed.is_empty() {
-                let why = refusal.unwrap_or_else(|| "no address".into());
-                return Err(Box::new(Refused(format!(
-                    "{host} resolves to a refused address: {why}"
-                )))
-                    as Box<dyn std::error::Error + Send + Sync>);
-            }
+                    Unreachable::Refused(why) => Box::new(Refused(why)),
+                })?;
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
     }
+}
+
+/// Why a host has no address to connect to.
+#[derive(Debug)]
+pub enum Unreachable {
+    /// The name did not resolve (maybe for now): transient.
+    Lookup(std::io::Error),
+    /// It resolves only to addresses the policy refuses: permanent.
+    Refused(String),
+}
+
+/// The addresses `host` resolves to that the policy allows, with `port`.
+pub async fn allowed_addresses(
+    policy: &AddressPolicy,
+    host: &str,
+    port: u16,
+) -> Result<Vec<SocketAddr>, Unreachable> {
+    let resolved: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+        .await
+        .map_err(Unreachable::Lookup)?
+        .collect();
+    let mut refusal = None;
+    let allowed: Vec<SocketAddr> = resolved
+        .into_iter()
+        .filter(|a| match policy.check(a.ip()) {
+            Ok(()) => true,
+            Err(e) => {
+                refusal.get_or_insert(e);
+                false
+            }
+        })
+        .collect();
+    if allowed.is_empty() {
+        let why = refusal.unwrap_or_else(|| "no address".into());
+        return Err(Unreachable::Refused(format!(
+            "{host} resolves to a refused address: {why}"
+        )));
+    }
+    Ok(allowed)
 }
 
 /// Seconds from `Retry-After`, or the time until `X-RateLimit-Reset` (Unix seconds or an

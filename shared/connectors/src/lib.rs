@@ -8,6 +8,7 @@ pub mod answers;
 pub mod claim;
 pub mod datadog;
 pub mod discord;
+pub mod email;
 pub mod http;
 pub mod jira;
 pub mod pagerduty;
@@ -21,13 +22,13 @@ use http::{Http, Limit};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind, SecretRef};
+use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind, SecretRef, address_of};
 use testrelay_domain::delivery::Connectors;
 use testrelay_domain::delivery::breaker::BreakerConfig;
 use testrelay_domain::delivery::net::AddressPolicy;
 use testrelay_domain::ids::ConnectorName;
 use testrelay_domain::ports::{
-    Clock, Connector, DeliveryError, SecretStore, StateStore, resolve_secret,
+    Clock, Connector, DeliveryError, MailTransport, SecretStore, StateStore, resolve_secret,
 };
 
 /// What every connector holds: the shared HTTP layer, its target's rate limit, timeout and
@@ -98,6 +99,8 @@ pub struct Env {
     pub http: Http,
     pub state: Arc<dyn StateStore>,
     pub clock: Arc<dyn Clock>,
+    /// Amazon SES for email connectors set to `ses` (on AWS; `None` in the local binary).
+    pub ses: Option<email::SesTransports>,
 }
 
 impl Env {
@@ -106,7 +109,14 @@ impl Env {
             http: Http::new(AddressPolicy::new(&config.network.allow)),
             state,
             clock,
+            ses: None,
         }
+    }
+
+    /// Email connectors set to `ses` send through `ses`.
+    pub fn with_ses(mut self, ses: email::SesTransports) -> Self {
+        self.ses = Some(ses);
+        self
     }
 
     /// Every target's rate limit shared by `instances` processes (see [`Http::shared_by`]).
@@ -245,6 +255,31 @@ async fn build_one(
         ConnectorConfig::Datadog(d) => {
             let key = secret("api_key", &d.api_key, secrets).await?;
             Arc::new(datadog::Datadog::new(cfg, d, key, env)?)
+        }
+        ConnectorConfig::Email(e) => {
+            let transport: Arc<dyn MailTransport> = match (&e.smtp, &e.ses) {
+                (Some(s), _) => {
+                    let password = match &s.password {
+                        Some(p) => Some(secret("smtp.password", p, secrets).await?),
+                        None => None,
+                    };
+                    let timeout = Duration::from_millis(e.timeout_ms);
+                    Arc::new(email::smtp::Smtp::new(
+                        s,
+                        password,
+                        env.http.clone(),
+                        timeout,
+                    )?)
+                }
+                (None, Some(s)) => match &env.ses {
+                    Some(ses) => ses(s, address_of(&e.from).unwrap_or(&e.from)),
+                    None => {
+                        return Err("ses: Amazon SES is only available where testrelay runs on AWS; use smtp here".into());
+                    }
+                },
+                (None, None) => return Err("smtp: not set (set smtp or ses)".into()),
+            };
+            Arc::new(email::Email::new(name, cfg, e, transport, env)?)
         }
     })
 }

@@ -44,6 +44,8 @@ pub struct AwsApp {
     /// the template's `<Kind>Concurrency`): each keeps to that share of every target's rate
     /// limit, so together they keep to the vendor's. 1 when unset.
     pub delivery_concurrency: u32,
+    /// For the clients made per connector (SES in a connector's region).
+    pub sdk: aws_config::SdkConfig,
 }
 
 impl AwsApp {
@@ -64,6 +66,7 @@ impl AwsApp {
             secrets: SecretsManagerStore::new(sdk),
             metrics: Arc::new(crate::emf::EmfMetrics::stdout()),
             delivery_concurrency: 1,
+            sdk: sdk.clone(),
         }
     }
 
@@ -98,6 +101,7 @@ impl AwsApp {
             Arc::new(SystemClock),
         )
         .shared_by(self.delivery_concurrency)
+        .with_ses(ses_transports(self.sdk.clone()))
     }
 
     pub fn delivery_ports(&self) -> DeliveryPorts {
@@ -131,6 +135,11 @@ impl AwsApp {
             .with_public_url(self.config.server.public_url.clone())
             .with_fallbacks(&self.config, Arc::new(self.queue.clone()))
     }
+}
+
+/// Email connectors set to `ses` send through SES v2 in their region.
+pub fn ses_transports(sdk: aws_config::SdkConfig) -> testrelay_connectors::email::SesTransports {
+    Arc::new(move |c, sender| Arc::new(testrelay_aws::SesMail::new(&sdk, c, sender)))
 }
 
 /// `TESTRELAY_DELIVERY_CONCURRENCY`: a whole number from 1, or 1 when unset.

@@ -6,6 +6,7 @@
 mod answers;
 mod datadog;
 mod discord;
+mod email;
 mod jira;
 mod jira_changes;
 mod limits;

@@ -552,7 +552,7 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
                 url("api_url", u, d.allow_http);
             }
         }
-        C::Teams(_) | C::Discord(_) => {}
+        C::Teams(_) | C::Discord(_) | C::Email(_) => {}
     }
     match cfg {
         C::Testrail(t) => {
@@ -655,6 +655,7 @@ pub(super) fn problems(cfg: &super::ConnectorConfig) -> Vec<String> {
                 p.push("tags: at most 20".into());
             }
         }
+        C::Email(e) => p.extend(super::email::problems(e)),
         C::Webhook(_) | C::Teams(_) => {}
     }
     let common = cfg.common();

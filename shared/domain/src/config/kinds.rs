@@ -3,6 +3,7 @@
 
 use super::channels::*;
 use super::connectors::*;
+use super::email::*;
 use serde::Deserialize;
 
 #[derive(Debug, Clone, Deserialize)]
@@ -25,6 +26,8 @@ pub enum ConnectorConfig {
     Discord(DiscordConfig),
     /// Datadog: an event per run (Events API) and its counts as metrics (series API).
     Datadog(DatadogConfig),
+    /// Email: a message per run through an SMTP relay, or Amazon SES on AWS.
+    Email(EmailConfig),
 }
 
 impl ConnectorConfig {
@@ -49,6 +52,7 @@ impl ConnectorConfig {
             ConnectorConfig::Pagerduty(_) => ConnectorKind::Pagerduty,
             ConnectorConfig::Discord(_) => ConnectorKind::Discord,
             ConnectorConfig::Datadog(_) => ConnectorKind::Datadog,
+            ConnectorConfig::Email(_) => ConnectorKind::Email,
         }
     }
 
@@ -75,6 +79,7 @@ impl ConnectorConfig {
             ConnectorConfig::Pagerduty(c) => common!(c, Some(PAGERDUTY_RATE)),
             ConnectorConfig::Discord(c) => common!(c, Some(DISCORD_RATE)),
             ConnectorConfig::Datadog(c) => common!(c, Some(DATADOG_RATE)),
+            ConnectorConfig::Email(c) => common!(c, Some(EMAIL_RATE)),
         }
     }
 }
@@ -93,10 +98,11 @@ pub enum ConnectorKind {
     Pagerduty,
     Discord,
     Datadog,
+    Email,
 }
 
 impl ConnectorKind {
-    pub const ALL: [ConnectorKind; 8] = [
+    pub const ALL: [ConnectorKind; 9] = [
         ConnectorKind::Webhook,
         ConnectorKind::Testrail,
         ConnectorKind::Jira,
@@ -105,6 +111,7 @@ impl ConnectorKind {
         ConnectorKind::Pagerduty,
         ConnectorKind::Discord,
         ConnectorKind::Datadog,
+        ConnectorKind::Email,
     ];
 
     /// Whether the connector builds one result per pipeline from its parts as they arrive
@@ -127,6 +134,7 @@ impl ConnectorKind {
             ConnectorKind::Pagerduty => "pagerduty",
             ConnectorKind::Discord => "discord",
             ConnectorKind::Datadog => "datadog",
+            ConnectorKind::Email => "email",
         }
     }
 

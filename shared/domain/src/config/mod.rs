@@ -4,12 +4,14 @@
 
 mod channels;
 mod connectors;
+mod email;
 pub mod history;
 mod kinds;
 pub mod routes;
 
 pub use channels::*;
 pub use connectors::*;
+pub use email::*;
 pub use kinds::*;
 
 use crate::ids::{ConnectorName, KeyId, ProjectName};
@@ -254,7 +256,7 @@ pub struct HealthConfig {
     /// Connectors whose failure makes the whole status CRITICAL (others: DEGRADED).
     #[serde(default)]
     pub critical: Vec<ConnectorName>,
-    /// The connector that carries alerts on status transitions (slack, teams, pagerduty, discord, datadog or
+    /// The connector that carries alerts on status transitions (slack, teams, pagerduty, discord, datadog, email or
     /// webhook).
     #[serde(default)]
     pub alert: Option<ConnectorName>,
@@ -438,7 +440,7 @@ impl Config {
                         f.as_str()
                     )),
                     Some(ConnectorKind::Testrail | ConnectorKind::Jira) => errors.push(format!(
-                        "connectors.{name}.fallback: {:?} cannot carry a notice; use a slack, teams, pagerduty, discord, datadog or webhook connector",
+                        "connectors.{name}.fallback: {:?} cannot carry a notice; use a slack, teams, pagerduty, discord, datadog, email or webhook connector",
                         f.as_str()
                     )),
                     Some(_) => {}
@@ -477,7 +479,7 @@ impl Config {
             match self.connector_kind(a) {
                 None => errors.push(format!("health.alert: unknown connector {:?}", a.as_str())),
                 Some(ConnectorKind::Testrail | ConnectorKind::Jira) => errors.push(format!(
-                    "health.alert: {:?} cannot carry alerts; use a slack, teams, pagerduty, discord, datadog or webhook connector",
+                    "health.alert: {:?} cannot carry alerts; use a slack, teams, pagerduty, discord, datadog, email or webhook connector",
                     a.as_str()
                 )),
                 Some(_) => {}

@@ -3,6 +3,7 @@
 //! suite (`tests/it/contract/`) run against both.
 
 mod connector;
+mod mail;
 mod queue;
 mod runs;
 mod secrets;
@@ -10,6 +11,7 @@ mod state;
 mod time;
 
 pub use connector::*;
+pub use mail::*;
 pub use queue::*;
 pub use runs::*;
 pub use secrets::*;

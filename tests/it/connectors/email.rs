@@ -1,0 +1,280 @@
+//! Email against a real SMTP server (`tests/smtp_server.py`: STARTTLS with AUTH, implicit
+//! TLS, a port with no TLS) and SES on moto: the message as received (text and HTML
+//! parts, the derived Message-ID and References), exactly once across retries and
+//! crashes, the SMTP answers real servers give (Postfix, Gmail, SES's SMTP interface), a
+//! server that offers no STARTTLS or an untrusted certificate getting nothing, 10,000
+//! failures within the size budget, and the rendered fixture.
+
+use std::sync::Arc;
+use std::time::Duration;
+use testrelay_connectors::email::render;
+use testrelay_domain::delivery::steps::CrashPoint;
+use testrelay_domain::ports::{Connector, ErrorClass};
+use testrelay_tests::mail::{SmtpServer, parse, recipient};
+use testrelay_tests::vendor::*;
+
+const PASSWORD: &str = "smtp-test-password";
+
+/// An email connector to the test server's `port` with `tls`, to `to`; `smtp` is added to
+/// its `smtp` table, `top` to the connector's.
+async fn smtp(h: &Harness, to: &str, tls: &str, port: u16, smtp: &str) -> Arc<dyn Connector> {
+    email(h, to, tls, port, smtp, "", PASSWORD).await
+}
+
+async fn email(
+    h: &Harness,
+    to: &str,
+    tls: &str,
+    port: u16,
+    smtp: &str,
+    top: &str,
+    password: &str,
+) -> Arc<dyn Connector> {
+    let s = SmtpServer::get();
+    h.secret("smtp-password", password);
+    h.connector(
+        "c",
+        &format!(
+            "kind = \"email\"\nfrom = \"CI results <ci@example.test>\"\nto = [\"{to}\"]\n{top}\n\
+             smtp = {{ host = \"127.0.0.1\", port = {port}, tls = \"{tls}\", ca_file = {ca:?} {smtp} }}",
+            ca = s.ca_file().display().to_string(),
+        ),
+    )
+    .await
+}
+
+const AUTH: &str = ", username = \"testrelay\", password = { secret = \"smtp-password\" }";
+
+fn header<'a>(m: &'a mail_parser::Message<'a>, name: &'static str) -> &'a str {
+    m.header_raw(name)
+        .unwrap_or_else(|| panic!("no {name} header"))
+        .trim()
+}
+
+#[tokio::test]
+async fn starttls_with_auth_delivers_one_message_with_text_and_html_parts() {
+    let server = SmtpServer::get();
+    let to = recipient("team");
+    let h = Harness::new();
+    let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+    let run = sample_run_with_changes();
+    let d = deliver(&h, c.as_ref(), &run, 0).await.unwrap();
+    let id = format!("<{}.", run.run_id);
+    assert!(
+        d.external_ref
+            .as_deref()
+            .unwrap()
+            .starts_with(&format!("email:{id}")),
+        "{d:?}"
+    );
+    assert!(
+        d.external_ref.as_deref().unwrap().contains("queued as"),
+        "{d:?}"
+    );
+    assert!(deliver(&h, c.as_ref(), &run, 0).await.unwrap().resumed);
+    assert!(
+        deliver(&h, c.as_ref(), &run, 1).await.unwrap().resumed,
+        "a redrive of a sent message sends nothing"
+    );
+
+    let got = server.received(&to);
+    assert_eq!(got.len(), 1, "one message");
+    let m = parse(&got[0]);
+    assert_eq!(header(&m, "X-Envelope-TLS"), "yes");
+    assert_eq!(header(&m, "X-Envelope-Auth"), "yes");
+    assert_eq!(header(&m, "X-Envelope-From"), "ci@example.test");
+    let message_id = header(&m, "Message-ID");
+    assert!(message_id.starts_with(&id) && message_id.ends_with("@example.test>"));
+    assert_eq!(header(&m, "References"), message_id);
+    assert_eq!(header(&m, "X-Testrelay-Run"), run.run_id.as_str());
+    assert_eq!(header(&m, "Auto-Submitted"), "auto-generated");
+    let expected = render::run_message(&run, &ctx("c", 0).status_url, 10);
+    assert_eq!(m.subject(), Some(expected.subject.as_str()));
+    assert_eq!(m.body_text(0).unwrap().replace("\r\n", "\n"), expected.text);
+    assert_eq!(m.body_html(0).unwrap().replace("\r\n", "\n"), expected.html);
+    assert!(expected.text.contains("new failure"), "{}", expected.text);
+}
+
+#[tokio::test]
+async fn implicit_tls_delivers_and_the_probe_sends_nothing() {
+    let server = SmtpServer::get();
+    let to = recipient("tls");
+    let h = Harness::new();
+    let c = smtp(&h, &to, "implicit", server.tls, "").await;
+    let p = c.probe().await.unwrap();
+    assert!(p.check.contains("TLS"), "{p:?}");
+    assert!(server.received(&to).is_empty(), "the probe sends no mail");
+    deliver(&h, c.as_ref(), &sample_run(), 0).await.unwrap();
+    let got = server.received(&to);
+    assert_eq!(got.len(), 1);
+    assert_eq!(header(&parse(&got[0]), "X-Envelope-TLS"), "yes");
+}
+
+#[tokio::test]
+async fn a_server_without_starttls_or_with_an_untrusted_certificate_gets_nothing() {
+    let server = SmtpServer::get();
+    let to = recipient("downgrade");
+    let h = Harness::new();
+    // The plain port offers no STARTTLS: a connector that requires it sends nothing.
+    let c = smtp(&h, &to, "starttls", server.plain, AUTH).await;
+    let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+    assert_eq!(e.class, ErrorClass::Permanent, "{e:?}");
+    // A certificate from a CA the connector does not trust.
+    let h = Harness::new();
+    h.secret("smtp-password", PASSWORD);
+    let c = h
+        .connector(
+            "c",
+            &format!(
+                "kind = \"email\"\nfrom = \"ci@example.test\"\nto = [\"{to}\"]\n\
+                 smtp = {{ host = \"127.0.0.1\", port = {}, tls = \"implicit\" }}",
+                server.tls
+            ),
+        )
+        .await;
+    let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+    assert_eq!(e.class, ErrorClass::Transient, "{e:?}");
+    assert!(c.probe().await.is_err());
+    assert!(server.received(&to).is_empty());
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_permanent_and_never_shown() {
+    let server = SmtpServer::get();
+    let to = recipient("auth");
+    let h = Harness::new();
+    let c = email(
+        &h,
+        &to,
+        "starttls",
+        server.starttls,
+        AUTH,
+        "",
+        "not-the-password",
+    )
+    .await;
+    let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+    assert_eq!(e.class, ErrorClass::Permanent, "{e:?}");
+    assert!(e.detail.contains("535"), "{e:?}");
+    assert!(
+        !e.detail.contains("not-the-password") && !format!("{e:?}").contains("not-the-password")
+    );
+    assert!(server.received(&to).is_empty());
+}
+
+/// What real servers answer, as the test server gives it, and how each is read.
+#[tokio::test]
+async fn real_smtp_answers_are_read_as_the_servers_mean_them() {
+    let server = SmtpServer::get();
+    for (prefix, class, pause, code) in [
+        ("unknown-", ErrorClass::Permanent, None, "550"),
+        ("greylist-", ErrorClass::Transient, None, "450"),
+        ("ratelimit-", ErrorClass::Throttled, Some(60), "450"),
+        ("throttle-", ErrorClass::Throttled, Some(60), "454"),
+        ("quota-", ErrorClass::Throttled, Some(3600), "454"),
+        ("unverified-", ErrorClass::Permanent, None, "554"),
+    ] {
+        let to = recipient(prefix);
+        let h = Harness::new();
+        let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+        let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+        assert_eq!(e.class, class, "{prefix}: {e:?}");
+        assert_eq!(
+            e.retry_after,
+            pause.map(Duration::from_secs),
+            "{prefix}: {e:?}"
+        );
+        assert!(e.detail.contains(code), "{prefix}: {e:?}");
+        assert!(server.received(&to).is_empty(), "{prefix}");
+    }
+}
+
+#[tokio::test]
+async fn loopback_is_refused_unless_the_network_policy_allows_it() {
+    let server = SmtpServer::get();
+    let to = recipient("ssrf");
+    let mut h = Harness::new();
+    let closed = testrelay_domain::config::Config::from_toml("", "test").unwrap();
+    h.env = testrelay_connectors::Env::new(&closed, Arc::new(h.store.clone()), h.clock.clone());
+    let c = smtp(&h, &to, "implicit", server.tls, "").await;
+    let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+    assert_eq!(e.class, ErrorClass::Permanent, "{e:?}");
+    assert!(e.detail.contains("refused"), "{e:?}");
+    assert!(server.received(&to).is_empty());
+}
+
+/// A crash before the send sends once; a crash after the server took the message and
+/// before that is recorded sends it again, as the same message (same Message-ID).
+#[tokio::test]
+async fn crash_before_the_send_sends_once_and_after_it_resends_the_same_message() {
+    let server = SmtpServer::get();
+    for (point, sent) in [(CrashPoint::BeforeCall, 1), (CrashPoint::AfterCall, 2)] {
+        let to = recipient("crash");
+        let h = Harness::new();
+        let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+        crash_then_retry(&h, c.as_ref(), &sample_run(), point, "send").await;
+        let got = server.received(&to);
+        assert_eq!(got.len(), sent, "{point:?}");
+        let ids: std::collections::BTreeSet<String> = got
+            .iter()
+            .map(|raw| header(&parse(raw), "Message-ID").to_string())
+            .collect();
+        assert_eq!(ids.len(), 1, "{point:?}: one Message-ID: {ids:?}");
+    }
+}
+
+/// 10,000 failures with long traces and hostile text: one message of bounded size that
+/// lists the configured number, says how many more, and shows the text, never runs it.
+#[tokio::test]
+async fn ten_thousand_failures_make_one_bounded_message() {
+    let server = SmtpServer::get();
+    let mut run = run_with_failures(10_000);
+    run.report.suites[0].cases[0].name = "<script>alert(1)</script>\r\nBcc: x@evil.test".into();
+    for max in [10, 500] {
+        let r = render::run_message(&run, "https://relay.example.com/v1/runs/x", max);
+        assert!(!r.html.contains("<script>"));
+        assert!(r.html.contains("&lt;script&gt;"));
+        assert!(
+            r.text.contains(&format!("+{} more failures", 10_000 - max)),
+            "{max}"
+        );
+        assert!(
+            r.text.len() + r.html.len() < 1024 * 1024,
+            "{max}: {} bytes",
+            r.text.len() + r.html.len()
+        );
+    }
+    let to = recipient("big");
+    let h = Harness::new();
+    let c = email(
+        &h,
+        &to,
+        "starttls",
+        server.starttls,
+        AUTH,
+        "max_failures = 500",
+        PASSWORD,
+    )
+    .await;
+    deliver(&h, c.as_ref(), &run, 0).await.unwrap();
+    let got = server.received(&to);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].len() < 1024 * 1024, "{} bytes", got[0].len());
+    let m = parse(&got[0]);
+    assert!(
+        m.header_raw("Bcc").is_none(),
+        "report text never becomes a header"
+    );
+    assert!(m.body_text(0).unwrap().contains("+9500 more failures"));
+    println!(
+        "10,000 failures, 500 listed: {} bytes on the wire",
+        got[0].len()
+    );
+}
+
+#[tokio::test]
+async fn rendered_message_fixture() {
+    let r = render::run_message(&sample_run_with_changes(), &ctx("c", 0).status_url, 10);
+    assert!(r.text.contains("NEW · "), "{}", r.text);
+    fixture("email-message.json", &serde_json::to_value(&r).unwrap());
+}
