@@ -2,7 +2,7 @@
 # AWS adapters on, each on a free loopback port, stopped by PID when the caller exits:
 #   moto            every service (AWS_ENDPOINT_URL): the Lambda checks and most AWS tests
 #   DynamoDB Local  AWS's own DynamoDB engine (TESTRELAY_DYNAMODB_LOCAL_URL)
-#   MiniStack       an independent SQS, S3 and Secrets Manager (TESTRELAY_MINISTACK_URL)
+#   MiniStack       an independent SQS, S3, Secrets Manager and SES (TESTRELAY_MINISTACK_URL)
 #   an SMTP server  tests/smtp_server.py (aiosmtpd): STARTTLS, implicit TLS and plain ports
 #                   (TESTRELAY_SMTP_STARTTLS_PORT, _TLS_PORT, _PLAIN_PORT; its mail and CA
 #                   under TESTRELAY_SMTP_DIR)
@@ -81,7 +81,7 @@ start_engines() {
 
   port=$(free_port)
   log="$root/target/ministack.log"
-  BIND_HOST=127.0.0.1 GATEWAY_PORT=$port SERVICES=sqs,s3,secretsmanager \
+  BIND_HOST=127.0.0.1 GATEWAY_PORT=$port SERVICES=sqs,s3,secretsmanager,ses \
     "$root/target/venv-ministack/bin/ministack" >"$log" 2>&1 &
   engine_pids+=($!)
   wait_for MiniStack "http://127.0.0.1:$port/_ministack/health" $! "$log"

@@ -6,7 +6,9 @@ one another's element: something DynamoDB itself never does (each write to an it
 Serialising requests restores that atomicity; moto is bound to one core by the GIL anyway.
 
 It also answers `GET /_testrelay/ses-sent?region=R`: every raw message SES (v1 or v2) took
-in that region, as JSON `[{"id", "source", "destinations", "raw"}]`, for the email tests.
+in that region, as JSON `[{"id", "source", "destinations", "raw"}]`, for the email tests; and
+`POST /_testrelay/ses-verify?identity=I&region=R`, which marks an SES identity verified for
+sending, as its DNS records or its confirmation mail would (moto verifies none).
 
 Usage: python tests/moto_server.py PORT
 """
@@ -42,10 +44,24 @@ def ses_sent(environ, start_response):
     return [body]
 
 
+def ses_verify(environ, start_response):
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.ses.models import ses_backends
+
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    region = query.get("region", ["us-east-1"])[0]
+    identity = query["identity"][0]
+    ses_backends[DEFAULT_ACCOUNT_ID][region].email_identities[identity].verified_for_sending_status = True
+    start_response("204 No Content", [])
+    return [b""]
+
+
 def serial(environ, start_response):
     with lock:
         if environ.get("PATH_INFO") == "/_testrelay/ses-sent":
             return ses_sent(environ, start_response)
+        if environ.get("PATH_INFO") == "/_testrelay/ses-verify":
+            return ses_verify(environ, start_response)
         return list(app(environ, start_response))
 
 

@@ -6,9 +6,9 @@
     PLAIN      no TLS offered at all: a client that requires TLS must send nothing here
 
 Certificates come from a throwaway CA (trustme) written to DIR/ca.pem, for 127.0.0.1 and
-localhost. Each accepted message is written to DIR/<first recipient>/<n>.eml (envelope in
-X-Envelope-* headers first) before the server answers 250, so a test reads it as soon as
-its send returns.
+localhost. Each accepted message is written to DIR/<recipient>/<n>.eml for every recipient
+(envelope in X-Envelope-* headers first) before the server answers 250, so a test reads it
+as soon as its send returns.
 
 Recipients whose local part starts with one of these get the answer real servers give:
     unknown-      550 5.1.1 ... User unknown in local recipient table        (Postfix)
@@ -73,8 +73,6 @@ class Handler:
                 "554 Message rejected: Email address is not verified. The following "
                 f"identities failed the check in region US-EAST-1: {envelope.mail_from}"
             )
-        folder = os.path.join(self.directory, first.lower())
-        os.makedirs(folder, exist_ok=True)
         # STARTTLS sets session.ssl; implicit TLS shows on the transport.
         tls = session.ssl or server.transport.get_extra_info("ssl_object") is not None
         head = (
@@ -83,10 +81,14 @@ class Handler:
             f"X-Envelope-TLS: {'yes' if tls else 'no'}\r\n"
             f"X-Envelope-Auth: {'yes' if session.authenticated else 'no'}\r\n"
         ).encode()
-        name = os.path.join(folder, f"{next(counter):06d}.eml")
-        with open(name + ".tmp", "wb") as f:
-            f.write(head + envelope.original_content)
-        os.rename(name + ".tmp", name)
+        n = next(counter)
+        for rcpt in envelope.rcpt_tos:
+            folder = os.path.join(self.directory, rcpt.lower())
+            os.makedirs(folder, exist_ok=True)
+            name = os.path.join(folder, f"{n:06d}.eml")
+            with open(name + ".tmp", "wb") as f:
+                f.write(head + envelope.original_content)
+            os.rename(name + ".tmp", name)
         return f"250 2.0.0 Ok: queued as {uuid.uuid4().hex[:12].upper()}"
 
 

@@ -16,8 +16,8 @@ use testrelay_domain::config::ConnectorKind;
 pub enum Engine {
     /// moto: every service at `AWS_ENDPOINT_URL`.
     Moto,
-    /// DynamoDB Local (AWS's own engine) for DynamoDB; MiniStack for SQS, S3 and Secrets
-    /// Manager.
+    /// DynamoDB Local (AWS's own engine) for DynamoDB; MiniStack for SQS, S3, Secrets
+    /// Manager and SES.
     DynamoDbLocal,
 }
 

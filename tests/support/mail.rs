@@ -75,15 +75,27 @@ pub async fn ses_sent(region: &str) -> Vec<SesSent> {
         .unwrap()
 }
 
-/// Makes `identity` (an address or a domain) an SES identity, verified (moto verifies at
-/// once).
-pub async fn ses_identity(sdk: &aws_config::SdkConfig, identity: &str) {
+/// Makes `identity` (an address or a domain) an SES identity verified for sending:
+/// MiniStack verifies at once; on moto (which verifies nothing) the test server marks it
+/// verified, as its DNS records would.
+pub async fn ses_identity(sdk: &aws_config::SdkConfig, engine: crate::aws::Engine, identity: &str) {
     aws_sdk_sesv2::Client::new(sdk)
         .create_email_identity()
         .email_identity(identity)
         .send()
         .await
         .unwrap();
+    if engine == crate::aws::Engine::Moto {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (moto)");
+        let r = reqwest::Client::new()
+            .post(format!(
+                "{endpoint}/_testrelay/ses-verify?identity={identity}"
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert!(r.status().is_success(), "{r:?}");
+    }
 }
 
 /// A parsed message.
@@ -91,4 +103,37 @@ pub fn parse(raw: &[u8]) -> mail_parser::Message<'_> {
     mail_parser::MessageParser::default()
         .parse(raw)
         .expect("a message")
+}
+
+/// One message MiniStack's SES took (it keeps the parsed parts, not the raw message).
+#[derive(Debug, serde::Deserialize)]
+pub struct MiniStackSent {
+    #[serde(rename = "To")]
+    pub to: Vec<String>,
+    #[serde(rename = "Subject")]
+    pub subject: String,
+    #[serde(rename = "BodyText")]
+    pub body_text: String,
+    #[serde(rename = "BodyHtml")]
+    pub body_html: Option<String>,
+}
+
+/// Every message MiniStack's SES took (`GET /_ministack/ses/messages`), all accounts.
+pub async fn ministack_sent() -> Vec<MiniStackSent> {
+    let endpoint = std::env::var("TESTRELAY_MINISTACK_URL").expect("TESTRELAY_MINISTACK_URL");
+    let all: std::collections::HashMap<String, serde_json::Value> =
+        reqwest::get(format!("{endpoint}/_ministack/ses/messages"))
+            .await
+            .unwrap()
+            .json::<serde_json::Value>()
+            .await
+            .unwrap()["messages"]
+            .as_object()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    all.into_values()
+        .flat_map(|v| serde_json::from_value::<Vec<MiniStackSent>>(v).unwrap())
+        .collect()
 }

@@ -6,6 +6,7 @@
 mod blobs;
 mod dead_letters;
 mod idempotency;
+mod mail;
 mod queue;
 mod runs;
 mod secrets;
