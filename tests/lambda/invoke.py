@@ -4,7 +4,8 @@ it: `cargo lambda watch --only-lambda-apis` emulates the Runtime API, each funct
 $TESTRELAY_LAMBDA_BINARIES) is started against it as Lambda starts a bootstrap, and
 `cargo lambda invoke` sends each event. The AWS side is moto (AWS_ENDPOINT_URL, started by tests/run-all.sh); every connector
 points at a small local vendor that answers like TestRail, Jira, Slack, Teams, PagerDuty,
-Discord, Datadog and a webhook receiver would. Then the functions' own stdout is parsed for CloudWatch Embedded
+Discord, Datadog and a webhook receiver would, and the email connector sends through moto's SES
+(its sender an identity the check verifies). Then the functions' own stdout is parsed for CloudWatch Embedded
 Metric Format lines, which must be valid EMF within CloudWatch's limits and carry the
 metrics each function is documented to emit.
 
@@ -28,9 +29,13 @@ import boto3
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-KINDS = ["webhook", "testrail", "jira", "slack", "teams", "pagerduty", "discord", "datadog"]
+KINDS = ["webhook", "testrail", "jira", "slack", "teams", "pagerduty", "discord", "datadog", "email"]
 NAMES = {"webhook": "team-hook", "testrail": "qa", "jira": "jira", "slack": "chat",
-         "teams": "cards", "pagerduty": "pager", "discord": "rooms", "datadog": "dd"}
+         "teams": "cards", "pagerduty": "pager", "discord": "rooms", "datadog": "dd",
+         "email": "mail"}
+# The email connector's sender domain (an SES identity in moto) and recipient.
+MAIL_DOMAIN = f"invoke-{uuid.uuid4().hex[:8]}.test"
+MAIL_TO = "team@example.test"
 API_KEY = "trk_test_key_for_integration_tests"
 WHSEC = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 # events/apigw-post-hook-github.json is signed with it.
@@ -109,7 +114,7 @@ sha256 = "{__import__('hashlib').sha256(API_KEY.encode()).hexdigest()}"
 admin = true
 
 [projects.web]
-connectors = ["team-hook", "qa", "jira", "chat", "cards", "pager", "rooms", "dd"]
+connectors = ["team-hook", "qa", "jira", "chat", "cards", "pager", "rooms", "dd", "mail"]
 
 [health]
 alert = "chat"
@@ -171,11 +176,30 @@ kind = "datadog"
 api_key = {{ env = "TEST_TOKEN" }}
 api_url = "{vendor}/datadog"
 allow_http = true
+
+[connectors.mail]
+kind = "email"
+from = "CI <ci@{MAIL_DOMAIN}>"
+to = ["{MAIL_TO}"]
+ses = {{}}
 """
 
 
+def ses_sent():
+    """Every raw message moto's SES took (tests/moto_server.py)."""
+    import urllib.request
+    with urllib.request.urlopen(f"{os.environ['AWS_ENDPOINT_URL']}/_testrelay/ses-sent") as r:
+        return json.load(r)
+
+
 def create_stack():
-    """The resources infra/template.yaml creates, in moto."""
+    """The resources infra/template.yaml creates, in moto, and the verified SES identity
+    the email connector sends as."""
+    import urllib.request
+    boto3.client("sesv2").create_email_identity(EmailIdentity=MAIL_DOMAIN)
+    urllib.request.urlopen(urllib.request.Request(
+        f"{os.environ['AWS_ENDPOINT_URL']}/_testrelay/ses-verify?identity={MAIL_DOMAIN}",
+        method="POST")).close()
     tag = uuid.uuid4().hex[:8]
     s3 = boto3.client("s3")
     bucket = f"testrelay-invoke-{tag}"
@@ -335,6 +359,10 @@ def main():
         got = [f["itemIdentifier"] for f in out["batchItemFailures"]]
         if got != expected:
             fail(f"deliver-{k}: batch item failures {got}, expected {expected}")
+    mails = [m for m in ses_sent() if MAIL_TO in m["destinations"] and run_id in m["raw"]]
+    if len(mails) != 1 or f"@{MAIL_DOMAIN}>" not in mails[0]["raw"]:
+        fail(f"deliver-email: SES took {len(mails)} messages for the run, expected 1")
+    print("ok: deliver-email sent the run's message through SES (moto)")
     report = run("health", [event("scheduler-health.json")])[0]
     if report["status"] != "HEALTHY" or len(report["connectors"]) != len(KINDS):
         fail(f"health: {json.dumps(report)[:2000]}")

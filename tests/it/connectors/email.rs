@@ -278,3 +278,60 @@ async fn rendered_message_fixture() {
     assert!(r.text.contains("NEW · "), "{}", r.text);
     fixture("email-message.json", &serde_json::to_value(&r).unwrap());
 }
+
+/// The connector set to `ses`, on SES v2 (moto): the same message, its Message-ID and
+/// References as rendered (moto keeps them; SES itself replaces the Message-ID, which is
+/// why References carries it too), once; an identity SES does not have fails the probe.
+#[tokio::test]
+async fn on_ses_the_connector_sends_the_same_message_once() {
+    use testrelay_tests::aws::Engine;
+    let sdk = testrelay_tests::aws::sdk_on(Engine::Moto).await;
+    let domain = format!("{}.test", testrelay_tests::unique("ses"));
+    testrelay_tests::mail::ses_identity(&sdk, Engine::Moto, &domain).await;
+    let to = recipient("ses");
+    let mut h = Harness::new();
+    h.env = h
+        .env
+        .clone()
+        .with_ses(testrelay_lambda::bootstrap::ses_transports(sdk.clone()));
+    let table = |from: &str| {
+        format!("kind = \"email\"\nfrom = \"CI <{from}>\"\nto = [\"{to}\"]\nses = {{}}")
+    };
+    let c = h.connector("c", &table(&format!("ci@{domain}"))).await;
+    assert!(c.probe().await.unwrap().check.contains(&domain));
+    let run = sample_run_with_changes();
+    let d = deliver(&h, c.as_ref(), &run, 0).await.unwrap();
+    assert!(deliver(&h, c.as_ref(), &run, 0).await.unwrap().resumed);
+    let sent: Vec<_> = testrelay_tests::mail::ses_sent("us-east-1")
+        .await
+        .into_iter()
+        .filter(|m| m.destinations.contains(&to))
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert!(d.external_ref.unwrap().contains(&sent[0].id));
+    let m = parse(sent[0].raw.as_bytes());
+    let id = header(&m, "Message-ID");
+    assert!(id.starts_with(&format!("<{}.", run.run_id)) && id.ends_with(&format!("@{domain}>")));
+    assert_eq!(header(&m, "References"), id);
+    let expected = render::run_message(&run, &ctx("c", 0).status_url, 10);
+    assert_eq!(m.body_text(0).unwrap().replace("\r\n", "\n"), expected.text);
+
+    let stranger = h.connector("c", &table("ci@unknown-sender.test")).await;
+    let e = stranger.probe().await.unwrap_err();
+    assert_eq!(e.class, ErrorClass::Permanent, "{e:?}");
+}
+
+/// `ses` needs the AWS build: the local binary's connectors refuse it by name.
+#[tokio::test]
+async fn ses_without_aws_is_a_named_configuration_error() {
+    let h = Harness::new();
+    let config = connector_config(
+        "mail",
+        "kind = \"email\"\nfrom = \"ci@example.test\"\nto = [\"a@example.test\"]\nses = {}",
+    );
+    let e = testrelay_connectors::build(&config, &h.secrets, &h.env)
+        .await
+        .err()
+        .unwrap();
+    assert!(e.starts_with("connectors.mail.ses: "), "{e}");
+}

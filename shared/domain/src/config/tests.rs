@@ -258,3 +258,49 @@ fn key_hash_is_sha256_hex() {
         "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
     );
 }
+
+#[test]
+fn email_settings_are_validated_by_name() {
+    let good = "[connectors.mail]\nkind = \"email\"\nfrom = \"CI <ci@example.com>\"\nto = [\"team@example.com\"]\nsmtp = { host = \"smtp.example.com\", username = \"ci\", password = { secret = \"smtp\" } }\n";
+    let c = Config::from_toml(good, "t.toml").unwrap();
+    let mail = &c.connectors[&ConnectorName::parse("mail").unwrap()];
+    assert_eq!(mail.common().rate_limit, Some(EMAIL_RATE));
+    let ConnectorConfig::Email(e) = mail else {
+        panic!()
+    };
+    assert_eq!(e.smtp.as_ref().unwrap().port(), 587);
+    let text = r#"
+[connectors.both]
+kind = "email"
+from = "ci@example.com"
+to = ["a@example.com", "not an address", "x@example.com\r\nBcc: y@evil.test"]
+smtp = { host = "smtp.example.com", tls = "none", password = { secret = "p" } }
+ses = {}
+max_failures = 0
+
+[connectors.neither]
+kind = "email"
+from = "ci"
+to = []
+
+[connectors.plain]
+kind = "email"
+from = "ci@example.com"
+to = ["a@example.com"]
+smtp = { host = "smtp.example.com", tls = "none", username = "ci", password = { secret = "p" } }
+"#;
+    let e = Config::from_toml(text, "t.toml").unwrap_err().to_string();
+    for expected in [
+        "connectors.both.to[1]: \"not an address\" is not an email address",
+        "connectors.both.to[2]: ",
+        "connectors.both.max_failures: must be 1 to 500",
+        "connectors.both.smtp, ses: set exactly one",
+        "connectors.neither.from: \"ci\" is not an email address",
+        "connectors.neither.to: at least one recipient",
+        "connectors.neither.smtp, ses: set exactly one",
+        "connectors.plain.smtp.tls: \"none\" sends mail in the clear",
+        "connectors.plain.smtp.password: never sent without TLS",
+    ] {
+        assert!(e.contains(expected), "missing {expected:?} in:\n{e}");
+    }
+}
