@@ -47,7 +47,7 @@ source tests/engines.sh
 install_engines "$root"
 phase "install: DynamoDB Local (npm), MiniStack (venv)"
 start_engines "$root"
-phase "start moto, DynamoDB Local, MiniStack"
+phase "start moto, DynamoDB Local, MiniStack, the SMTP server"
 
 export AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
 export AWS_EC2_METADATA_DISABLED=true AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null

@@ -270,6 +270,41 @@ async fn ten_thousand_failures_make_one_bounded_message() {
         "10,000 failures, 500 listed: {} bytes on the wire",
         got[0].len()
     );
+
+    // The worst text for size: every failure's message twelve long lines of what HTML
+    // escapes sixfold and of characters that need base64.
+    for c in run.report.suites[0].cases.iter_mut() {
+        c.message = Some(format!("{}{}\n", "\"".repeat(150), "é".repeat(75)).repeat(12));
+    }
+    let to = recipient("worst");
+    let h = Harness::new();
+    let c = email(
+        &h,
+        &to,
+        "starttls",
+        server.starttls,
+        AUTH,
+        "max_failures = 500",
+        PASSWORD,
+    )
+    .await;
+    deliver(&h, c.as_ref(), &run, 0).await.unwrap();
+    let got = server.received(&to);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].len() < 1024 * 1024, "{} bytes", got[0].len());
+    let text = parse(&got[0]).body_text(0).unwrap().to_string();
+    let more: u64 = regex::Regex::new(r"\+(\d+) more failures")
+        .unwrap()
+        .captures(&text)
+        .expect("+N more failures")[1]
+        .parse()
+        .unwrap();
+    let listed = 10_000 - more;
+    assert!(listed > 0 && listed < 500, "{listed} listed");
+    println!(
+        "10,000 failures of hostile text: {} bytes on the wire ({listed} listed)",
+        got[0].len()
+    );
 }
 
 #[tokio::test]

@@ -3,8 +3,9 @@
 //! message, a link to the run). Every piece of report text is cut and, in HTML, escaped.
 //!
 //! Size: at most [`MAX_LISTED`] failures, each at most ~1.6 KB of text, and the listing
-//! stops at [`MAX_TEXT`] bytes of text, so a message stays under ~1 MB whatever the report
-//! holds (SES takes 40 MB, common relays 10-35 MB).
+//! stops at [`MAX_TEXT`] bytes of text or [`MAX_HTML`] of escaped HTML, so with the transfer
+//! encoding (base64 at worst, 4/3) a message stays under 1 MB whatever the report holds
+//! (SES takes 40 MB, common relays 10-35 MB).
 
 use testrelay_domain::health::HealthAlert;
 use testrelay_domain::report::model::{RunOutcome, TestCase, TestRun};
@@ -12,8 +13,10 @@ use testrelay_domain::report::render;
 
 /// The most failures one message lists (config `max_failures` is capped to it).
 pub const MAX_LISTED: usize = 500;
-/// The text part's listing stops growing here; the HTML part is built from the same items.
+/// The listing stops growing when the text part's items reach this many bytes...
 pub const MAX_TEXT: usize = 256 * 1024;
+/// ... or the HTML part's, escaped (report text that is all `"` grows sixfold).
+pub const MAX_HTML: usize = 448 * 1024;
 /// Lines and bytes of a failure's message shown.
 const DETAIL_LINES: usize = 12;
 const DETAIL_BYTES: usize = 1200;
@@ -59,7 +62,7 @@ pub fn run_message(run: &TestRun, status_url: &str, max_failures: usize) -> Rend
 
     let total = render::failure_count(run);
     let mut items = Vec::new();
-    let mut size = 0;
+    let (mut text_size, mut html_size) = (0, 0);
     for (suite, case, class) in render::classified_failures(run)
         .into_iter()
         .take(max_failures.min(MAX_LISTED))
@@ -71,8 +74,10 @@ pub fn run_message(run: &TestRun, status_url: &str, max_failures: usize) -> Rend
             )),
             detail: detail(case),
         };
-        size += item.title.len() + item.detail.as_ref().map_or(0, String::len) + 8;
-        if size > MAX_TEXT {
+        let detail = item.detail.as_deref().unwrap_or("");
+        text_size += item.title.len() + detail.len() + 8;
+        html_size += escape(&item.title).len() + escape(detail).len() + 160;
+        if text_size > MAX_TEXT || html_size > MAX_HTML {
             break;
         }
         items.push(item);
