@@ -3,6 +3,7 @@
 //! (on moto and on DynamoDB Local + MiniStack); the other modules drive the whole system.
 
 mod alarms;
+mod channel_flow;
 pub(crate) mod connectors;
 mod contract;
 mod fallback;

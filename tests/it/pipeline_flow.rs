@@ -212,27 +212,23 @@ async fn post(
         .unwrap();
 }
 
-/// Delivery workers for the kinds a pipeline here goes to.
+/// Delivery workers, one per connector kind.
 pub(crate) fn workers(
     service: &Arc<testrelay_domain::delivery::DeliveryService>,
     consumer: Arc<dyn testrelay_domain::ports::QueueConsumer>,
     queue: Arc<dyn testrelay_domain::ports::DeliveryQueue>,
     concurrency: usize,
 ) -> Vec<testrelay_domain::delivery::worker::Worker> {
-    [
-        ConnectorKind::Testrail,
-        ConnectorKind::Slack,
-        ConnectorKind::Webhook,
-    ]
-    .into_iter()
-    .map(|kind| testrelay_domain::delivery::worker::Worker {
-        kind,
-        consumer: consumer.clone(),
-        queue: queue.clone(),
-        service: service.clone(),
-        concurrency,
-    })
-    .collect()
+    ConnectorKind::ALL
+        .into_iter()
+        .map(|kind| testrelay_domain::delivery::worker::Worker {
+            kind,
+            consumer: consumer.clone(),
+            queue: queue.clone(),
+            service: service.clone(),
+            concurrency,
+        })
+        .collect()
 }
 
 /// Posts the shards at once, lets `settle` deliver, posts the re-run of shards 2 and 5
@@ -343,8 +339,10 @@ impl OnAws {
             app.queue.clone(),
             clock.clone(),
         ));
+        // Email connectors set to `ses` send through the engine's SES, as on Lambda.
         let env =
-            testrelay_connectors::Env::new(&app.config, Arc::new(app.state.clone()), clock.clone());
+            testrelay_connectors::Env::new(&app.config, Arc::new(app.state.clone()), clock.clone())
+                .with_ses(testrelay_lambda::bootstrap::ses_transports(app.sdk.clone()));
         let connectors = testrelay_connectors::build(&app.config, &app.secrets, &env)
             .await
             .unwrap();

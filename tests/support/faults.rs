@@ -64,6 +64,14 @@ impl EachPointOnce {
             .filter(|(p, _, _)| *p == point)
             .count()
     }
+
+    /// Whether a delivery was crashed at `point` of `step` for `connector`.
+    pub fn crashed(&self, point: CrashPoint, step: &str, connector: &str) -> bool {
+        self.seen
+            .lock()
+            .unwrap()
+            .contains(&(point, step.to_string(), connector.to_string()))
+    }
 }
 
 impl Faults for EachPointOnce {
