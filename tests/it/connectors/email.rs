@@ -370,3 +370,32 @@ async fn ses_without_aws_is_a_named_configuration_error() {
         .unwrap();
     assert!(e.starts_with("connectors.mail.ses: "), "{e}");
 }
+
+/// Health alerts and fallback notices go out as a short message of their own.
+#[tokio::test]
+async fn an_alert_is_a_short_message() {
+    let server = SmtpServer::get();
+    let to = recipient("alert");
+    let h = Harness::new();
+    let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+    let alert = testrelay_domain::health::HealthAlert {
+        status: testrelay_domain::health::Overall::Critical,
+        previous: testrelay_domain::health::Overall::Healthy,
+        at: "2026-11-28T10:00:00Z".into(),
+        problems: vec!["jira (critical): timed out after 10000 ms".into()],
+        headline: Some("chat delivery (slack) for web · main failed".into()),
+    };
+    c.alert(&alert).await.unwrap();
+    let got = server.received(&to);
+    assert_eq!(got.len(), 1);
+    let m = parse(&got[0]);
+    assert_eq!(
+        m.subject(),
+        Some("chat delivery (slack) for web · main failed")
+    );
+    assert!(
+        m.body_text(0)
+            .unwrap()
+            .contains("jira (critical): timed out")
+    );
+}

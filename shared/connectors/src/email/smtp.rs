@@ -76,7 +76,12 @@ impl Smtp {
                 Unreachable::Lookup(e) => transient(format!("{}: {e}", self.host)),
                 Unreachable::Refused(why) => permanent(why),
             })?;
-        let address = addresses[0].ip();
+        // IPv4 first: a host's IPv6 address is the one more often unreachable from a VPC.
+        let address = addresses
+            .iter()
+            .find(|a| a.is_ipv4())
+            .unwrap_or(&addresses[0])
+            .ip();
         let params = || {
             let mut b = TlsParameters::builder(self.host.clone());
             for root in &self.roots {
