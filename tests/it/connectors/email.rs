@@ -10,6 +10,7 @@ use std::time::Duration;
 use testrelay_connectors::email::render;
 use testrelay_domain::delivery::steps::CrashPoint;
 use testrelay_domain::ports::{Connector, ErrorClass};
+use testrelay_domain::report::model::TestRun;
 use testrelay_tests::mail::{SmtpServer, parse, recipient};
 use testrelay_tests::vendor::*;
 
@@ -227,7 +228,6 @@ async fn crash_before_the_send_sends_once_and_after_it_resends_the_same_message(
 /// lists the configured number, says how many more, and shows the text, never runs it.
 #[tokio::test]
 async fn ten_thousand_failures_make_one_bounded_message() {
-    let server = SmtpServer::get();
     let mut run = run_with_failures(10_000);
     run.report.suites[0].cases[0].name = "<script>alert(1)</script>\r\nBcc: x@evil.test".into();
     for max in [10, 500] {
@@ -244,22 +244,7 @@ async fn ten_thousand_failures_make_one_bounded_message() {
             r.text.len() + r.html.len()
         );
     }
-    let to = recipient("big");
-    let h = Harness::new();
-    let c = email(
-        &h,
-        &to,
-        "starttls",
-        server.starttls,
-        AUTH,
-        "max_failures = 500",
-        PASSWORD,
-    )
-    .await;
-    deliver(&h, c.as_ref(), &run, 0).await.unwrap();
-    let got = server.received(&to);
-    assert_eq!(got.len(), 1);
-    assert!(got[0].len() < 1024 * 1024, "{} bytes", got[0].len());
+    let got = sent_within_a_megabyte(&run, "big").await;
     let m = parse(&got[0]);
     assert!(
         m.header_raw("Bcc").is_none(),
@@ -276,22 +261,7 @@ async fn ten_thousand_failures_make_one_bounded_message() {
     for c in run.report.suites[0].cases.iter_mut() {
         c.message = Some(format!("{}{}\n", "\"".repeat(150), "é".repeat(75)).repeat(12));
     }
-    let to = recipient("worst");
-    let h = Harness::new();
-    let c = email(
-        &h,
-        &to,
-        "starttls",
-        server.starttls,
-        AUTH,
-        "max_failures = 500",
-        PASSWORD,
-    )
-    .await;
-    deliver(&h, c.as_ref(), &run, 0).await.unwrap();
-    let got = server.received(&to);
-    assert_eq!(got.len(), 1);
-    assert!(got[0].len() < 1024 * 1024, "{} bytes", got[0].len());
+    let got = sent_within_a_megabyte(&run, "worst").await;
     let text = parse(&got[0]).body_text(0).unwrap().to_string();
     let more: u64 = regex::Regex::new(r"\+(\d+) more failures")
         .unwrap()
@@ -305,6 +275,29 @@ async fn ten_thousand_failures_make_one_bounded_message() {
         "10,000 failures of hostile text: {} bytes on the wire ({listed} listed)",
         got[0].len()
     );
+}
+
+/// `run` sent with up to 500 failures listed, as the server took it: one message, under
+/// 1 MB.
+async fn sent_within_a_megabyte(run: &TestRun, prefix: &str) -> Vec<Vec<u8>> {
+    let server = SmtpServer::get();
+    let to = recipient(prefix);
+    let h = Harness::new();
+    let c = email(
+        &h,
+        &to,
+        "starttls",
+        server.starttls,
+        AUTH,
+        "max_failures = 500",
+        PASSWORD,
+    )
+    .await;
+    deliver(&h, c.as_ref(), run, 0).await.unwrap();
+    let got = server.received(&to);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].len() < 1024 * 1024, "{} bytes", got[0].len());
+    got
 }
 
 #[tokio::test]
