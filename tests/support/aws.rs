@@ -56,6 +56,19 @@ pub async fn sdk_on(engine: Engine) -> aws_config::SdkConfig {
     }
 }
 
+/// The SDK configuration with every service at `url` (a wiremock server standing in for
+/// an AWS API).
+pub async fn sdk_at(url: &str) -> aws_config::SdkConfig {
+    let mut builder = testrelay_aws::sdk_config().await.into_builder();
+    builder.set_endpoint_url(None);
+    builder
+        .service_config(Endpoints {
+            dynamodb: url.to_string(),
+            others: url.to_string(),
+        })
+        .build()
+}
+
 /// Per-service endpoints, the way `AWS_ENDPOINT_URL_<SERVICE>` gives them to the SDK, so two
 /// engines can serve one process.
 #[derive(Debug)]

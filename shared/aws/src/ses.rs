@@ -2,6 +2,10 @@
 //! The message is sent as rendered (text and HTML parts, headers); SES replaces its
 //! `Message-ID` with its own and returns that id.
 //!
+//! One call per try: the SDK's own retries are off, since a SendEmail retried after a
+//! timeout would be a second mail; the delivery schedule retries, with its idempotency
+//! records and breakers.
+//!
 //! Answers: `TooManyRequestsException` / `LimitExceededException` / `Throttling`
 //! throttled (a minute; an hour for the daily quota); `MessageRejected` (an unverified
 //! sender or recipient in the sandbox), `MailFromDomainNotVerifiedException`,
@@ -10,6 +14,8 @@
 
 use async_trait::async_trait;
 use aws_sdk_sesv2::config::http::HttpResponse;
+use aws_sdk_sesv2::config::retry::RetryConfig;
+use aws_sdk_sesv2::config::timeout::TimeoutConfig;
 use aws_sdk_sesv2::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_sesv2::primitives::Blob;
 use aws_sdk_sesv2::types::{Destination, EmailContent, RawMessage};
@@ -27,7 +33,14 @@ pub struct SesMail {
 
 impl SesMail {
     pub fn new(sdk: &aws_config::SdkConfig, c: &SesConfig, sender: &str) -> Self {
-        let mut config = aws_sdk_sesv2::config::Builder::from(sdk);
+        let mut config = aws_sdk_sesv2::config::Builder::from(sdk)
+            .retry_config(RetryConfig::disabled())
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_timeout(Duration::from_secs(30))
+                    .build(),
+            );
         if let Some(r) = &c.region {
             config = config.region(aws_types::region::Region::new(r.clone()));
         }

@@ -7,6 +7,7 @@ mod answers;
 mod datadog;
 mod discord;
 mod email;
+mod email_ses;
 mod jira;
 mod jira_changes;
 mod limits;
