@@ -44,6 +44,15 @@ async fn email(
     .await
 }
 
+/// A fresh harness and a connector to a fresh recipient `<prefix>...` over STARTTLS with
+/// AUTH (the submission port).
+async fn submission(prefix: &str) -> (String, Harness, Arc<dyn Connector>) {
+    let to = recipient(prefix);
+    let h = Harness::new();
+    let c = smtp(&h, &to, "starttls", SmtpServer::get().starttls, AUTH).await;
+    (to, h, c)
+}
+
 const AUTH: &str = ", username = \"testrelay\", password = { secret = \"smtp-password\" }";
 
 fn header<'a>(m: &'a mail_parser::Message<'a>, name: &'static str) -> &'a str {
@@ -55,9 +64,7 @@ fn header<'a>(m: &'a mail_parser::Message<'a>, name: &'static str) -> &'a str {
 #[tokio::test]
 async fn starttls_with_auth_delivers_one_message_with_text_and_html_parts() {
     let server = SmtpServer::get();
-    let to = recipient("team");
-    let h = Harness::new();
-    let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+    let (to, h, c) = submission("team").await;
     let run = sample_run_with_changes();
     let d = deliver(&h, c.as_ref(), &run, 0).await.unwrap();
     let id = format!("<{}.", run.run_id);
@@ -175,9 +182,7 @@ async fn real_smtp_answers_are_read_as_the_servers_mean_them() {
         ("quota-", ErrorClass::Throttled, Some(3600), "454"),
         ("unverified-", ErrorClass::Permanent, None, "554"),
     ] {
-        let to = recipient(prefix);
-        let h = Harness::new();
-        let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+        let (to, h, c) = submission(prefix).await;
         let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
         assert_eq!(e.class, class, "{prefix}: {e:?}");
         assert_eq!(
@@ -210,9 +215,7 @@ async fn loopback_is_refused_unless_the_network_policy_allows_it() {
 async fn crash_before_the_send_sends_once_and_after_it_resends_the_same_message() {
     let server = SmtpServer::get();
     for (point, sent) in [(CrashPoint::BeforeCall, 1), (CrashPoint::AfterCall, 2)] {
-        let to = recipient("crash");
-        let h = Harness::new();
-        let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+        let (to, h, c) = submission("crash").await;
         crash_then_retry(&h, c.as_ref(), &sample_run(), point, "send").await;
         let got = server.received(&to);
         assert_eq!(got.len(), sent, "{point:?}");
@@ -368,9 +371,7 @@ async fn ses_without_aws_is_a_named_configuration_error() {
 #[tokio::test]
 async fn an_alert_is_a_short_message() {
     let server = SmtpServer::get();
-    let to = recipient("alert");
-    let h = Harness::new();
-    let c = smtp(&h, &to, "starttls", server.starttls, AUTH).await;
+    let (to, _h, c) = submission("alert").await;
     let alert = testrelay_domain::health::HealthAlert {
         status: testrelay_domain::health::Overall::Critical,
         previous: testrelay_domain::health::Overall::Healthy,
