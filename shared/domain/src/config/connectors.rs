@@ -294,13 +294,6 @@ pub struct XrayConfig {
     /// licence tiers (1000 on the higher) unless configured.
     #[serde(default)]
     pub rate_limit: Option<RateLimit>,
-    /// Another connector that hears, once per run, when this one's delivery of the run
-    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
-    /// circuit breaker.
-    #[serde(default)]
-    pub fallback: Option<ConnectorName>,
-    #[serde(default = "default_fallback_after")]
-    pub fallback_after_minutes: u64,
 }
 
 /// Xray Cloud's limit on the lower licence tiers: 300 requests per 5 minutes.
