@@ -53,6 +53,36 @@ pub(super) fn default_timeout() -> u64 {
     10_000
 }
 
+/// A connector kind's settings struct: its own fields, then the settings every connector
+/// has (read through [`super::ConnectorConfig::common`]), written once here.
+macro_rules! connector_config {
+    (pub struct $name:ident { $($fields:tt)* }) => {
+        #[derive(Debug, Clone, serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $($fields)*
+            /// Per-request timeout, 1-30000 ms.
+            #[serde(default = "crate::config::connectors::default_timeout")]
+            pub timeout_ms: u64,
+            /// Circuit-breaker settings for the connector's target
+            /// (`[connectors.<name>.breaker]`).
+            #[serde(default)]
+            pub breaker: crate::delivery::breaker::BreakerConfig,
+            /// The vendor's documented limit unless configured (webhooks: none).
+            #[serde(default)]
+            pub rate_limit: Option<crate::config::RateLimit>,
+            /// Another connector that hears, once per run, when this one's delivery of the
+            /// run fails for good (dead-lettered) or has waited `fallback_after_minutes` on
+            /// an open circuit breaker.
+            #[serde(default)]
+            pub fallback: Option<crate::ids::ConnectorName>,
+            #[serde(default = "crate::config::connectors::default_fallback_after")]
+            pub fallback_after_minutes: u64,
+        }
+    };
+}
+pub(super) use connector_config;
+
 /// What every connector has besides its vendor settings.
 pub struct Common<'a> {
     pub timeout_ms: u64,
@@ -62,104 +92,75 @@ pub struct Common<'a> {
     pub fallback_after_minutes: u64,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {
-    pub url: String,
-    /// A Standard Webhooks secret, `whsec_<base64>`.
-    pub secret: SecretRef,
-    /// Per-request timeout; capped at 30 s.
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    /// Plain `http://` is refused unless this is set (local receivers, tests).
-    #[serde(default)]
-    pub allow_http: bool,
-    /// Circuit-breaker settings for this endpoint's host (`[connectors.<name>.breaker]`).
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-    /// No limit unless configured.
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// Another connector that hears, once per run, when this one's delivery of the run
-    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
-    /// circuit breaker.
-    #[serde(default)]
-    pub fallback: Option<ConnectorName>,
-    #[serde(default = "default_fallback_after")]
-    pub fallback_after_minutes: u64,
-    /// The health check GETs this URL (any answer below 500 is healthy) instead of posting
-    /// a signed `ping` event to `url`.
-    #[serde(default)]
-    pub probe_url: Option<String>,
-    /// Also send a `run.completed` event for each part of a CI pipeline (by default only
-    /// the pipeline's `pipeline.completed` / `pipeline.updated`).
-    #[serde(default)]
-    pub parts: bool,
+connector_config! {
+    pub struct WebhookConfig {
+        pub url: String,
+        /// A Standard Webhooks secret, `whsec_<base64>`.
+        pub secret: SecretRef,
+        /// Plain `http://` is refused unless this is set (local receivers, tests).
+        #[serde(default)]
+        pub allow_http: bool,
+        /// The health check GETs this URL (any answer below 500 is healthy) instead of posting
+        /// a signed `ping` event to `url`.
+        #[serde(default)]
+        pub probe_url: Option<String>,
+        /// Also send a `run.completed` event for each part of a CI pipeline (by default only
+        /// the pipeline's `pipeline.completed` / `pipeline.updated`).
+        #[serde(default)]
+        pub parts: bool,
+    }
 }
 
 /// TestRail's documented throttle on Cloud Professional is about 180 requests a minute.
 pub const TESTRAIL_RATE: RateLimit = RateLimit::new(180, 10);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TestRailConfig {
-    /// The instance, e.g. `https://acme.testrail.io`.
-    pub url: String,
-    /// The account's email.
-    pub user: String,
-    /// An API key (My Settings -> API Keys) or the password.
-    pub api_key: SecretRef,
-    pub project_id: u64,
-    /// Required when the project has several suites (suite_mode 3).
-    #[serde(default)]
-    pub suite_id: Option<u64>,
-    /// Add results to this existing run (its case list is extended) instead of creating one.
-    #[serde(default)]
-    pub run_id: Option<u64>,
-    /// Create each run as an entry of this test plan.
-    #[serde(default)]
-    pub plan_id: Option<u64>,
-    #[serde(default)]
-    pub milestone_id: Option<u64>,
-    /// Name of created runs; `{project}`, `{branch}`, `{commit}`, `{environment}`, `{run_id}`
-    /// are filled in.
-    #[serde(default = "default_testrail_run_name")]
-    pub run_name: String,
-    /// Close created runs once their results are in (cannot be undone in TestRail).
-    #[serde(default)]
-    pub close_run: bool,
-    #[serde(default)]
-    pub status: TestRailStatusMap,
-    /// Results per `add_results_for_cases` call.
-    #[serde(default = "default_batch")]
-    pub batch_size: usize,
-    /// How a test finds its case: `name` (a case id in the test's name or its `test_id`
-    /// property) or `automation_id` (the case whose automation id field equals the test's
-    /// `classname.name`, as TestRail's own CLI matches by default).
-    #[serde(default)]
-    pub case_matcher: CaseMatcher,
-    /// The case field holding the automation id.
-    #[serde(default = "default_automation_id_field")]
-    pub automation_id_field: String,
-    /// Opt-in: tests without a case are created as cases in this section, carrying their
-    /// automation id so the next run matches them (`case_matcher = "automation_id"` only).
-    #[serde(default)]
-    pub create_cases_in_section: Option<u64>,
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    #[serde(default)]
-    pub allow_http: bool,
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// Another connector that hears, once per run, when this one's delivery of the run
-    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
-    /// circuit breaker.
-    #[serde(default)]
-    pub fallback: Option<ConnectorName>,
-    #[serde(default = "default_fallback_after")]
-    pub fallback_after_minutes: u64,
+connector_config! {
+    pub struct TestRailConfig {
+        /// The instance, e.g. `https://acme.testrail.io`.
+        pub url: String,
+        /// The account's email.
+        pub user: String,
+        /// An API key (My Settings -> API Keys) or the password.
+        pub api_key: SecretRef,
+        pub project_id: u64,
+        /// Required when the project has several suites (suite_mode 3).
+        #[serde(default)]
+        pub suite_id: Option<u64>,
+        /// Add results to this existing run (its case list is extended) instead of creating one.
+        #[serde(default)]
+        pub run_id: Option<u64>,
+        /// Create each run as an entry of this test plan.
+        #[serde(default)]
+        pub plan_id: Option<u64>,
+        #[serde(default)]
+        pub milestone_id: Option<u64>,
+        /// Name of created runs; `{project}`, `{branch}`, `{commit}`, `{environment}`, `{run_id}`
+        /// are filled in.
+        #[serde(default = "default_testrail_run_name")]
+        pub run_name: String,
+        /// Close created runs once their results are in (cannot be undone in TestRail).
+        #[serde(default)]
+        pub close_run: bool,
+        #[serde(default)]
+        pub status: TestRailStatusMap,
+        /// Results per `add_results_for_cases` call.
+        #[serde(default = "default_batch")]
+        pub batch_size: usize,
+        /// How a test finds its case: `name` (a case id in the test's name or its `test_id`
+        /// property) or `automation_id` (the case whose automation id field equals the test's
+        /// `classname.name`, as TestRail's own CLI matches by default).
+        #[serde(default)]
+        pub case_matcher: CaseMatcher,
+        /// The case field holding the automation id.
+        #[serde(default = "default_automation_id_field")]
+        pub automation_id_field: String,
+        /// Opt-in: tests without a case are created as cases in this section, carrying their
+        /// automation id so the next run matches them (`case_matcher = "automation_id"` only).
+        #[serde(default)]
+        pub create_cases_in_section: Option<u64>,
+        #[serde(default)]
+        pub allow_http: bool,
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -229,39 +230,26 @@ pub enum JiraDeployment {
 
 pub const JIRA_RATE: RateLimit = RateLimit::new(100, 10);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct JiraConfig {
-    /// e.g. `https://acme.atlassian.net` or `https://jira.acme.internal`.
-    pub url: String,
-    pub deployment: JiraDeployment,
-    /// The account's email (Cloud only).
-    #[serde(default)]
-    pub email: Option<String>,
-    /// API token (Cloud) or personal access token (Data Center).
-    pub token: SecretRef,
-    pub project_key: String,
-    /// Import each run into Xray as a Test Execution.
-    #[serde(default)]
-    pub xray: Option<XrayConfig>,
-    /// Open a bug per failing test (one per fingerprint, ever; later runs comment).
-    #[serde(default)]
-    pub bugs: Option<BugsConfig>,
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    #[serde(default)]
-    pub allow_http: bool,
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// Another connector that hears, once per run, when this one's delivery of the run
-    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
-    /// circuit breaker.
-    #[serde(default)]
-    pub fallback: Option<ConnectorName>,
-    #[serde(default = "default_fallback_after")]
-    pub fallback_after_minutes: u64,
+connector_config! {
+    pub struct JiraConfig {
+        /// e.g. `https://acme.atlassian.net` or `https://jira.acme.internal`.
+        pub url: String,
+        pub deployment: JiraDeployment,
+        /// The account's email (Cloud only).
+        #[serde(default)]
+        pub email: Option<String>,
+        /// API token (Cloud) or personal access token (Data Center).
+        pub token: SecretRef,
+        pub project_key: String,
+        /// Import each run into Xray as a Test Execution.
+        #[serde(default)]
+        pub xray: Option<XrayConfig>,
+        /// Open a bug per failing test (one per fingerprint, ever; later runs comment).
+        #[serde(default)]
+        pub bugs: Option<BugsConfig>,
+        #[serde(default)]
+        pub allow_http: bool,
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -361,47 +349,34 @@ fn default_max_bugs() -> usize {
 /// Slack allows about one message a second per channel.
 pub const SLACK_RATE: RateLimit = RateLimit::new(60, 3);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SlackConfig {
-    /// Bot token (`xoxb-...`) for `chat.postMessage` / `chat.update`.
-    #[serde(default)]
-    pub token: Option<SecretRef>,
-    /// Channel id (`C0123...`) with `token`.
-    #[serde(default)]
-    pub channel: Option<String>,
-    /// Incoming-webhook URL instead of a token (no updates: a re-send posts again).
-    #[serde(default)]
-    pub webhook_url: Option<SecretRef>,
-    #[serde(default = "default_slack_api")]
-    pub api_url: String,
-    /// Failures listed in the message before "+N more".
-    #[serde(default = "default_max_failures")]
-    pub max_failures: usize,
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    #[serde(default)]
-    pub allow_http: bool,
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// Another connector that hears, once per run, when this one's delivery of the run
-    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
-    /// circuit breaker.
-    #[serde(default)]
-    pub fallback: Option<ConnectorName>,
-    #[serde(default = "default_fallback_after")]
-    pub fallback_after_minutes: u64,
-    /// `conversations.history` (the lookup that keeps a retried post exactly once) has its
-    /// own, far lower limit: 1 request a minute for apps distributed outside the Slack
-    /// Marketplace, unless configured (internal custom apps keep about 50).
-    #[serde(default)]
-    pub history_rate_limit: Option<RateLimit>,
-    /// Thread mode (bot token only): the message is the summary (what changed, counts,
-    /// links) and the failures, new ones first, are a reply in its thread.
-    #[serde(default)]
-    pub thread: bool,
+connector_config! {
+    pub struct SlackConfig {
+        /// Bot token (`xoxb-...`) for `chat.postMessage` / `chat.update`.
+        #[serde(default)]
+        pub token: Option<SecretRef>,
+        /// Channel id (`C0123...`) with `token`.
+        #[serde(default)]
+        pub channel: Option<String>,
+        /// Incoming-webhook URL instead of a token (no updates: a re-send posts again).
+        #[serde(default)]
+        pub webhook_url: Option<SecretRef>,
+        #[serde(default = "default_slack_api")]
+        pub api_url: String,
+        /// Failures listed in the message before "+N more".
+        #[serde(default = "default_max_failures")]
+        pub max_failures: usize,
+        #[serde(default)]
+        pub allow_http: bool,
+        /// `conversations.history` (the lookup that keeps a retried post exactly once) has its
+        /// own, far lower limit: 1 request a minute for apps distributed outside the Slack
+        /// Marketplace, unless configured (internal custom apps keep about 50).
+        #[serde(default)]
+        pub history_rate_limit: Option<RateLimit>,
+        /// Thread mode (bot token only): the message is the summary (what changed, counts,
+        /// links) and the failures, new ones first, are a reply in its thread.
+        #[serde(default)]
+        pub thread: bool,
+    }
 }
 
 /// `conversations.history` for apps outside the Marketplace (2025+): 1 request a minute,
@@ -422,45 +397,32 @@ pub(super) fn default_fallback_after() -> u64 {
 /// PagerDuty documents about 120 events a minute per routing key.
 pub const PAGERDUTY_RATE: RateLimit = RateLimit::new(120, 10);
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PagerDutyConfig {
-    /// The integration's routing key (Events API v2).
-    pub routing_key: SecretRef,
-    #[serde(default = "default_pd_url")]
-    pub url: String,
-    /// `{project}`, `{branch}`, `{suite}`, `{environment}` are filled in; at most 255 chars.
-    #[serde(default = "default_dedup")]
-    pub dedup_key: String,
-    /// What `{suite}` stands for (a name for this set of tests).
-    #[serde(default = "default_suite")]
-    pub suite: String,
-    #[serde(default)]
-    pub severity: Severity,
-    /// Resolve the incident when a later run with the same dedup key passes (with
-    /// `trigger_on = "new_failures"`: when none of the failures it was opened for fails).
-    #[serde(default = "yes")]
-    pub resolve: bool,
-    /// `new_failures` (default): trigger for failures not failing on the run's base, resolve
-    /// when nothing new or still failing is left (flaky and quarantined tests neither open
-    /// nor hold an incident); `failure`: trigger on any failed run, resolve on a passing one.
-    #[serde(default)]
-    pub trigger_on: TriggerOn,
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    #[serde(default)]
-    pub allow_http: bool,
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// Another connector that hears, once per run, when this one's delivery of the run
-    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
-    /// circuit breaker.
-    #[serde(default)]
-    pub fallback: Option<ConnectorName>,
-    #[serde(default = "default_fallback_after")]
-    pub fallback_after_minutes: u64,
+connector_config! {
+    pub struct PagerDutyConfig {
+        /// The integration's routing key (Events API v2).
+        pub routing_key: SecretRef,
+        #[serde(default = "default_pd_url")]
+        pub url: String,
+        /// `{project}`, `{branch}`, `{suite}`, `{environment}` are filled in; at most 255 chars.
+        #[serde(default = "default_dedup")]
+        pub dedup_key: String,
+        /// What `{suite}` stands for (a name for this set of tests).
+        #[serde(default = "default_suite")]
+        pub suite: String,
+        #[serde(default)]
+        pub severity: Severity,
+        /// Resolve the incident when a later run with the same dedup key passes (with
+        /// `trigger_on = "new_failures"`: when none of the failures it was opened for fails).
+        #[serde(default = "yes")]
+        pub resolve: bool,
+        /// `new_failures` (default): trigger for failures not failing on the run's base, resolve
+        /// when nothing new or still failing is left (flaky and quarantined tests neither open
+        /// nor hold an incident); `failure`: trigger on any failed run, resolve on a passing one.
+        #[serde(default)]
+        pub trigger_on: TriggerOn,
+        #[serde(default)]
+        pub allow_http: bool,
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

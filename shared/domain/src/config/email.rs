@@ -2,9 +2,8 @@
 //! Amazon SES.
 
 use super::SecretRef;
-use super::connectors::{RateLimit, default_fallback_after, default_max_failures, default_timeout};
-use crate::delivery::breaker::BreakerConfig;
-use crate::ids::ConnectorName;
+use super::connectors::connector_config;
+use super::connectors::{RateLimit, default_max_failures};
 use serde::Deserialize;
 
 /// One message a second, burst 5: Amazon SES's sending rate for a new (sandbox) account,
@@ -14,38 +13,25 @@ pub const EMAIL_RATE: RateLimit = RateLimit::new(60, 5);
 /// SES takes at most 50 recipients a message.
 pub const MAX_RECIPIENTS: usize = 50;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmailConfig {
-    /// The sender, `ci@example.com` or `CI results <ci@example.com>` (on SES a verified
-    /// identity: the address or its domain).
-    pub from: String,
-    pub to: Vec<String>,
-    #[serde(default)]
-    pub cc: Vec<String>,
-    #[serde(default)]
-    pub reply_to: Option<String>,
-    /// Set exactly one of `smtp` and `ses`.
-    #[serde(default)]
-    pub smtp: Option<SmtpConfig>,
-    #[serde(default)]
-    pub ses: Option<SesConfig>,
-    /// Failures listed in the message (the rest are counted).
-    #[serde(default = "default_max_failures")]
-    pub max_failures: usize,
-    #[serde(default = "default_timeout")]
-    pub timeout_ms: u64,
-    #[serde(default)]
-    pub breaker: BreakerConfig,
-    #[serde(default)]
-    pub rate_limit: Option<RateLimit>,
-    /// Another connector that hears, once per run, when this one's delivery of the run
-    /// fails for good (dead-lettered) or has waited `fallback_after_minutes` on an open
-    /// circuit breaker.
-    #[serde(default)]
-    pub fallback: Option<ConnectorName>,
-    #[serde(default = "default_fallback_after")]
-    pub fallback_after_minutes: u64,
+connector_config! {
+    pub struct EmailConfig {
+        /// The sender, `ci@example.com` or `CI results <ci@example.com>` (on SES a verified
+        /// identity: the address or its domain).
+        pub from: String,
+        pub to: Vec<String>,
+        #[serde(default)]
+        pub cc: Vec<String>,
+        #[serde(default)]
+        pub reply_to: Option<String>,
+        /// Set exactly one of `smtp` and `ses`.
+        #[serde(default)]
+        pub smtp: Option<SmtpConfig>,
+        #[serde(default)]
+        pub ses: Option<SesConfig>,
+        /// Failures listed in the message (the rest are counted).
+        #[serde(default = "default_max_failures")]
+        pub max_failures: usize,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
