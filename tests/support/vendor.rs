@@ -379,3 +379,22 @@ pub fn fixture(name: &str, value: &serde_json::Value) {
         path.display()
     );
 }
+
+/// The error a connector reports for a sample run when its vendor answers every request
+/// with `answer`: `connect` builds the connector against the wiremock server.
+pub async fn error_for(
+    answer: wiremock::ResponseTemplate,
+    connect: impl for<'a> Fn(
+        &'a Harness,
+        &'a wiremock::MockServer,
+    ) -> futures::future::BoxFuture<'a, Arc<dyn Connector>>,
+) -> DeliveryError {
+    let server = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::any())
+        .respond_with(answer)
+        .mount(&server)
+        .await;
+    let h = Harness::new();
+    let c = connect(&h, &server).await;
+    failed(deliver(&h, c.as_ref(), &sample_run(), 0).await)
+}

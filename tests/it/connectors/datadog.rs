@@ -123,14 +123,7 @@ async fn datadogs_answers_are_read_as_it_means_them() {
         (ResponseTemplate::new(503).set_body_string("upstream connect error"), ErrorClass::Transient, None),
     ];
     for (answer, class, retry_after) in cases {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(answer)
-            .mount(&server)
-            .await;
-        let h = Harness::new();
-        let c = datadog(&h, &server).await;
-        let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+        let e = error_for(answer, |h, s| Box::pin(datadog(h, s))).await;
         assert_eq!(e.class, class, "{e:?}");
         if let Some(secs) = retry_after {
             let got = e.retry_after.unwrap();

@@ -158,14 +158,7 @@ async fn discords_error_answers_are_read_as_it_means_them() {
         ),
     ];
     for (answer, class, retry_after) in cases {
-        let server = MockServer::start().await;
-        Mock::given(method("POST"))
-            .respond_with(answer)
-            .mount(&server)
-            .await;
-        let h = Harness::new();
-        let c = discord(&h, &server).await;
-        let e = failed(deliver(&h, c.as_ref(), &sample_run(), 0).await);
+        let e = error_for(answer, |h, s| Box::pin(discord(h, s))).await;
         assert_eq!(e.class, class, "{e:?}");
         assert_eq!(e.retry_after, retry_after.map(Duration::from_secs), "{e:?}");
         assert!(
