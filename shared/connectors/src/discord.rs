@@ -12,7 +12,7 @@
 
 use crate::cut_chars;
 use crate::http::json;
-use crate::{Base, Env, origin, parse_url};
+use crate::{Base, Env, origin, parse_secret_url};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -52,10 +52,7 @@ impl Discord {
         url: &SecretString,
         env: &Env,
     ) -> Result<Self, String> {
-        let parsed = parse_url(url.expose_secret(), "url")?;
-        if parsed.scheme() != "https" && !c.allow_http {
-            return Err("url: plain http is refused; use https or set allow_http = true".into());
-        }
+        let parsed = parse_secret_url(url.expose_secret(), "url", c.allow_http)?;
         // Discord limits per webhook: the target is the webhook's id (never its token).
         let id = parsed
             .path_segments()

@@ -22,7 +22,9 @@ use http::{Http, Limit};
 use secrecy::SecretString;
 use std::sync::Arc;
 use std::time::Duration;
-use testrelay_domain::config::{Config, ConnectorConfig, ConnectorKind, SecretRef, address_of};
+use testrelay_domain::config::{
+    Config, ConnectorConfig, ConnectorKind, SecretRef, address_of, check_url,
+};
 use testrelay_domain::delivery::Connectors;
 use testrelay_domain::delivery::breaker::BreakerConfig;
 use testrelay_domain::delivery::net::AddressPolicy;
@@ -156,6 +158,14 @@ pub fn parse_url(raw: &str, key: &str) -> Result<reqwest::Url, String> {
     reqwest::Url::parse(raw).map_err(|e| format!("{key}: {e}"))
 }
 
+/// A URL read from a secret (a webhook URL carrying its token), held to the configuration's
+/// rule for URLs ([`check_url`]) when the connector is built, since validation could not
+/// see it.
+pub fn parse_secret_url(raw: &str, key: &str, allow_http: bool) -> Result<reqwest::Url, String> {
+    check_url(raw, allow_http).map_err(|e| format!("{key}: {e}"))?;
+    parse_url(raw, key)
+}
+
 /// Builds every configured connector, resolving its secrets once (per process, or per Lambda
 /// cold start). Errors name the connector and the secret reference, never a value.
 pub async fn build(
@@ -282,4 +292,23 @@ async fn build_one(
             Arc::new(email::Email::new(name, cfg, e, transport, env)?)
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_secret_url_is_held_to_the_config_rule_without_being_repeated() {
+        let e =
+            super::parse_secret_url("http://hooks.example.com/t/s3cr3t", "url", false).unwrap_err();
+        assert_eq!(
+            e,
+            "url: plain http is refused; use https or set allow_http = true"
+        );
+        assert!(super::parse_secret_url("http://hooks.example.com/t/s3cr3t", "url", true).is_ok());
+        let e = super::parse_secret_url("file:///etc/s3cr3t", "url", true).unwrap_err();
+        assert!(
+            e.starts_with("url: unsupported scheme") && !e.contains("s3cr3t"),
+            "{e}"
+        );
+    }
 }

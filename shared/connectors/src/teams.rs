@@ -6,7 +6,7 @@
 //! one window where a try crashes after Teams accepted the card and before that is
 //! recorded, the retry posts the card again (documented in README).
 
-use crate::{Base, Env, origin, parse_url};
+use crate::{Base, Env, origin, parse_secret_url};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -35,10 +35,7 @@ impl Teams {
         url: &SecretString,
         env: &Env,
     ) -> Result<Self, String> {
-        let parsed = parse_url(url.expose_secret(), "url")?;
-        if parsed.scheme() != "https" && !c.allow_http {
-            return Err("url: plain http is refused; use https or set allow_http = true".into());
-        }
+        let parsed = parse_secret_url(url.expose_secret(), "url", c.allow_http)?;
         Ok(Teams {
             base: Base::new(env.http.clone(), format!("teams:{}", origin(&parsed)), cfg),
             url: url.clone(),

@@ -26,7 +26,7 @@ use blocks::escape;
 pub use blocks::{render, summary};
 
 use crate::http::{Limit, json, permanent};
-use crate::{Base, Env, origin, parse_url};
+use crate::{Base, Env, origin};
 use async_trait::async_trait;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -82,13 +82,7 @@ impl Slack {
             // Slack limits posting per channel.
             Auth::Token(_) => format!("slack:{channel}"),
             Auth::Webhook(u) => {
-                let url = parse_url(u.expose_secret(), "webhook_url")?;
-                if url.scheme() != "https" && !c.allow_http {
-                    return Err(
-                        "webhook_url: plain http is refused; use https or set allow_http = true"
-                            .into(),
-                    );
-                }
+                let url = crate::parse_secret_url(u.expose_secret(), "webhook_url", c.allow_http)?;
                 format!("slack-webhook:{}", origin(&url))
             }
         };

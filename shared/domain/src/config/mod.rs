@@ -536,7 +536,9 @@ impl Config {
     }
 }
 
-fn check_url(raw: &str, allow_http: bool) -> Result<(), String> {
+/// A URL testrelay may call: https (http only with `allow_http`) with a host. The error
+/// never repeats the URL (it may carry a token).
+pub fn check_url(raw: &str, allow_http: bool) -> Result<(), String> {
     let url = url::Url::parse(raw).map_err(|e| format!("not a URL ({e})"))?;
     match url.scheme() {
         "https" => Ok(()),
