@@ -165,10 +165,8 @@ impl Connector for Discord {
             Overall::Critical => RED,
         };
         let problems: Vec<String> = alert
-            .problems
-            .iter()
-            .take(20)
-            .map(|p| format!("• {}", render::cut(p, 300)))
+            .shown_problems(300)
+            .map(|p| format!("• {p}"))
             .collect();
         let body = json!({
             "content": "",

@@ -83,8 +83,8 @@ impl Connector for Teams {
             json!({"type": "TextBlock", "size": "Medium", "weight": "Bolder",
             "wrap": true, "color": color, "text": alert.title()}),
         ];
-        for p in alert.problems.iter().take(20) {
-            body.push(json!({"type": "TextBlock", "wrap": true, "text": render::cut(p, 300)}));
+        for p in alert.shown_problems(300) {
+            body.push(json!({"type": "TextBlock", "wrap": true, "text": p}));
         }
         let card = json!({
             "type": "message",

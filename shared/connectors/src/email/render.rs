@@ -163,12 +163,7 @@ pub fn run_message(run: &TestRun, status_url: &str, max_failures: usize) -> Rend
 /// A health alert or fallback notice: its title and one line per problem (20 at most).
 pub fn alert_message(alert: &HealthAlert) -> Rendered {
     let subject = one_line(&crate::cut_chars(&alert.title(), 200));
-    let problems: Vec<String> = alert
-        .problems
-        .iter()
-        .take(20)
-        .map(|p| one_line(&render::cut(p, 500)))
-        .collect();
+    let problems: Vec<String> = alert.shown_problems(500).map(|p| one_line(&p)).collect();
     let mut text = format!("{subject}\n\n");
     for p in &problems {
         text.push_str(&format!("- {p}\n"));

@@ -345,8 +345,8 @@ impl Connector for Slack {
             Overall::Critical => ":rotating_light:",
         };
         let mut text = format!("{icon} *{}*", escape(&alert.title()));
-        for p in alert.problems.iter().take(20) {
-            text.push_str(&format!("\n• {}", escape(&render::cut(p, 300))));
+        for p in alert.shown_problems(300) {
+            text.push_str(&format!("\n• {}", escape(&p)));
         }
         let mut message = json!({
             "text": alert.title(),

@@ -124,6 +124,14 @@ pub struct HealthAlert {
 }
 
 impl HealthAlert {
+    /// The problems a message shows: the first 20, each cut to `max` bytes.
+    pub fn shown_problems(&self, max: usize) -> impl Iterator<Item = String> + '_ {
+        self.problems
+            .iter()
+            .take(20)
+            .map(move |p| crate::report::render::cut(p, max))
+    }
+
     pub fn title(&self) -> String {
         if let Some(h) = &self.headline {
             return h.clone();
