@@ -31,8 +31,7 @@ pub enum Action {
 
 /// Runs the command with an admin key from `TESTRELAY_API_KEY`; the exit code.
 pub async fn run(args: DeadLetterArgs) -> i32 {
-    let Ok(key) = std::env::var("TESTRELAY_API_KEY") else {
-        eprintln!("testrelay deadletters: set an admin API key in TESTRELAY_API_KEY");
+    let Some(key) = crate::api::key("deadletters", "TESTRELAY_API_KEY") else {
         return 1;
     };
     match call(&args, &key).await {
@@ -79,19 +78,5 @@ pub async fn call(args: &DeadLetterArgs, key: &str) -> Result<serde_json::Value,
         Action::List => client.get(url),
         Action::Redrive => client.post(url),
     };
-    let res = req
-        .bearer_auth(key)
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", e.without_url()))?;
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.map_err(|e| e.to_string())?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(format!(
-            "HTTP {status}: {}",
-            body["detail"].as_str().unwrap_or("")
-        ))
-    }
+    crate::api::call(req, key).await
 }

@@ -113,11 +113,7 @@ pub struct CompleteArgs {
 
 /// `testrelay complete`: the pipeline's parts are all in; deliver its result now.
 pub async fn run(args: CompleteArgs) -> i32 {
-    let Ok(key) = std::env::var(&args.api_key_env) else {
-        eprintln!(
-            "testrelay complete: set the API key in {}",
-            args.api_key_env
-        );
+    let Some(key) = crate::api::key("complete", &args.api_key_env) else {
         return 1;
     };
     let Some(pipeline) = args
@@ -160,23 +156,9 @@ pub async fn complete(
         .push(pipeline)
         .push("complete");
     u.query_pairs_mut().append_pair("project", project);
-    let res = reqwest::Client::builder()
+    let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
-        .map_err(|e| e.to_string())?
-        .post(u)
-        .bearer_auth(key)
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", e.without_url()))?;
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(format!(
-            "HTTP {status}: {}",
-            body["detail"].as_str().unwrap_or("")
-        ))
-    }
+        .map_err(|e| e.to_string())?;
+    crate::api::call(client.post(u), key).await
 }

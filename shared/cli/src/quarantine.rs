@@ -34,11 +34,7 @@ pub enum Action {
 }
 
 pub async fn run(args: QuarantineArgs) -> i32 {
-    let Ok(key) = std::env::var(&args.api_key_env) else {
-        eprintln!(
-            "testrelay quarantine: set the API key in {}",
-            args.api_key_env
-        );
+    let Some(key) = crate::api::key("quarantine", &args.api_key_env) else {
         return 1;
     };
     match call(&args, &key).await {
@@ -84,19 +80,7 @@ pub async fn call(args: &QuarantineArgs, key: &str) -> Result<String, String> {
         Action::Add { reason, .. } => client.put(u).json(&serde_json::json!({ "reason": reason })),
         Action::Remove { .. } => client.delete(u),
     };
-    let res = request
-        .bearer_auth(key)
-        .send()
-        .await
-        .map_err(|e| format!("request failed: {}", e.without_url()))?;
-    let status = res.status();
-    let body: serde_json::Value = res.json().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(format!(
-            "HTTP {status}: {}",
-            body["detail"].as_str().unwrap_or("")
-        ));
-    }
+    let body = crate::api::call(request, key).await?;
     Ok(match &args.action {
         Action::List => {
             let listed = body["quarantined"].as_array().cloned().unwrap_or_default();

@@ -157,15 +157,8 @@ pub fn report_url_in(args: &SendArgs, env: crate::pipeline::Vars) -> Result<reqw
 
 /// Runs the command; the process exit code is 0 only when testrelay answered 202.
 pub async fn run(args: SendArgs) -> i32 {
-    let key = match std::env::var(&args.api_key_env) {
-        Ok(k) => k,
-        Err(_) => {
-            eprintln!(
-                "testrelay send: set the API key in the environment variable {}",
-                args.api_key_env
-            );
-            return 1;
-        }
+    let Some(key) = crate::api::key("send", &args.api_key_env) else {
+        return 1;
     };
     match send(&args, &key).await {
         Ok(body) if args.complete => {
