@@ -29,8 +29,9 @@ pub struct Smtp {
     target: String,
     host: String,
     port: u16,
-    tls: SmtpTls,
-    roots: Vec<Certificate>,
+    mode: SmtpTls,
+    /// Built once: the roots (the system's, and `ca_file`'s) and the name to check.
+    tls: Tls,
     credentials: Option<(String, SecretString)>,
     http: Http,
     timeout: Duration,
@@ -43,23 +44,27 @@ impl Smtp {
         http: Http,
         timeout: Duration,
     ) -> Result<Self, String> {
-        let roots = match &c.ca_file {
-            None => Vec::new(),
-            Some(path) => {
-                let pem = std::fs::read(path)
-                    .map_err(|e| format!("smtp.ca_file: {}: {e}", path.display()))?;
-                vec![
-                    Certificate::from_pem(&pem)
-                        .map_err(|e| format!("smtp.ca_file: {}: {e}", path.display()))?,
-                ]
-            }
+        let mut params = TlsParameters::builder(c.host.clone());
+        if let Some(path) = &c.ca_file {
+            let pem = std::fs::read(path)
+                .map_err(|e| format!("smtp.ca_file: {}: {e}", path.display()))?;
+            params = params.add_root_certificate(
+                Certificate::from_pem(&pem)
+                    .map_err(|e| format!("smtp.ca_file: {}: {e}", path.display()))?,
+            );
+        }
+        let params = || params.build_rustls().map_err(|e| format!("smtp.tls: {e}"));
+        let tls = match c.tls {
+            SmtpTls::Starttls => Tls::Required(params()?),
+            SmtpTls::Implicit => Tls::Wrapper(params()?),
+            SmtpTls::None => Tls::None,
         };
         Ok(Smtp {
             target: format!("smtp://{}:{}", c.host, c.port()),
             host: c.host.clone(),
             port: c.port(),
-            tls: c.tls,
-            roots,
+            mode: c.tls,
+            tls,
             credentials: c.username.clone().zip(password),
             http,
             timeout,
@@ -82,23 +87,10 @@ impl Smtp {
             .find(|a| a.is_ipv4())
             .unwrap_or(&addresses[0])
             .ip();
-        let params = || {
-            let mut b = TlsParameters::builder(self.host.clone());
-            for root in &self.roots {
-                b = b.add_root_certificate(root.clone());
-            }
-            b.build_rustls()
-                .map_err(|e| permanent(format!("TLS settings: {e}")))
-        };
-        let tls = match self.tls {
-            SmtpTls::Starttls => Tls::Required(params()?),
-            SmtpTls::Implicit => Tls::Wrapper(params()?),
-            SmtpTls::None => Tls::None,
-        };
         let mut builder =
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(address.to_string())
                 .port(self.port)
-                .tls(tls)
+                .tls(self.tls.clone())
                 .timeout(Some(self.timeout));
         if let Some((user, password)) = &self.credentials {
             builder = builder.credentials(Credentials::new(
@@ -154,7 +146,7 @@ impl MailTransport for Smtp {
             check: format!(
                 "SMTP {} (connect, {}{}, NOOP)",
                 self.target,
-                match self.tls {
+                match self.mode {
                     SmtpTls::Starttls => "STARTTLS",
                     SmtpTls::Implicit => "TLS",
                     SmtpTls::None => "no TLS",
