@@ -29,9 +29,11 @@ pub struct Rendered {
     pub html: String,
 }
 
+/// A listed failure, as text and as escaped HTML (escaped once: its size counts too).
 struct Item {
     title: String,
     detail: Option<String>,
+    html: String,
 }
 
 /// `❌ web · main · a1b2c3d: 2 new failures · 1 still failing (vs main @ 9f8e7d6)`, at most
@@ -67,16 +69,26 @@ pub fn run_message(run: &TestRun, status_url: &str, max_failures: usize) -> Rend
         .into_iter()
         .take(max_failures.min(MAX_LISTED))
     {
+        let title = one_line(&render::cut(
+            &render::labelled_title(suite, case, class),
+            300,
+        ));
+        let detail = detail(case);
+        let mut html = format!("<li><b>{}</b>", escape(&title));
+        if let Some(d) = &detail {
+            html.push_str(&format!(
+                "<pre style=\"white-space:pre-wrap;background:#f6f8fa;padding:6px\">{}</pre>",
+                escape(d)
+            ));
+        }
+        html.push_str("</li>\n");
+        text_size += title.len() + detail.as_ref().map_or(0, String::len) + 8;
+        html_size += html.len();
         let item = Item {
-            title: one_line(&render::cut(
-                &render::labelled_title(suite, case, class),
-                300,
-            )),
-            detail: detail(case),
+            title,
+            detail,
+            html,
         };
-        let detail = item.detail.as_deref().unwrap_or("");
-        text_size += item.title.len() + detail.len() + 8;
-        html_size += escape(&item.title).len() + escape(detail).len() + 160;
         if text_size > MAX_TEXT || html_size > MAX_HTML {
             break;
         }
@@ -131,14 +143,7 @@ pub fn run_message(run: &TestRun, status_url: &str, max_failures: usize) -> Rend
         ));
     }
     for item in &items {
-        html.push_str(&format!("<li><b>{}</b>", escape(&item.title)));
-        if let Some(d) = &item.detail {
-            html.push_str(&format!(
-                "<pre style=\"white-space:pre-wrap;background:#f6f8fa;padding:6px\">{}</pre>",
-                escape(d)
-            ));
-        }
-        html.push_str("</li>\n");
+        html.push_str(&item.html);
     }
     if !items.is_empty() {
         html.push_str("</ol>\n");
